@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""facedepth: the single entry point. ``python launch.py`` alone means ``run`` with defaults.
+
+Each subcommand lives in its own module that defines ``add_arguments(parser)`` and
+``main(args) -> int``. Command modules keep heavy imports (torch, Qt, onnxruntime) inside
+``main`` so that building this parser stays fast, and so that the live commands never load
+torch. This file sits outside the packages on purpose: it is the one place that knows both
+the live commands (``app``) and the offline ones (``models``).
+
+Exit codes: 0 success; 1 a failure with a one-line message naming the file or device;
+2 unknown or malformed arguments; 130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: name -> (module, one-line help). A module listed here must exist.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("app.run_command", "run the live app (GUI, or --headless with a JSON report)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports an argument error in one line and exits with code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="launch.py",
+        description="facedepth: predict a face's depth map from its colour image, live.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sensors.errors import ConfigError, FacedepthError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except ConfigError as exc:
+        sys.stderr.write(f"launch.py {args.command}: error: {exc}\n")
+        return 2
+    except FacedepthError as exc:
+        sys.stderr.write(f"launch.py {args.command}: error: {exc}\n")
+        return 1
+    except OSError as exc:  # a file or device the OS refused, named by the OS
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"launch.py {args.command}: error: {where}{exc.strerror or exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"launch.py {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

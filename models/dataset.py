@@ -1,0 +1,121 @@
+"""The crop dataset file: aligned 100x100 crops written by ``build-dataset``, read by training,
+evaluation and the verifier.
+
+One ``.npz`` file (numpy's zip of arrays, no pickle) with, for N samples of S x S crops:
+
+    color        (N, S, S, 3) uint8   RGB colour crop
+    depth        (N, S, S)    uint8   sensor depth, 8-bit encoded around distance_mm (0 = invalid)
+    depth_clean  (N, S, S)    uint8   noise-free depth, same encoding (only where the source knows it)
+    distance_mm  (N,)         float32 D, the head centre's z in colour-camera coordinates
+    subject      (N,)         int32   identity
+    frame        (N,)         int64   frame index within its source
+    pose_deg     (N, 3)       float32 head yaw, pitch, roll in degrees (NaN where unknown)
+    split        (N,)         uint8   0 train, 1 validation, 2 test (by identity, never by frame)
+    meta         ()           str     JSON: crop config (size_px, window_x_mm, window_y_mm,
+                                      half_range_mm), sources, command, counts, skipped frames
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sensors.errors import FormatError
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+REQUIRED = ("color", "depth", "distance_mm", "subject", "frame", "pose_deg", "split")
+
+
+@dataclass(frozen=True, eq=False)
+class CropDataset:
+    color: np.ndarray
+    depth: np.ndarray
+    distance_mm: np.ndarray
+    subject: np.ndarray
+    frame: np.ndarray
+    pose_deg: np.ndarray
+    split: np.ndarray
+    depth_clean: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.color)
+        if self.color.ndim != 4 or self.color.shape[-1] != 3 or self.color.dtype != np.uint8:
+            raise FormatError(f"color must be (N, S, S, 3) uint8, got {self.color.shape} {self.color.dtype}")
+        s = self.color.shape[1:3]
+        for name in ("depth", "depth_clean"):
+            a = getattr(self, name)
+            if a is not None and (a.shape != (n, *s) or a.dtype != np.uint8):
+                raise FormatError(f"{name} must be {(n, *s)} uint8, got {a.shape} {a.dtype}")
+        for name in ("distance_mm", "subject", "frame", "split"):
+            if len(getattr(self, name)) != n:
+                raise FormatError(f"{name} has {len(getattr(self, name))} entries for {n} samples")
+        if self.pose_deg.shape != (n, 3):
+            raise FormatError(f"pose_deg must be ({n}, 3), got {self.pose_deg.shape}")
+
+    def __len__(self) -> int:
+        return len(self.color)
+
+    @property
+    def size_px(self) -> int:
+        return int(self.color.shape[1])
+
+    @property
+    def target(self) -> np.ndarray:
+        """The training target: clean depth where the data has it, else the sensor depth."""
+        return self.depth_clean if self.depth_clean is not None else self.depth
+
+    def subset(self, mask_or_index: np.ndarray) -> "CropDataset":
+        idx = np.asarray(mask_or_index)
+        return CropDataset(
+            color=self.color[idx], depth=self.depth[idx], distance_mm=self.distance_mm[idx],
+            subject=self.subject[idx], frame=self.frame[idx], pose_deg=self.pose_deg[idx],
+            split=self.split[idx],
+            depth_clean=None if self.depth_clean is None else self.depth_clean[idx],
+            meta=self.meta,
+        )
+
+    def select_split(self, name: str) -> "CropDataset":
+        if name not in SPLITS:
+            raise FormatError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return self.subset(self.split == SPLITS[name])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        arrays = {
+            "color": self.color, "depth": self.depth, "distance_mm": self.distance_mm.astype(np.float32),
+            "subject": self.subject.astype(np.int32), "frame": self.frame.astype(np.int64),
+            "pose_deg": self.pose_deg.astype(np.float32), "split": self.split.astype(np.uint8),
+            "meta": np.array(json.dumps(self.meta)),
+        }
+        if self.depth_clean is not None:
+            arrays["depth_clean"] = self.depth_clean
+        tmp = f"{os.fspath(path)}.partial"
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+
+
+def load_dataset(path: str | os.PathLike[str]) -> CropDataset:
+    """Read a dataset file; FormatError naming the file when it is missing or malformed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FormatError("dataset file does not exist (make one with `launch.py build-dataset`)", path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in REQUIRED if k not in z.files]
+            if missing:
+                raise FormatError(f"not a facedepth dataset: missing arrays {', '.join(missing)}", path)
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise FormatError(f"not a readable dataset file ({exc})", path) from None
+    try:
+        meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+        return CropDataset(meta=meta, **{k: v for k, v in arrays.items() if k in REQUIRED or k == "depth_clean"})
+    except FormatError as exc:
+        raise FormatError(exc.message, path) from None
+    except json.JSONDecodeError:
+        raise FormatError("dataset metadata is not valid JSON", path) from None

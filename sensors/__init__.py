@@ -1,0 +1,22 @@
+"""Sensors: sources of colour and depth frames, camera geometry, recordings and the face crop.
+
+This package imports nothing else from the project (checked by the import rules in
+pyproject.toml), so every other layer can build on it.
+"""
+from .errors import (
+    ConfigError,
+    FacedepthError,
+    FormatError,
+    ModelError,
+    SensorError,
+    SourceLostError,
+    VerificationError,
+)
+from .frame import CameraIntrinsics, Extrinsics, Frame
+from .source import Options, Pacer, SeekableSource, Source, SourceURI, open_source, parse_uri
+
+__all__ = [
+    "CameraIntrinsics", "ConfigError", "Extrinsics", "FacedepthError", "FormatError", "Frame",
+    "ModelError", "Options", "Pacer", "SeekableSource", "SensorError", "Source", "SourceLostError",
+    "SourceURI", "VerificationError", "open_source", "parse_uri",
+]

@@ -1,0 +1,61 @@
+"""The project's error hierarchy.
+
+Every error the project raises on purpose derives from :class:`FacedepthError`, so callers
+catch what they mean and the CLI turns any of them into a one-line message. The hierarchy
+lives in ``sensors`` because that is the lowest layer: ``models`` and ``app`` import it from
+here, and ``sensors`` imports nothing else from the project.
+
+    FacedepthError            base of everything below
+    ├── ConfigError           a bad URI, option or argument value (CLI exit code 2)
+    ├── SensorError           a device is absent, its driver is missing, or a frame is malformed
+    │   └── SourceLostError   a live source stopped delivering (unplugged, hung)
+    ├── FormatError           a file is missing, unreadable, or not what its format says
+    ├── ModelError            a model file is missing, corrupt or incompatible
+    └── VerificationError     an enrolment does not belong to the verifier in use
+
+``EOFError`` (end of a recording) and ``TimeoutError`` (no frame within the read timeout)
+are the built-in exceptions, used as their names say; they are not errors of the project.
+"""
+from __future__ import annotations
+
+import os
+
+
+class FacedepthError(Exception):
+    """Base of every error the project raises on purpose.
+
+    ``path`` names the file or device the error is about; ``str()`` gives one line that
+    starts with it, ready for the CLI and the GUI.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        self.message = " ".join(str(message).split())  # always one line
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(FacedepthError):
+    """A source URI, option or argument value is malformed or unknown."""
+
+
+class SensorError(FacedepthError):
+    """A sensor cannot be opened (driver missing, device absent) or delivers a malformed frame."""
+
+
+class SourceLostError(SensorError):
+    """A live source stopped delivering frames (unplugged, hung, crashed)."""
+
+
+class FormatError(FacedepthError):
+    """A file is missing or unreadable, or its content is not what its format says."""
+
+
+class ModelError(FacedepthError):
+    """A model file is missing, corrupt, or incompatible (input shape, metadata)."""
+
+
+class VerificationError(FacedepthError):
+    """An enrolment or pair list does not match the verifier or the data in use."""

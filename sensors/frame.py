@@ -1,0 +1,189 @@
+"""The frame contract: one frame type for every source (live, recorded, dataset, virtual).
+
+Conventions (they hold everywhere in the project):
+
+- Pixels: ``u`` to the right, ``v`` down, the centre of the top-left pixel at (0, 0).
+- Camera coordinates in millimetres: x right, y down, z forward (away from the camera).
+- ``depth_mm`` holds the depth camera's z in mm; 0 means no reading.
+- ``depth_to_color`` maps a depth-camera point p to colour-camera coordinates as R p + t.
+- ``head_center_mm`` is in depth-camera coordinates (as the datasets annotate it); the crop
+  uses its colour-camera z as the distance D.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .errors import SensorError
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics of one camera, in pixels, with OpenCV-style distortion coefficients."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    distortion: tuple[float, ...] = ()
+
+    def matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def project(self, points_mm: np.ndarray) -> np.ndarray:
+        """Project Nx3 camera-coordinate points (z > 0) to Nx2 pixel coordinates (no distortion)."""
+        p = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
+        z = p[:, 2]
+        return np.stack([self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy], axis=1)
+
+    def unproject(self, u: np.ndarray, v: np.ndarray, z_mm: np.ndarray) -> np.ndarray:
+        """Back-project pixel coordinates with depth z (mm) to Nx3 camera-coordinate points."""
+        u = np.asarray(u, dtype=np.float64).ravel()
+        v = np.asarray(v, dtype=np.float64).ravel()
+        z = np.asarray(z_mm, dtype=np.float64).ravel()
+        return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=1)
+
+    def scaled(self, width: int, height: int) -> "CameraIntrinsics":
+        """The same camera for an image resized to ``width`` x ``height``."""
+        sx, sy = width / self.width, height / self.height
+        return replace(
+            self,
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=(self.cx + 0.5) * sx - 0.5,
+            cy=(self.cy + 0.5) * sy - 0.5,
+            width=int(width),
+            height=int(height),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+            "width": self.width, "height": self.height, "distortion": list(self.distortion),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CameraIntrinsics":
+        return cls(
+            float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
+            int(d["width"]), int(d["height"]), tuple(float(x) for x in d.get("distortion", ())),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Extrinsics:
+    """A rigid transform in mm: a point p maps to ``rotation @ p + translation_mm``."""
+
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    translation_mm: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
+        t = np.asarray(self.translation_mm, dtype=np.float64).reshape(3)
+        r.setflags(write=False)
+        t.setflags(write=False)
+        object.__setattr__(self, "rotation", r)
+        object.__setattr__(self, "translation_mm", t)
+
+    def apply(self, points_mm: np.ndarray) -> np.ndarray:
+        """Transform Nx3 points (or one 3-vector)."""
+        p = np.asarray(points_mm, dtype=np.float64)
+        return p @ self.rotation.T + self.translation_mm
+
+    def inverse(self) -> "Extrinsics":
+        rt = self.rotation.T
+        return Extrinsics(rt, -rt @ self.translation_mm)
+
+    def to_dict(self) -> dict:
+        return {"rotation": self.rotation.tolist(), "translation_mm": self.translation_mm.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Extrinsics":
+        return cls(np.array(d["rotation"], dtype=np.float64), np.array(d["translation_mm"], dtype=np.float64))
+
+    @classmethod
+    def identity(cls) -> "Extrinsics":
+        return cls()
+
+
+def _check_image(name: str, a: np.ndarray, ndim: int, dtype: type, channels: int | None = None) -> None:
+    if not isinstance(a, np.ndarray):
+        raise SensorError(f"frame field {name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise SensorError(f"frame field {name} must be {np.dtype(dtype).name}, got {a.dtype.name}")
+    if a.ndim != ndim or (channels is not None and a.shape[-1] != channels):
+        want = "HxWx3" if channels else "HxW"
+        raise SensorError(f"frame field {name} must be {want}, got shape {a.shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One capture from any source.
+
+    ``color`` is HxWx3 uint8 in RGB order. ``depth_mm`` is HxW uint16 (0 = no reading) and
+    absent for colour-only sources, which also have no ``depth_camera``. Annotations are
+    optional: ``head_center_mm`` (x, y, z in depth-camera coordinates, or colour-camera
+    coordinates when the source has no depth camera), ``head_rotation`` (3x3, head axes to the
+    same camera), ``subject_id``, and ``depth_clean_mm`` (noise-free depth, where known).
+    ``timestamp_ns`` is the host's monotonic clock at capture.
+    """
+
+    index: int
+    timestamp_ns: int
+    color: np.ndarray
+    color_camera: CameraIntrinsics
+    depth_mm: np.ndarray | None = None
+    depth_camera: CameraIntrinsics | None = None
+    depth_to_color: Extrinsics = field(default_factory=Extrinsics.identity)
+    head_center_mm: np.ndarray | None = None
+    head_rotation: np.ndarray | None = None
+    subject_id: int | str | None = None
+    depth_clean_mm: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_image("color", self.color, 3, np.uint8, channels=3)
+        cc = self.color_camera
+        if self.color.shape[:2] != (cc.height, cc.width):
+            raise SensorError(
+                f"colour image is {self.color.shape[1]}x{self.color.shape[0]} but its camera "
+                f"says {cc.width}x{cc.height}"
+            )
+        for name in ("depth_mm", "depth_clean_mm"):
+            d = getattr(self, name)
+            if d is None:
+                continue
+            _check_image(name, d, 2, np.uint16)
+            dc = self.depth_camera
+            if dc is None:
+                raise SensorError(f"frame has {name} but no depth_camera")
+            if d.shape != (dc.height, dc.width):
+                raise SensorError(
+                    f"{name} is {d.shape[1]}x{d.shape[0]} but its camera says {dc.width}x{dc.height}"
+                )
+        if self.head_center_mm is not None:
+            hc = np.asarray(self.head_center_mm, dtype=np.float64).reshape(-1)
+            if hc.shape != (3,) or not np.all(np.isfinite(hc)):
+                raise SensorError(f"head_center_mm must be 3 finite numbers, got {self.head_center_mm!r}")
+            object.__setattr__(self, "head_center_mm", hc)
+        if self.head_rotation is not None:
+            r = np.asarray(self.head_rotation, dtype=np.float64)
+            if r.shape != (3, 3) or not np.all(np.isfinite(r)):
+                raise SensorError(f"head_rotation must be a finite 3x3 matrix, got shape {r.shape}")
+            object.__setattr__(self, "head_rotation", r)
+
+    @property
+    def has_depth(self) -> bool:
+        return self.depth_mm is not None
+
+    def head_center_color_mm(self) -> np.ndarray | None:
+        """The annotated head centre in colour-camera coordinates (mm), if annotated."""
+        if self.head_center_mm is None:
+            return None
+        if self.depth_camera is None:
+            return self.head_center_mm.copy()
+        return self.depth_to_color.apply(self.head_center_mm)
