@@ -223,6 +223,10 @@ class Source(abc.ABC):
             self._closed = True
             self._close()
 
+    def restart_clock(self) -> None:
+        """After a pause: a paced source restarts its clock so the next frame is due now,
+        instead of rushing to catch up. Sources without pacing ignore it."""
+
     def describe(self) -> dict[str, Any]:
         """What a report records about this source (override to add camera models etc.)."""
         return {"uri": str(self.uri), "live": self.is_live}
