@@ -1,0 +1,238 @@
+"""``launch.py run --headless``: process a source without a window and write a JSON report."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.pipeline import FrameResult, LatencyStats, Pipeline
+from sensors.errors import FacedepthError, FormatError
+from sensors.source import Source, open_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_commit() -> str:
+    """The checkout's commit (with '+dirty' when it has local changes), or 'unknown'."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_generators(paths: list[Path], threads: int = 1) -> list[Any]:
+    from models.inference import DepthGenerator
+
+    return [DepthGenerator(p, threads=threads) for p in paths]
+
+
+def load_verifier(path: Path | None) -> Any:
+    if path is None or not path.exists():
+        return None
+    from models.verification import Verifier
+
+    return Verifier(path, threads=1)
+
+
+class RunRecorder:
+    """Collects what the report says about a run, frame by frame."""
+
+    def __init__(self, save_dir: Path | None) -> None:
+        from models.metrics import MetricsAggregator
+
+        self.save_dir = save_dir
+        self.per_frame: list[dict[str, Any]] = []
+        self.skipped: Counter[str] = Counter()
+        self.bad_frames: list[dict[str, str]] = []
+        self.latency = LatencyStats()
+        self.stage = {s: LatencyStats() for s in ("read", "locate", "crop", "infer", "score", "total")}
+        self.metrics = MetricsAggregator(window=30)
+        self.scores: list[float] = []
+        self.threshold: float | None = None
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, r: FrameResult) -> None:
+        self.latency.add(r.latency_ms)
+        for k, v in r.timings_ms.items():
+            if k in self.stage:
+                self.stage[k].add(v)
+        entry: dict[str, Any] = {
+            "index": r.index, "timestamp_ns": r.frame.timestamp_ns, "face": r.has_face,
+            "latency_ms": round(r.latency_ms, 3),
+            "timings_ms": {k: round(v, 3) for k, v in r.timings_ms.items()},
+        }
+        if not r.has_face:
+            self.skipped["no face"] += 1
+        else:
+            main = r.models[0]
+            entry["distance_mm"] = round(main.crop.distance_mm, 1)
+            entry["method"] = r.head.method if r.head else None
+            if main.metrics is not None:
+                entry["metrics"] = {k: float(v) for k, v in main.metrics.items()}
+            elif r.frame.has_depth:
+                self.skipped["too few valid depth pixels"] += 1
+            self.metrics.add(main.metrics)
+            if main.verification is not None:
+                entry["verification"] = main.verification
+                self.scores.append(main.verification)
+            if self.save_dir is not None:
+                self._save(r)
+        self.per_frame.append(entry)
+
+    def add_bad_frame(self, exc: FacedepthError) -> None:
+        self.skipped["unreadable frame"] += 1
+        self.bad_frames.append({"file": exc.path or "", "reason": exc.message})
+
+    def _save(self, r: FrameResult) -> None:
+        import cv2
+
+        from sensors.encoding import decode_depth
+
+        main = r.models[0]
+        stem = str(self.save_dir / f"{r.index:06d}")
+        cv2.imwrite(f"{stem}_color.png", cv2.cvtColor(main.crop.color, cv2.COLOR_RGB2BGR))
+        true8 = main.true8
+        if true8 is not None:
+            cv2.imwrite(f"{stem}_true.png", true8)
+        cv2.imwrite(f"{stem}_pred.png", main.pred8)
+        pred_mm = decode_depth(main.pred8, main.crop.distance_mm, main.crop.config.half_range_mm)
+        cv2.imwrite(f"{stem}_pred_mm.png", np.clip(np.rint(pred_mm), 0, 65535).astype(np.uint16))
+
+
+def _summary_table(report: dict[str, Any]) -> str:
+    rows = [("frames", report["frames"]), ("fps", report["fps"])]
+    lat = report["latency_ms"]
+    if lat["p50"] is not None:
+        rows += [("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}")]
+    rows += [("skipped", report["skipped"]["count"])]
+    for k in ("delta<1.25^1/4", "delta<1.25", "l1", "l1_mm", "rmse_mm"):
+        if k in report.get("metrics", {}):
+            rows.append((k, f"{report['metrics'][k]:.4f}"))
+    ver = report.get("verification")
+    if ver:
+        rows.append(("verification accept rate", f"{ver['accept_rate']:.3f}" if ver["accept_rate"] is not None else "-"))
+    width = max(len(str(k)) for k, _ in rows)
+    return "\n".join(f"{str(k):<{width}}  {v}" for k, v in rows)
+
+
+def run_headless(args: argparse.Namespace, model_path: Path) -> int:
+    from tqdm import tqdm
+
+    from app.run_command import DEFAULT_VERIFIER
+
+    paths = [model_path] + ([Path(args.second_model)] if args.second_model else [])
+    generators = load_generators(paths)
+    verifier = load_verifier(Path(args.verifier) if args.verifier else DEFAULT_VERIFIER)
+    rec = RunRecorder(Path(args.save) if args.save else None)
+    rec.threshold = getattr(verifier, "threshold", None)
+    max_frames = args.max_frames
+    with open_source(args.source) as source:
+        pipeline = Pipeline(source, generators, verifier=verifier)
+        total = max_frames if max_frames else (len(source) if hasattr(source, "__len__") else None)
+        bar = tqdm(total=total, unit="frame", desc="run", file=sys.stderr, disable=not sys.stderr.isatty())
+        t_start = time.perf_counter()
+        try:
+            if source.is_live:
+                _run_threaded(pipeline, rec, bar, max_frames)
+            else:
+                _run_sync(pipeline, rec, bar, max_frames)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - t_start
+        dropped = pipeline.dropped
+        described = source.describe()
+    n = len(rec.per_frame)
+    if n == 0 and rec.bad_frames:
+        raise FormatError(f"every frame was unreadable ({len(rec.bad_frames)}), e.g. {rec.bad_frames[0]['reason']}",
+                          rec.bad_frames[0]["file"] or args.source)
+    report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
+    if args.report:
+        tmp = f"{args.report}.partial"
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(tmp, args.report)
+    print(_summary_table(report))
+    return 0
+
+
+def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
+    while max_frames is None or len(rec.per_frame) < max_frames:
+        try:
+            result = pipeline.step()
+        except EOFError:
+            return
+        except FormatError as exc:  # a bad frame in a dataset: counted, listed, and the run goes on
+            rec.add_bad_frame(exc)
+            continue
+        rec.add(result)
+        bar.update(1)
+
+
+def _run_threaded(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
+    pipeline.start()
+    try:
+        while max_frames is None or len(rec.per_frame) < max_frames:
+            try:
+                result = pipeline.next_result(timeout_s=pipeline.source.lost_after_s + 1.0)
+            except TimeoutError:
+                if pipeline.error is not None:
+                    raise pipeline.error from None
+                continue
+            except EOFError:
+                break
+            rec.add(result)
+            bar.update(1)
+        if pipeline.error is not None:
+            raise pipeline.error
+    finally:
+        pipeline.stop()
+
+
+def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source: dict[str, Any],
+                 n: int, elapsed_s: float, dropped: int) -> dict[str, Any]:
+    from models.verification import VerificationAggregator
+
+    g = generators[0]
+    report: dict[str, Any] = {
+        "frames": n,
+        "elapsed_s": round(elapsed_s, 4),
+        "fps": round(n / elapsed_s, 3) if elapsed_s > 0 else None,
+        "dropped": dropped,
+        "latency_ms": rec.latency.percentiles(),
+        "stages_ms": {k: v.percentiles() for k, v in rec.stage.items()},
+        "skipped": {"count": sum(rec.skipped.values()), "reasons": dict(rec.skipped), "bad_frames": rec.bad_frames},
+        "provenance": {
+            "models": [{"file": str(m.path), "sha256": m.sha256, "provider": m.provider,
+                        "crop": dict(m.crop_config_dict)} for m in generators],
+            "encoding": {"levels": "255 nearest .. 1 farthest, 0 invalid",
+                         "half_range_mm": g.crop_config_dict.get("half_range_mm")},
+            "ground_truth": "sensor depth of each frame, registered into the colour crop",
+            "verifier": None if verifier is None else {"file": str(verifier.path), "sha256": verifier.sha256},
+            "source": source,
+            "commit": project_commit(),
+        },
+    }
+    if rec.metrics.scored:
+        report["metrics"] = {k: float(v) for k, v in rec.metrics.session_mean().items()}
+        report["metrics_frames"] = rec.metrics.scored
+    if verifier is not None:
+        agg = VerificationAggregator(verifier.threshold)
+        for s in rec.scores:
+            agg.add(s)
+        report["verification"] = agg.summary()
+    report["per_frame"] = rec.per_frame
+    return report

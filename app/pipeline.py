@@ -1,0 +1,322 @@
+"""The headless streaming pipeline: source -> head localisation and crop -> generator(s) (ONNX)
+-> metrics -> verification -> result. No Qt here: the GUI and the headless run are views of it.
+
+Two ways to drive it:
+
+- ``process(frame)`` / ``step()``: synchronous, one frame at a time (tests, datasets, reports);
+- ``start()`` ... ``latest()`` ... ``stop()``: a capture thread and an inference thread, each
+  handing over only the newest item through a one-slot :class:`~app.mailbox.Mailbox`, so
+  latency never builds up when inference is slower than the sensor (drops are counted).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.mailbox import Mailbox
+from sensors.crop import CropConfig, FaceCrop, crop_face
+from sensors.errors import FacedepthError
+from sensors.frame import Frame
+from sensors.head import HeadLocation, HeadLocator
+from sensors.source import SeekableSource, Source
+
+STAGES = ("read", "locate", "crop", "infer", "score")
+
+
+class Generator(Protocol):
+    """What the pipeline needs of a depth generator (models.inference.DepthGenerator)."""
+
+    name: str
+    crop_config_dict: Mapping[str, Any]
+
+    def predict(self, color: np.ndarray) -> np.ndarray: ...
+
+
+class Scorer(Protocol):
+    """What the pipeline needs of a verifier (models.verification.Verifier)."""
+
+    threshold: float
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> float: ...
+
+
+@dataclass(frozen=True, eq=False)
+class ModelResult:
+    """One generator's output on one frame."""
+
+    name: str
+    crop: FaceCrop
+    pred8: np.ndarray                      # (S, S) uint8 predicted levels, 0 = background
+    metrics: Mapping[str, float] | None    # vs the sensor depth crop; None: no depth or too few pixels
+    verification: float | None             # verifier score, predicted vs true depth of this frame
+    enrolled: float | None = None          # verifier score, predicted vs the enrolled reference
+
+    @property
+    def true8(self) -> np.ndarray | None:
+        return self.crop.depth8()
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """Everything the views need about one processed frame."""
+
+    frame: Frame
+    head: HeadLocation | None              # None: no face in this frame
+    models: tuple[ModelResult, ...]        # in the order the generators were given; empty if no face
+    timings_ms: Mapping[str, float]        # per stage (STAGES) and "total"
+    latency_ms: float                      # capture -> result
+    dropped: int                           # frames dropped before this one (running count)
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+    @property
+    def has_face(self) -> bool:
+        return self.head is not None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    read_timeout_s: float = 1.0
+    metrics_window: int = 30
+
+
+class Pipeline:
+    """Runs frames through localisation, crop, the generators, metrics and verification."""
+
+    def __init__(
+        self,
+        source: Source,
+        generators: Sequence[Generator],
+        locator: HeadLocator | None = None,
+        verifier: Scorer | None = None,
+        config: PipelineConfig = PipelineConfig(),
+    ) -> None:
+        if not generators:
+            raise ValueError("the pipeline needs at least one generator")
+        self.source = source
+        self.generators = list(generators)
+        self.locator = locator or HeadLocator(live=source.is_live)
+        self.verifier = verifier
+        self.config = config
+        self.enrolment: Any = None  # models.verification.Enrolment, set by the app
+        self._crop_configs = [CropConfig.from_dict(dict(g.crop_config_dict)) for g in self.generators]
+        self.on_result: list[Callable[[FrameResult], None]] = []  # called on the inference thread
+        # threading state
+        self._frames: Mailbox[tuple[Frame, int, float]] = Mailbox()
+        self._results: Mailbox[FrameResult] = Mailbox()
+        self._latest: FrameResult | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._step_requests = 0
+        self._seek_to: int | None = None
+        self._control = threading.Lock()
+        self.error: FacedepthError | None = None
+        self.finished = threading.Event()  # end of stream or error
+        self.frames_read = 0
+        self.frames_processed = 0
+
+    # -- synchronous use -----------------------------------------------------------------
+    def process(self, frame: Frame, read_ms: float = 0.0, captured_ns: int | None = None) -> FrameResult:
+        """Locate, crop, predict, score one frame."""
+        t = {"read": read_ms}
+        t0 = time.perf_counter()
+        head = self.locator.locate(frame)
+        t1 = time.perf_counter()
+        t["locate"] = (t1 - t0) * 1e3
+        crops: list[FaceCrop] = []
+        if head is not None:
+            cache: dict[CropConfig, FaceCrop] = {}
+            for cfg in self._crop_configs:
+                if cfg not in cache:
+                    cache[cfg] = crop_face(frame, head.center_color_mm, cfg)
+                crops.append(cache[cfg])
+        t2 = time.perf_counter()
+        t["crop"] = (t2 - t1) * 1e3
+        preds = [g.predict(c.color) for g, c in zip(self.generators, crops)]
+        t3 = time.perf_counter()
+        t["infer"] = (t3 - t2) * 1e3
+        results = tuple(self._score(g, c, p) for g, c, p in zip(self.generators, crops, preds))
+        t4 = time.perf_counter()
+        t["score"] = (t4 - t3) * 1e3
+        t["total"] = sum(t[s] for s in STAGES)
+        captured = captured_ns if captured_ns is not None else time.monotonic_ns()
+        result = FrameResult(
+            frame=frame, head=head, models=results, timings_ms=t,
+            latency_ms=(time.monotonic_ns() - captured) / 1e6, dropped=self._frames.dropped,
+        )
+        self.frames_processed += 1
+        return result
+
+    def _score(self, generator: Generator, crop: FaceCrop, pred8: np.ndarray) -> ModelResult:
+        from models.metrics import depth_metrics
+
+        true8 = crop.depth8()
+        metrics = None
+        verification = None
+        if true8 is not None:
+            metrics = depth_metrics(pred8, true8, crop.distance_mm, crop.config.half_range_mm)
+            if self.verifier is not None and metrics is not None:
+                verification = float(self.verifier.score(pred8, true8))
+        enrolled = None
+        if self.verifier is not None and self.enrolment is not None:
+            enrolled = float(self.enrolment.score(self.verifier, pred8))
+        return ModelResult(getattr(generator, "name", "model"), crop, pred8, metrics, verification, enrolled)
+
+    def step(self, timeout_s: float | None = None) -> FrameResult:
+        """Read the next frame and process it (TimeoutError / EOFError as the source raises)."""
+        t0 = time.perf_counter()
+        frame = self.source.read(self.config.read_timeout_s if timeout_s is None else timeout_s)
+        captured = _capture_ns(self.source, frame)
+        read_ms = (time.perf_counter() - t0) * 1e3
+        self.frames_read += 1
+        return self.process(frame, read_ms, captured)
+
+    # -- threaded use --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the capture and inference threads."""
+        if self._threads:
+            return
+        self._stop.clear()
+        self.finished.clear()
+        self._threads = [
+            threading.Thread(target=self._capture_loop, name="facedepth-capture", daemon=True),
+            threading.Thread(target=self._inference_loop, name="facedepth-inference", daemon=True),
+        ]
+        for th in self._threads:
+            th.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop both threads (within ``timeout_s``); the source stays open for the caller to close."""
+        self._stop.set()
+        self._frames.close()
+        deadline = time.monotonic() + timeout_s
+        for th in self._threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        self._frames = Mailbox()
+        self._results = Mailbox()
+
+    @property
+    def running(self) -> bool:
+        return any(th.is_alive() for th in self._threads)
+
+    def latest(self) -> FrameResult | None:
+        """The newest result (never blocks); the same object until a newer one arrives."""
+        return self._latest
+
+    def next_result(self, timeout_s: float) -> FrameResult:
+        """Wait for a result newer than the last one taken (TimeoutError, or EOFError at the end)."""
+        return self._results.get(timeout_s)
+
+    @property
+    def dropped(self) -> int:
+        """Frames the inference thread never saw because a newer one replaced them."""
+        return self._frames.dropped
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self.source.restart_clock()
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def request_step(self) -> None:
+        """While paused: read and process exactly one more frame."""
+        with self._control:
+            self._step_requests += 1
+
+    def seek(self, index: int) -> None:
+        """Jump to frame ``index`` (seekable sources); applied by the capture thread."""
+        if not isinstance(self.source, SeekableSource):
+            raise FacedepthError(f"source {self.source.uri} cannot seek")
+        with self._control:
+            self._seek_to = int(index)
+            if self.paused:
+                self._step_requests += 1  # show the frame sought to
+
+    def _capture_loop(self) -> None:
+        src = self.source
+        try:
+            while not self._stop.is_set():
+                with self._control:
+                    seek_to, self._seek_to = self._seek_to, None
+                    if seek_to is not None:
+                        src.seek(seek_to)  # type: ignore[attr-defined]
+                    may_read = not self._paused.is_set() or self._step_requests > 0
+                    if may_read and self._paused.is_set():
+                        self._step_requests -= 1
+                if not may_read:
+                    time.sleep(0.01)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    frame = src.read(self.config.read_timeout_s)
+                except TimeoutError:
+                    continue
+                captured = _capture_ns(src, frame)
+                self.frames_read += 1
+                self._frames.put((frame, captured, (time.perf_counter() - t0) * 1e3))
+        except EOFError:
+            pass
+        except FacedepthError as exc:
+            self.error = exc
+        finally:
+            self._frames.close()
+
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame, captured, read_ms = self._frames.get(timeout_s=0.2)
+                except TimeoutError:
+                    continue
+                result = self.process(frame, read_ms, captured)
+                self._latest = result
+                self._results.put(result)
+                for callback in list(self.on_result):
+                    callback(result)
+        except EOFError:
+            pass
+        except FacedepthError as exc:
+            self.error = exc
+        finally:
+            self._results.close()
+            self.finished.set()
+
+
+def _capture_ns(source: Source, frame: Frame) -> int:
+    """When the frame was captured on the monotonic clock: the frame's own stamp for live
+    sources (taken at capture), else now (recordings and datasets carry recorded times)."""
+    now = time.monotonic_ns()
+    if source.is_live and 0 < frame.timestamp_ns <= now and now - frame.timestamp_ns < 10_000_000_000:
+        return frame.timestamp_ns
+    return now
+
+
+@dataclass
+class LatencyStats:
+    """Collects per-frame values and reports percentiles."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, v: float) -> None:
+        self.values.append(float(v))
+
+    def percentiles(self) -> dict[str, float | None]:
+        if not self.values:
+            return {"p50": None, "p95": None, "p99": None, "max": None}
+        a = np.asarray(self.values)
+        p50, p95, p99 = np.percentile(a, [50, 95, 99])
+        return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max())}
