@@ -204,8 +204,6 @@ def _run_threaded(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: in
 
 def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source: dict[str, Any],
                  n: int, elapsed_s: float, dropped: int) -> dict[str, Any]:
-    from models.verification import VerificationAggregator
-
     g = generators[0]
     report: dict[str, Any] = {
         "frames": n,
@@ -230,6 +228,8 @@ def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source:
         report["metrics"] = {k: float(v) for k, v in rec.metrics.session_mean().items()}
         report["metrics_frames"] = rec.metrics.scored
     if verifier is not None:
+        from models.verification import VerificationAggregator
+
         agg = VerificationAggregator(verifier.threshold)
         for s in rec.scores:
             agg.add(s)
