@@ -193,6 +193,22 @@ def crop_face(frame: Frame, head_center_color_mm: np.ndarray, config: CropConfig
     return FaceCrop(color, depth, clean, d, center_px, window, config, frame.color_camera)
 
 
+def register_depth(frame: Frame, window_px: tuple[float, float, float, float], size_px: tuple[int, int] | int,
+                   distance_mm: float, margin_mm: float, clean: bool = False) -> np.ndarray:
+    """The frame's depth registered onto a grid over a colour-image window (the crop's registration).
+
+    ``window_px`` (x0, y0, w, h) in colour-image pixels, sampled on ``size_px`` (S, or (columns,
+    rows)) cells; only depth points whose colour-camera z lies within ``distance_mm`` +-
+    ``margin_mm`` are registered. Returns float32 colour-camera z in mm, 0 = no reading; zeros
+    when the frame has no depth. ``clean=True`` registers ``depth_clean_mm`` instead.
+    """
+    nx, ny = (size_px, size_px) if isinstance(size_px, (int, np.integer)) else size_px
+    depth = frame.depth_clean_mm if clean else frame.depth_mm
+    if depth is None or frame.depth_camera is None:
+        return np.zeros((ny, nx), np.float32)
+    return _Registration(frame, window_px, (int(nx), int(ny)), float(distance_mm), float(margin_mm)).splat(depth)
+
+
 def _crop_color(image: np.ndarray, window: tuple[float, float, float, float], s: int) -> np.ndarray:
     """Area-filtered S x S resampling of the window; grey where the window leaves the image.
 
@@ -266,20 +282,21 @@ def _project_distorted(points_mm: np.ndarray, camera: CameraIntrinsics) -> np.nd
 class _Registration:
     """Depth-to-crop registration for one window: which depth pixels, and where they land."""
 
-    def __init__(self, frame: Frame, window: tuple[float, float, float, float], s: int,
+    def __init__(self, frame: Frame, window: tuple[float, float, float, float], s: int | tuple[int, int],
                  distance_mm: float, margin_mm: float) -> None:
         dcam, ccam = frame.depth_camera, frame.color_camera
         assert dcam is not None
         x0, y0, w, h = window
-        self.s = s
+        sx_, sy_ = (s, s) if isinstance(s, int) else s
+        self.nx, self.ny = sx_, sy_
         self.z_lo = max(MIN_Z_MM, distance_mm - margin_mm)
         self.z_hi = distance_mm + margin_mm
         ext = frame.depth_to_color
         self.rot = ext.rotation.astype(np.float32)
         self.trans = ext.translation_mm.astype(np.float32)
         # crop x = ax * (x_c / z_c) + bx, crop y = ay * (y_c / z_c) + by
-        self.ax, self.ay = ccam.fx * s / w, ccam.fy * s / h
-        self.bx, self.by = (ccam.cx - x0) * s / w - 0.5, (ccam.cy - y0) * s / h - 0.5
+        self.ax, self.ay = ccam.fx * sx_ / w, ccam.fy * sy_ / h
+        self.bx, self.by = (ccam.cx - x0) * sx_ / w - 0.5, (ccam.cy - y0) * sy_ / h - 0.5
         # the depth-image rectangle the window's frustum (z_lo..z_hi) can map to
         us = np.array([x0, x0 + w / 2, x0 + w, x0, x0 + w, x0, x0 + w / 2, x0 + w])
         vs = np.array([y0, y0, y0, y0 + h / 2, y0 + h / 2, y0 + h, y0 + h, y0 + h])
@@ -302,9 +319,9 @@ class _Registration:
             self.sx_max, self.sy_max = float(sx[self.rect].max()), float(sy[self.rect].max())
 
     def splat(self, depth_mm: np.ndarray) -> np.ndarray:
-        """Register one depth image (uint16 mm, 0 = none) into an S x S float32 crop of colour z."""
-        s = self.s
-        out = np.zeros((s, s), dtype=np.float32)
+        """Register one depth image (uint16 mm, 0 = none) onto the grid: float32 colour z, 0 = none."""
+        sx_, sy_ = self.nx, self.ny
+        out = np.zeros((sy_, sx_), dtype=np.float32)
         if self.rect is None:
             return out
         z = depth_mm[self.rect]
@@ -337,18 +354,18 @@ class _Registration:
         hix = np.floor(px + hx).astype(np.int32)
         loy = np.ceil(py - hy).astype(np.int32)
         hiy = np.floor(py + hy).astype(np.int32)
-        near = (hix >= 0) & (lox < s) & (hiy >= 0) & (loy < s)
+        near = (hix >= 0) & (lox < sx_) & (hiy >= 0) & (loy < sy_)
         if not near.all():
             lox, hix, loy, hiy, zc = lox[near], hix[near], loy[near], hiy[near], zc[near]
         if zc.size == 0:
             return out
-        np.clip(lox, 0, s, out=lox)
-        np.clip(loy, 0, s, out=loy)
-        np.clip(hix, -1, s - 1, out=hix)
-        np.clip(hiy, -1, s - 1, out=hiy)
+        np.clip(lox, 0, sx_, out=lox)
+        np.clip(loy, 0, sy_, out=loy)
+        np.clip(hix, -1, sx_ - 1, out=hix)
+        np.clip(hiy, -1, sy_ - 1, out=hiy)
         nx = int(math.floor(2 * hx)) + 1
         ny = int(math.floor(2 * hy)) + 1
-        zbuf = np.full(s * s, np.inf, dtype=np.float32)
+        zbuf = np.full(sx_ * sy_, np.inf, dtype=np.float32)
         for b in range(ny):
             i = loy + b
             row_ok = i <= hiy
@@ -356,8 +373,8 @@ class _Registration:
                 j = lox + a
                 m = row_ok & (j <= hix)
                 if m.all():
-                    np.minimum.at(zbuf, i * s + j, zc)
+                    np.minimum.at(zbuf, i * sx_ + j, zc)
                 elif m.any():
-                    np.minimum.at(zbuf, i[m] * s + j[m], zc[m])
+                    np.minimum.at(zbuf, i[m] * sx_ + j[m], zc[m])
         zbuf[np.isinf(zbuf)] = 0.0
-        return zbuf.reshape(s, s)
+        return zbuf.reshape(sy_, sx_)
