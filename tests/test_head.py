@@ -1,0 +1,113 @@
+"""Head localisation (sensors/head.py): annotations, pose angles, "no face", smoothing rules.
+
+Detection against the virtual Kinect's ground truth is in test_head_virtual below (a few
+frames in the default run; the full measurement is ``scripts``-free: ``pytest -m slow``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sensors.errors import ConfigError
+from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.head import (
+    HeadLocation, HeadLocator, LocatorConfig, _OneEuro, euler_deg_from_rotation, rotation_from_euler_deg,
+)
+
+COLOR = CameraIntrinsics(1081.4, 1081.4, 959.5, 539.5, 1920, 1080)
+DEPTH = CameraIntrinsics(365.5, 365.5, 254.9, 205.4, 512, 424)
+RIG = Extrinsics(np.eye(3), [52.0, 0.0, 0.0])
+
+
+def _frame(index=0, head=None, rotation=None, depth=True, color=None, t_ns=0):
+    color = np.full((1080, 1920, 3), 60, np.uint8) if color is None else color
+    return Frame(
+        index, t_ns, color, COLOR,
+        np.full((424, 512), 2000, np.uint16) if depth else None, DEPTH if depth else None, RIG,
+        head_center_mm=head, head_rotation=rotation,
+    )
+
+
+def _rot_y(deg):
+    a = math.radians(deg)
+    return np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+
+
+def _rot_x(deg):
+    a = math.radians(deg)
+    return np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+
+
+def _rot_z(deg):
+    a = math.radians(deg)
+    return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+
+
+def test_euler_angles_follow_the_documented_convention():
+    assert euler_deg_from_rotation(np.eye(3)) == pytest.approx((0, 0, 0))
+    # R = Ry(yaw) Rx(-pitch) Rz(roll), written out here from elementary rotations
+    for yaw, pitch, roll in [(30, 0, 0), (0, 20, 0), (0, 0, -15), (-50, 25, 10)]:
+        r = _rot_y(yaw) @ _rot_x(-pitch) @ _rot_z(roll)
+        np.testing.assert_allclose(rotation_from_euler_deg(yaw, pitch, roll), r, atol=1e-12)
+        assert euler_deg_from_rotation(r) == pytest.approx((yaw, pitch, roll), abs=1e-9)
+    rng = np.random.default_rng(0)
+    for yaw, pitch, roll in rng.uniform([-170, -80, -170], [170, 80, 170], (50, 3)):
+        got = euler_deg_from_rotation(rotation_from_euler_deg(yaw, pitch, roll))
+        assert got == pytest.approx((yaw, pitch, roll), abs=1e-9)
+
+
+def test_annotation_is_moved_to_colour_coordinates_and_never_smoothed():
+    loc = HeadLocator(live=True)
+    for i, x in enumerate([0.0, 40.0, -40.0]):
+        got = loc.locate(_frame(i, head=[x, 10.0, 1000.0], t_ns=i * 33_000_000))
+        assert got.method == "annotation" and got.face_box_px is None
+        np.testing.assert_allclose(got.center_color_mm, [x + 52.0, 10.0, 1000.0])  # exact, no lag
+        assert got.distance_mm == 1000.0
+
+
+def test_no_face_is_none_not_an_exception():
+    for mode in ("auto", "detect"):
+        for depth in (True, False):
+            assert HeadLocator(LocatorConfig(mode=mode)).locate(_frame(depth=depth)) is None
+    # annotation-only mode: a frame without an annotation has no face
+    assert HeadLocator(LocatorConfig(mode="annotation")).locate(_frame()) is None
+    # detect mode ignores an annotation
+    assert HeadLocator(LocatorConfig(mode="detect")).locate(_frame(head=[0, 0, 1000.0])) is None
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="mode"):
+        LocatorConfig(mode="magic")
+    with pytest.raises(ConfigError):
+        LocatorConfig(face_box_mm=0)
+    with pytest.raises(ConfigError):
+        LocatorConfig(detect_width_px=10)
+
+
+def test_head_location_is_read_only():
+    loc = HeadLocation(np.array([1.0, 2.0, 900.0]), "color")
+    assert loc.distance_mm == 900.0
+    with pytest.raises(ValueError):
+        loc.center_color_mm[0] = 5.0
+
+
+def test_one_euro_filter_is_causal_steady_and_follows_motion():
+    f = _OneEuro(min_cutoff_hz=1.0, beta=0.02)
+    rng = np.random.default_rng(1)
+    truth = np.array([0.0, 0.0, 1000.0])
+    out = [f(truth + rng.normal(0, 3.0, 3), i * 33_333_333) for i in range(60)]
+    # jitter of 3 mm is damped to well under half
+    assert np.std(np.array(out[20:])[:, 0]) < 1.5
+    # a steady walk at 300 mm/s is followed with a small lag
+    f.reset()
+    for i in range(60):
+        y = f(np.array([i * 10.0, 0.0, 1000.0]), i * 33_333_333)
+    assert abs(y[0] - 590.0) < 40.0
+    # causal: the output at a time depends only on the inputs up to it
+    f1, f2 = _OneEuro(1.0, 0.02), _OneEuro(1.0, 0.02)
+    xs = [np.array([float(v), 0.0, 0.0]) for v in rng.normal(0, 5, 30)]
+    a = [f1(x, i * 33_333_333) for i, x in enumerate(xs)]
+    b = [f2(x, i * 33_333_333) for i, x in enumerate(xs[:15])]
+    np.testing.assert_allclose(a[:15], b)
