@@ -10,8 +10,10 @@ Two ways to drive it:
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -122,6 +124,7 @@ class Pipeline:
         self.finished = threading.Event()  # end of stream or error
         self.frames_read = 0
         self.frames_processed = 0
+        self._dropped_before = 0  # drops of earlier start()..stop() runs (each run has fresh mailboxes)
 
     # -- synchronous use -----------------------------------------------------------------
     def process(self, frame: Frame, read_ms: float = 0.0, captured_ns: int | None = None) -> FrameResult:
@@ -150,7 +153,7 @@ class Pipeline:
         captured = captured_ns if captured_ns is not None else time.monotonic_ns()
         result = FrameResult(
             frame=frame, head=head, models=results, timings_ms=t,
-            latency_ms=(time.monotonic_ns() - captured) / 1e6, dropped=self._frames.dropped,
+            latency_ms=(time.monotonic_ns() - captured) / 1e6, dropped=self.dropped,
         )
         self.frames_processed += 1
         return result
@@ -201,6 +204,7 @@ class Pipeline:
         for th in self._threads:
             th.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
+        self._dropped_before += self._frames.dropped
         self._frames = Mailbox()
         self._results = Mailbox()
 
@@ -218,8 +222,9 @@ class Pipeline:
 
     @property
     def dropped(self) -> int:
-        """Frames the inference thread never saw because a newer one replaced them."""
-        return self._frames.dropped
+        """Frames the inference thread never saw because a newer one replaced them (over every
+        start()..stop() run of this pipeline, so it can be read after stop())."""
+        return self._dropped_before + self._frames.dropped
 
     def pause(self) -> None:
         self._paused.set()
@@ -272,6 +277,8 @@ class Pipeline:
             pass
         except FacedepthError as exc:
             self.error = exc
+        except Exception as exc:  # a bug or a library failure must end the stream visibly, not silently
+            self.error = _unexpected(exc)
         finally:
             self._frames.close()
 
@@ -291,9 +298,19 @@ class Pipeline:
             pass
         except FacedepthError as exc:
             self.error = exc
+        except Exception as exc:  # a bug or a library failure must end the stream visibly, not silently
+            self.error = _unexpected(exc)
         finally:
             self._results.close()
             self.finished.set()
+
+
+def _unexpected(exc: Exception) -> FacedepthError:
+    """An exception no stage turned into a FacedepthError, as one (traceback on stderr)."""
+    traceback.print_exception(exc, file=sys.stderr)
+    err = FacedepthError(f"the pipeline stopped on an unexpected error: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 def _capture_ns(source: Source, frame: Frame) -> int:

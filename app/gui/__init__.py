@@ -1,0 +1,100 @@
+"""The Qt window (PyQt5 + pyqtgraph): a thin view over the headless pipeline.
+
+``run_gui(args, model_path)`` is what ``launch.py run`` calls without ``--headless``. Qt is
+imported only inside it, so importing this package stays cheap and Qt-free.
+
+Modules: ``window`` (MainWindow: timer-driven display, source/model switching, record, enrol,
+snapshot, export, errors), ``panels`` (colour frame and depth crops), ``plots`` (metrics over
+time and their means), ``controls`` (toolbars and shortcuts), ``display`` (depth -> colour
+indices, Qt-free), ``session`` (per-frame log, CSV, snapshot files, Qt-free), ``settings``
+(what is remembered between runs).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: an INI file to use instead of the user's settings (tests, screenshots, portable setups)
+SETTINGS_ENV = "FACEDEPTH_SETTINGS"
+#: how long --screenshot waits for its frames before saving what it has
+SCREENSHOT_TIMEOUT_S = 120.0
+SCREENSHOT_DEFAULT_FRAMES = 30
+
+
+def run_gui(args: argparse.Namespace, model_path: Path) -> int:
+    """Open the window on ``args.source`` with ``model_path``; with ``args.screenshot``, render
+    off-screen, save a PNG after ``args.max_frames`` frames (default 30) and exit.
+
+    Returns 0, or 1 when a screenshot run ended with an error shown in the window.
+    """
+    screenshot = getattr(args, "screenshot", None)
+    if screenshot and "QT_QPA_PLATFORM" not in os.environ:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import pyqtgraph as pg
+    from PyQt5 import QtWidgets
+
+    from app.gui.settings import AppSettings
+    from app.gui.window import MainWindow
+    from app.run_command import DEFAULT_SOURCE, DEFAULT_VERIFIER
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    app.setApplicationName("facedepth")
+    tmp_settings = None
+    if screenshot:
+        # a fresh layout for a reproducible picture; the user's settings stay untouched
+        tmp_settings = tempfile.TemporaryDirectory(prefix="facedepth-settings-")
+        settings = AppSettings(Path(tmp_settings.name) / "settings.ini")
+    else:
+        settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
+    source = args.source
+    # without --source the window reopens the last source (argparse hands over the default
+    # object itself when the option is absent)
+    if source is DEFAULT_SOURCE and not screenshot:
+        source = settings.last_source() or source
+    verifier = Path(args.verifier) if getattr(args, "verifier", None) else DEFAULT_VERIFIER
+    second = Path(args.second_model) if getattr(args, "second_model", None) else None
+    frames = args.max_frames if args.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
+    window = MainWindow(model_path, source, settings, second_model=second, verifier_path=verifier,
+                        max_frames=None if screenshot else frames)
+    try:
+        if screenshot:
+            return _screenshot(app, window, Path(screenshot), frames)
+        window.show()
+        app.exec_()
+        return 0
+    finally:
+        window.shutdown()
+        if tmp_settings is not None:
+            tmp_settings.cleanup()
+
+
+def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
+    """Show the window (a MainWindow) off-screen until ``frames`` frames were drawn (or the
+    stream ended or failed), then save it."""
+    from PyQt5 import QtWidgets
+
+    w.show()
+    deadline = time.monotonic() + SCREENSHOT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        QtWidgets.QApplication.processEvents()
+        if w.panels.frames_shown >= frames or w.stream_done():
+            break
+        time.sleep(0.002)
+    w.set_playing(False)
+    ok = w.save_screenshot(path)
+    error = w.banner.text if w.banner.kind == "error" else ""
+    shown = w.panels.frames_shown
+    if not ok:
+        sys.stderr.write(f"launch.py run: error: could not write the screenshot {path}\n")
+        return 1
+    print(f"screenshot {path}: {shown} frames shown")
+    if error:
+        sys.stderr.write(f"launch.py run: error shown in the window: {error}\n")
+        return 1
+    return 0

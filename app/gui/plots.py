@@ -1,0 +1,164 @@
+"""Running plots over time (the six delta accuracies, L1 in mm, the verification scores) and a
+table of the latest value, the sliding-window mean and the session mean of each.
+
+Refreshed from the window's timer at about 10 Hz from :class:`app.gui.session.SessionLog`;
+the curves are built once and only get new data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from app.gui.session import DELTA_KEYS, SessionLog
+
+HISTORY_FRAMES = 300
+_DELTA_COLOURS = ("#ff5252", "#ff9800", "#ffeb3b", "#8bc34a", "#26c6da", "#7e57c2")
+_DELTA_LABELS = ("\u03b4<1.25^1/4", "\u03b4<1.25^1/3", "\u03b4<1.25^1/2", "\u03b4<1.25", "\u03b4<1.25^2", "\u03b4<1.25^3")
+#: the same for pyqtgraph's legend, which reads its labels as HTML
+_DELTA_HTML = tuple(lab.replace("<", "&lt;") for lab in _DELTA_LABELS)
+#: the rows of the numbers table: (key, label, format)
+TABLE_ROWS = (
+    *((k, lab, "{:.3f}") for k, lab in zip(DELTA_KEYS, _DELTA_LABELS)),
+    ("l1_mm", "L1 (mm)", "{:.2f}"),
+    ("verification", "verify vs true", "{:.3f}"),
+    ("enrolled", "verify vs enrolled", "{:.3f}"),
+)
+#: the colour of each table row's label: the delta rows double as the delta plot's legend
+_ROW_COLOURS = (*_DELTA_COLOURS, "#3ef07a", "#3ef07a", "#ffb74d")
+_TABLE_STYLE = (
+    "QTableWidget { background: #1e1e22; color: #e0e0e6; gridline-color: #34343a; border: none; }"
+    " QHeaderView { background: #1e1e22; }"
+    " QHeaderView::section { background: #26262c; border: none; padding: 1px 4px; }"
+    " QHeaderView::section:horizontal { color: #b0b0b8; }"
+    " QTableCornerButton::section { background: #26262c; border: none; }"
+)
+
+
+class MetricsPlots(QtWidgets.QWidget):
+    """Three plots side by side and the numbers table."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.refreshes = 0
+        self.graphs = pg.GraphicsLayoutWidget()
+        self.graphs.setBackground("#1e1e22")
+        self.delta_plot = self.graphs.addPlot(title="delta accuracy (share of pixels)")
+        self.l1_plot = self.graphs.addPlot(title="L1 error (mm)")
+        self.score_plot = self.graphs.addPlot(title="verification score")
+        for p in (self.delta_plot, self.l1_plot, self.score_plot):
+            p.showGrid(x=True, y=True, alpha=0.25)
+            p.setLabel("bottom", "frame")
+            p.setMenuEnabled(False)
+            p.setMouseEnabled(x=False, y=False)
+            p.hideButtons()
+        self.delta_plot.setYRange(0.0, 1.0, padding=0.02)
+        self.delta_plot.enableAutoRange(axis="y", enable=False)
+        self.delta_curves = {
+            k: self.delta_plot.plot(pen=pg.mkPen(c, width=1.5), name=lab)
+            for k, c, lab in zip(DELTA_KEYS, _DELTA_COLOURS, _DELTA_HTML)
+        }
+        self.l1_plot.addLegend(offset=(5, 5), labelTextSize="7pt", brush=(30, 30, 34, 180))
+        self.l1_curves = [
+            self.l1_plot.plot(pen=pg.mkPen("#3ef07a", width=1.5), name="model"),
+            self.l1_plot.plot(pen=pg.mkPen("#4fc3ff", width=1.5, style=QtCore.Qt.DashLine), name="2nd model"),
+        ]
+        self.score_plot.addLegend(offset=(5, 5), labelTextSize="7pt", brush=(30, 30, 34, 180))
+        self.score_curves = {
+            "verification": self.score_plot.plot(pen=pg.mkPen("#3ef07a", width=1.5), name="pred vs true"),
+            "enrolled": self.score_plot.plot(pen=pg.mkPen("#ffb74d", width=1.5), name="pred vs enrolled"),
+        }
+        self.threshold_line = pg.InfiniteLine(angle=0, movable=False,
+                                              pen=pg.mkPen("#e0e0e0", width=1, style=QtCore.Qt.DotLine),
+                                              label="threshold", labelOpts={"position": 0.1, "color": "#e0e0e0"})
+        self.threshold_line.setVisible(False)
+        self.score_plot.addItem(self.threshold_line)
+
+        self.table = QtWidgets.QTableWidget(len(TABLE_ROWS), 3)
+        self.table.setHorizontalHeaderLabels(["now", "window", "session"])
+        self.table.setVerticalHeaderLabels([lab for _, lab, _ in TABLE_ROWS])
+        self.table.setStyleSheet(_TABLE_STYLE)
+        self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        for r, colour in enumerate(_ROW_COLOURS):
+            self.table.verticalHeaderItem(r).setForeground(QtGui.QColor(colour))
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.NoSelection)
+        self.table.setFocusPolicy(QtCore.Qt.NoFocus)
+        font = self.table.font()
+        font.setPointSize(8)
+        self.table.setFont(font)
+        self.table.horizontalHeader().setFont(font)
+        self.table.verticalHeader().setFont(font)
+        self.table.verticalHeader().setDefaultSectionSize(15)
+        self.table.setMinimumHeight(120)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.table.horizontalHeader().setMinimumSectionSize(62)
+        self.table.setMinimumWidth(360)
+        for r in range(len(TABLE_ROWS)):
+            for c in range(3):
+                item = QtWidgets.QTableWidgetItem("-")
+                item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.caption = QtWidgets.QLabel("")
+        self.caption.setStyleSheet("color: #b0b0b8;")
+        self.caption.setFont(font)
+        side = QtWidgets.QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.table, 1)
+        side.addWidget(self.caption)
+        self.setObjectName("metrics_plots")
+        self.setAttribute(QtCore.Qt.WA_StyledBackground, True)
+        self.setStyleSheet("#metrics_plots { background: #1e1e22; }")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.graphs, 1)
+        lay.addLayout(side)
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt's name)
+        return QtCore.QSize(1200, 270)
+
+    def set_threshold(self, threshold: float | None) -> None:
+        if threshold is None:
+            self.threshold_line.setVisible(False)
+            self.score_plot.setTitle("verification score: no verifier loaded")
+        else:
+            self.threshold_line.setPos(float(threshold))
+            self.threshold_line.setVisible(True)
+            self.score_plot.setTitle("verification score (smoothed)")
+
+    def clear(self) -> None:
+        for c in [*self.delta_curves.values(), *self.l1_curves, *self.score_curves.values()]:
+            c.setData([], [])
+        for r in range(len(TABLE_ROWS)):
+            for c in range(3):
+                self.table.item(r, c).setText("-")
+        self.caption.setText("")
+
+    def refresh(self, log: SessionLog) -> None:
+        """Redraw the curves and the numbers from the log (call at about 10 Hz)."""
+        keys = (*DELTA_KEYS, "l1_mm", "verification", "enrolled")
+        s = log.series(0, keys, HISTORY_FRAMES)
+        x = s["seq"]
+        for k, curve in self.delta_curves.items():
+            curve.setData(x, s[k], connect="finite")
+        self.l1_curves[0].setData(x, s["l1_mm"], connect="finite")
+        if len(log.model_names) > 1:
+            s2 = log.series(1, ("l1_mm",), HISTORY_FRAMES)
+            self.l1_curves[1].setData(s2["seq"], s2["l1_mm"], connect="finite")
+        else:
+            self.l1_curves[1].setData([], [])
+        for k, curve in self.score_curves.items():
+            curve.setData(x, s[k], connect="finite")
+        means = log.means(0)
+        for r, (key, _, fmt) in enumerate(TABLE_ROWS):
+            for c, src in enumerate((means.latest, means.window, means.session)):
+                v = src.get(key)
+                text = "-" if v is None or not np.isfinite(v) else fmt.format(v)
+                item = self.table.item(r, c)
+                if item.text() != text:
+                    item.setText(text)
+        self.caption.setText(f"{log.model_names[0]}: {means.scored} of {means.frames} frames scored")
+        self.caption.setToolTip(f"window: the last {log.window} scored frames; session: every scored frame "
+                                "since the source or model was chosen")
+        self.refreshes += 1

@@ -1,0 +1,75 @@
+"""What the window remembers between runs (QSettings): layout, last source, models, output folder.
+
+The default store is the user's (organisation and application "facedepth"); tests and
+``--screenshot`` runs pass their own INI file so they never touch it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt5 import QtCore
+
+ORGANISATION = "facedepth"
+APPLICATION = "facedepth"
+MAX_RECENT_SOURCES = 8
+
+
+class AppSettings:
+    """Typed access to the few values the window keeps."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        if path is None:
+            self._q = QtCore.QSettings(ORGANISATION, APPLICATION)
+        else:
+            self._q = QtCore.QSettings(str(path), QtCore.QSettings.IniFormat)
+
+    @property
+    def file_name(self) -> str:
+        return self._q.fileName()
+
+    # -- window layout ----------------------------------------------------------------------
+    def geometry(self) -> QtCore.QByteArray | None:
+        v = self._q.value("window/geometry")
+        return v if isinstance(v, QtCore.QByteArray) else None
+
+    def state(self) -> QtCore.QByteArray | None:
+        v = self._q.value("window/state")
+        return v if isinstance(v, QtCore.QByteArray) else None
+
+    def save_layout(self, geometry: QtCore.QByteArray, state: QtCore.QByteArray) -> None:
+        self._q.setValue("window/geometry", geometry)
+        self._q.setValue("window/state", state)
+
+    # -- sources ----------------------------------------------------------------------------
+    def last_source(self) -> str | None:
+        v = self._q.value("source/last")
+        return str(v) if v else None
+
+    def recent_sources(self) -> list[str]:
+        v = self._q.value("source/recent")
+        if isinstance(v, str):
+            return [v] if v else []
+        return [str(s) for s in (v or []) if s]
+
+    def remember_source(self, uri: str) -> None:
+        recent = [uri] + [s for s in self.recent_sources() if s != uri]
+        self._q.setValue("source/last", uri)
+        self._q.setValue("source/recent", recent[:MAX_RECENT_SOURCES])
+
+    # -- output folder (snapshots, recordings, CSV) -----------------------------------------
+    def output_dir(self) -> Path:
+        v = self._q.value("output/dir")
+        return Path(str(v)) if v else Path.home() / "facedepth"
+
+    def set_output_dir(self, path: str | Path) -> None:
+        self._q.setValue("output/dir", str(path))
+
+    # -- generic small values ---------------------------------------------------------------
+    def value(self, key: str, default: object = None) -> object:
+        return self._q.value(key, default)
+
+    def set_value(self, key: str, value: object) -> None:
+        self._q.setValue(key, value)
+
+    def sync(self) -> None:
+        self._q.sync()
