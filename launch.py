@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("app.run_command", "run the live app (GUI, or --headless with a JSON report)"),
     "train-verifier": ("models.train_verifier", "train the face verifier on true depth crops and export verifier.onnx"),
     "enrol": ("app.enrol_command", "capture a person's depth reference for live face verification"),
+    "record": ("app.record_command", "record a source to an MCAP file (ROS 2 messages; replay with replay:FILE.mcap)"),
+    "convert": ("app.convert_command", "export a source as a TUM RGB-D folder or an MCAP recording"),
+    "calibrate": ("app.calibrate_command", "chessboard calibration of a colour camera (OpenCV YAML/JSON)"),
 }
 
 

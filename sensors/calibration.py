@@ -198,3 +198,49 @@ class ColorCameraModel:
         return {"intrinsics": f"assumed horizontal field of view {self.hfov_deg:g} degrees "
                               "(no calibration file; distances are estimates)",
                 "hfov_deg": self.hfov_deg}
+
+
+# -- chessboard calibration (the core of ``launch.py calibrate``) ---------------------------
+@dataclass(frozen=True)
+class ChessboardCalibration:
+    """The result of a chessboard calibration."""
+
+    camera: CameraIntrinsics
+    rms_px: float  # RMS reprojection error over every corner of every view
+    views: int
+
+
+def find_chessboard(rgb: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
+    """Sub-pixel inner corners (Nx1x2 float32) of a chessboard with ``board`` = (columns, rows)
+    inner corners, or None when the whole board is not visible."""
+    import cv2
+
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_FAST_CHECK
+    found, corners = cv2.findChessboardCorners(gray, board, flags=flags)
+    if not found:
+        return None
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 1e-3)
+    return cv2.cornerSubPix(gray, corners, (5, 5), (-1, -1), criteria)
+
+
+def calibrate_chessboard(corners: list[np.ndarray], image_size: tuple[int, int], board: tuple[int, int],
+                         square_mm: float) -> ChessboardCalibration:
+    """Calibrate from the corners of several views (``image_size`` = (width, height)).
+
+    Estimates fx, fy, cx, cy and the distortion k1, k2, p1, p2 (k3 fixed at 0: a webcam's few
+    views do not pin it down). Needs at least 3 views; 10-20 at varied angles give a good result.
+    """
+    import cv2
+
+    if len(corners) < 3:
+        raise ConfigError(f"a calibration needs at least 3 views of the chessboard, got {len(corners)}")
+    cols, rows = board
+    grid = np.zeros((rows * cols, 3), np.float32)
+    grid[:, :2] = np.mgrid[0:cols, 0:rows].T.reshape(-1, 2) * float(square_mm)
+    w, h = image_size
+    rms, k, dist, _, _ = cv2.calibrateCamera([grid] * len(corners), [c.astype(np.float32) for c in corners],
+                                             (int(w), int(h)), None, None, flags=cv2.CALIB_FIX_K3)
+    d = tuple(float(x) for x in np.asarray(dist).ravel()[:5])
+    cam = CameraIntrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(w), int(h), d)
+    return ChessboardCalibration(cam, float(rms), len(corners))

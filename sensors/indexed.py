@@ -151,6 +151,11 @@ class IndexedSource(SeekableSource):
     def paced(self) -> bool:
         return self._pacer.enabled
 
+    def set_pacing(self, enabled: bool) -> None:
+        """Turn real-time pacing on or off (batch tools such as ``convert`` turn it off)."""
+        self._pacer.enabled = bool(enabled)
+        self._restart_at(self._pos)
+
     def seek(self, index: int) -> None:
         if not self._opened:
             self.open()
