@@ -39,7 +39,14 @@ class Mailbox(Generic[T]):
                 raise EOFError("mailbox closed")
             item, self._item, self._full = self._item, None, False
             self.delivered += 1
+            self._cond.notify_all()  # wake a producer waiting in wait_empty()
             return item  # type: ignore[return-value]
+
+    def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until the consumer has taken the item (or the mailbox is closed); False after
+        ``timeout_s``. A producer that must not drop anything waits here before each put."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._full or self._closed, timeout=timeout_s)
 
     def peek(self) -> T | None:
         """The unread item without taking it (None when empty); never blocks."""

@@ -85,8 +85,13 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """``lossless``: in threaded mode, the capture thread waits for the inference thread before
+    reading the next frame, so no frame is dropped; None (default) means "when the source is
+    not live" (recordings and datasets are processed frame by frame, sensors drop the stale)."""
+
     read_timeout_s: float = 1.0
     metrics_window: int = 30
+    lossless: bool | None = None
 
 
 class Pipeline:
@@ -253,8 +258,11 @@ class Pipeline:
 
     def _capture_loop(self) -> None:
         src = self.source
+        lossless = not src.is_live if self.config.lossless is None else self.config.lossless
         try:
             while not self._stop.is_set():
+                if lossless and not self._frames.wait_empty(0.05):
+                    continue
                 with self._control:
                     seek_to, self._seek_to = self._seek_to, None
                     if seek_to is not None:

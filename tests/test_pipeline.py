@@ -121,6 +121,20 @@ def test_backpressure_a_slow_model_drops_frames_and_latency_stays_bounded():
     assert np.median(latencies[-5:]) < bound_ms
 
 
+def test_recordings_and_datasets_lose_no_frame_in_threaded_mode():
+    p = Pipeline(fake_source(n=25), [SlowGenerator(delay_s=0.01)])   # not live: lossless by default
+    p.start()
+    indices = []
+    try:
+        while True:
+            indices.append(p.next_result(timeout_s=2.0).index)
+    except EOFError:
+        pass
+    finally:
+        p.stop()
+    assert indices == list(range(25)) and p.dropped == 0
+
+
 def test_stop_ends_every_thread_within_two_seconds_even_while_a_read_waits():
     src = fake_source(n=100_000, fps=0.5, live="on")   # the next frame is due in 2 s
     p = Pipeline(src, [SlowGenerator()])

@@ -40,7 +40,7 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
 
     from app.gui.settings import AppSettings
     from app.gui.window import MainWindow
-    from app.run_command import DEFAULT_SOURCE, DEFAULT_VERIFIER
+    from app.run_command import DEFAULT_VERIFIER
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
@@ -52,16 +52,12 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
         settings = AppSettings(Path(tmp_settings.name) / "settings.ini")
     else:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
-    source = args.source
-    # without --source the window reopens the last source (argparse hands over the default
-    # object itself when the option is absent)
-    if source is DEFAULT_SOURCE and not screenshot:
-        source = settings.last_source() or source
+    source = args.source if screenshot else initial_source(args.source, settings)
     verifier = Path(args.verifier) if getattr(args, "verifier", None) else DEFAULT_VERIFIER
     second = Path(args.second_model) if getattr(args, "second_model", None) else None
     frames = args.max_frames if args.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
     window = MainWindow(model_path, source, settings, second_model=second, verifier_path=verifier,
-                        max_frames=None if screenshot else frames)
+                        max_frames=frames)
     try:
         if screenshot:
             return _screenshot(app, window, Path(screenshot), frames)
@@ -74,26 +70,42 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
             tmp_settings.cleanup()
 
 
+def initial_source(source_arg: str, settings: Any) -> str:
+    """The source the window opens: ``--source`` when given, else the last one used.
+
+    ``source_arg`` is ``args.source``; argparse hands over its default object itself when the
+    option is absent, which is how "not given" is told from an explicit ``--source virtual:``.
+    """
+    from app.run_command import DEFAULT_SOURCE
+
+    if source_arg is DEFAULT_SOURCE:
+        return settings.last_source() or source_arg
+    return source_arg
+
+
 def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
-    """Show the window (a MainWindow) off-screen until ``frames`` frames were drawn (or the
-    stream ended or failed), then save it."""
+    """Show the window (a MainWindow, which pauses itself after ``frames`` frames) off-screen
+    until those frames were processed and the newest is drawn (or the stream ended or failed),
+    then save it."""
     from PyQt5 import QtWidgets
 
     w.show()
     deadline = time.monotonic() + SCREENSHOT_TIMEOUT_S
     while time.monotonic() < deadline:
         QtWidgets.QApplication.processEvents()
-        if w.panels.frames_shown >= frames or w.stream_done():
+        p = w.pipeline
+        if w.stream_done() or (p.frames_processed >= frames and p.latest() is w.last_shown):
             break
         time.sleep(0.002)
     w.set_playing(False)
     ok = w.save_screenshot(path)
     error = w.banner.text if w.banner.kind == "error" else ""
+    processed = w.pipeline.frames_processed if w.pipeline is not None else 0
     shown = w.panels.frames_shown
     if not ok:
         sys.stderr.write(f"launch.py run: error: could not write the screenshot {path}\n")
         return 1
-    print(f"screenshot {path}: {shown} frames shown")
+    print(f"screenshot {path}: {processed} frames processed, {shown} drawn")
     if error:
         sys.stderr.write(f"launch.py run: error shown in the window: {error}\n")
         return 1

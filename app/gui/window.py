@@ -10,8 +10,10 @@ running and offers to reconnect or pick another source.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +37,13 @@ ENROL_FRAMES = 30
 STOP_TIMEOUT_S = 2.0
 
 
+def _report_unexpected(exc: BaseException) -> None:
+    """A failure that is not one of the project's errors is a bug or a missing piece: the
+    window shows it in one line, the terminal gets the traceback."""
+    if not isinstance(exc, (FacedepthError, OSError, ImportError)):
+        traceback.print_exception(exc, file=sys.stderr)
+
+
 def _plain(exc: BaseException) -> str:
     """An exception as one line of plain words (FacedepthError messages already are)."""
     if isinstance(exc, FacedepthError):
@@ -42,6 +51,8 @@ def _plain(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, ImportError):
+        return f"a module it needs is not installed ({exc})"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -118,7 +129,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._enrol_name = ""
         self._enrol_kind = ""
         self._done: tuple[FrameResult | None, int] = (None, 0)
-        self._last_shown: FrameResult | None = None
+        self.last_shown: FrameResult | None = None  # the result on screen
         self._finish_handled = False
         self._show_times: collections.deque[float] = collections.deque(maxlen=60)
         self._latencies_ms: collections.deque[float] = collections.deque(maxlen=60)
@@ -281,7 +292,8 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
             self.source = self.source_opener(uri)
-        except (FacedepthError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a source raises is shown, never a crash
+            _report_unexpected(exc)
             self.source = None
             self._show_error(f"Could not open the source: {_plain(exc)}. Pick another source, "
                              "or press Reconnect once it is plugged in or fixed.", reconnect=True)
@@ -316,7 +328,7 @@ class MainWindow(QtWidgets.QMainWindow):
             except (FacedepthError, OSError) as exc:
                 self._show_error(f"Closing the source failed: {_plain(exc)}")
             self.source = None
-        self._last_shown = None
+        self.last_shown = None
         self._finish_handled = False
 
     def _rebuild(self) -> bool:
@@ -331,7 +343,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             gens = self._current_generators()
             pipeline = Pipeline(self.source, gens, verifier=self.verifier)
-        except (FacedepthError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a bad model is shown, never a crash
+            _report_unexpected(exc)
             self._show_error(f"Could not load the model: {_plain(exc)}. Choose another model.")
             return False
         pipeline.enrolment = self.enrolment
@@ -389,11 +402,11 @@ class MainWindow(QtWidgets.QMainWindow):
         now = time.monotonic()
         if pipeline is not None:
             result = pipeline.latest()
-            if result is not None and result is not self._last_shown:
+            if result is not None and result is not self.last_shown:
                 self._display(result)
             if self.max_frames is not None and pipeline.frames_processed >= self.max_frames and self.playing:
                 self.set_playing(False)
-            if pipeline.finished.is_set() and not self._finish_handled and pipeline.latest() is self._last_shown:
+            if pipeline.finished.is_set() and not self._finish_handled and pipeline.latest() is self.last_shown:
                 self._on_finished(pipeline)
         self._finish_enrolment_if_ready()
         if now >= self._next_plot:
@@ -414,7 +427,7 @@ class MainWindow(QtWidgets.QMainWindow):
         labels = [m.name + (" (recorded)" if predictions and i == 0 and predictions[0] is not None else "")
                   for i, m in enumerate(result.models)]
         self.panels.show(result, predictions, labels)
-        self._last_shown = result
+        self.last_shown = result
         done, done_ns = self._done
         now_ns = time.monotonic_ns()
         extra_ms = (now_ns - done_ns) / 1e6 if done is result else 0.0
@@ -428,7 +441,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def stream_done(self) -> bool:
         """True once the stream ended or failed and its last result is on screen."""
         p = self.pipeline
-        return p is None or (p.finished.is_set() and p.latest() is self._last_shown)
+        return p is None or (p.finished.is_set() and p.latest() is self.last_shown)
 
     def _on_finished(self, pipeline: Pipeline) -> None:
         self._finish_handled = True
@@ -628,7 +641,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def _source_has_depth(self) -> bool:
-        r = self._last_shown
+        r = self.last_shown
         return r is not None and r.frame.has_depth
 
     def _finish_enrolment_if_ready(self) -> None:
@@ -664,7 +677,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def snapshot(self, out_dir: Path | None = None) -> dict[str, Path] | None:
         """Save the panels as PNG, the predicted depth as a 16-bit PNG in mm and the frame's
         metrics as JSON; returns the paths by role (None when there is nothing to save)."""
-        result = self._last_shown
+        result = self.last_shown
         if result is None:
             self._show_error("Snapshot: no frame shown yet.")
             return None

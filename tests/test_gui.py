@@ -1,0 +1,313 @@
+"""The Qt window, off-screen (pytest-qt): it opens on a source, panels and plots update,
+play/pause/step/seek work on a recording, snapshot and CSV export write files, bad sources and
+models show an error while the app survives, closing stops every thread, settings persist,
+and ``launch.py run --screenshot`` renders and exits."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PyQt5 import QtCore  # noqa: E402
+
+from app.gui import display  # noqa: E402
+from app.gui.settings import AppSettings  # noqa: E402
+from app.gui.window import MainWindow  # noqa: E402
+from pipeline_fakes import fake_source, write_tiny_generator  # noqa: E402
+from sensors.encoding import decode_depth  # noqa: E402
+from sensors.source import open_source  # noqa: E402
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _opener(uri: str):
+    """Open ``fake:key=value,...`` as a FakeRGBDSource, anything else as the app would."""
+    if uri.startswith("fake:"):
+        opts = dict(item.split("=", 1) for item in uri[5:].split(",") if item)
+        return fake_source(**opts)
+    return open_source(uri)
+
+
+def _threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.is_alive() and t is not threading.main_thread()]
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory) -> Path:
+    return write_tiny_generator(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, tiny_model):
+    """Build a MainWindow with a temporary settings file and output folder; closes it after."""
+    windows: list[MainWindow] = []
+
+    def make(source: str = "fake:n=300,fps=60", **kw) -> MainWindow:
+        kw.setdefault("settings", AppSettings(tmp_path / "settings.ini"))
+        kw.setdefault("output_dir", tmp_path / "out")
+        kw.setdefault("verifier_path", tmp_path / "no_verifier.onnx")
+        model = kw.pop("model", tiny_model)
+        w = MainWindow(model, source, source_opener=_opener, **kw)
+        qtbot.addWidget(w)
+        w.show()
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        w.shutdown()
+
+
+def _wait_frames(qtbot, w: MainWindow, n: int, timeout_ms: int = 8000) -> None:
+    start = w.panels.frames_shown
+    qtbot.waitUntil(lambda: w.panels.frames_shown >= start + n, timeout=timeout_ms)
+
+
+def _settle(qtbot, w: MainWindow) -> None:
+    """Wait until the display has caught up with the pipeline (after a pause)."""
+    qtbot.wait(250)
+    qtbot.waitUntil(lambda: w.pipeline.latest() is w.last_shown, timeout=3000)
+
+
+def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
+    w = make_window()
+    _wait_frames(qtbot, w, 15)
+    qtbot.waitUntil(lambda: w.plots.refreshes >= 2, timeout=3000)
+    w.set_playing(False)
+    _settle(qtbot, w)
+    r = w.last_shown
+    m = r.models[0]
+    panels = w.panels
+    # every panel holds exactly this frame's data, on the fixed scale
+    np.testing.assert_array_equal(panels.color_image.image, r.frame.color)   # 640 wide: shown at full size
+    np.testing.assert_array_equal(panels.input_crop.image.image, m.crop.color)
+    np.testing.assert_array_equal(panels.true_crop.image.image, display.depth_indices(m.true8, 150.0, 150.0))
+    np.testing.assert_array_equal(panels.pred_crops[0].image.image, display.depth_indices(m.pred8, 150.0, 150.0))
+    err = display.error_indices(display.error_mm(m.pred8, m.true8, 150.0), panels.error_max_mm)
+    np.testing.assert_array_equal(panels.error_crops[0].image.image, err)
+    assert panels.true_crop.image.levels is not None and list(panels.true_crop.image.levels) == [0, 255]
+    rect = panels.face_rects[0].rect()
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx(m.crop.window_px)
+    # the plots and the numbers show the session log
+    w.plots.refresh(w.log)
+    xs, ys = w.plots.delta_curves["delta<1.25"].getData()
+    assert len(xs) == w.log.means(0).frames and ys[-1] == pytest.approx(m.metrics["delta<1.25"])
+    session = w.log.means(0).session["l1_mm"]
+    assert w.plots.table.item(6, 2).text() == f"{session:.2f}"
+    # status: source, model, provider, fps, latency, dropped; the synthetic-only note is shown
+    labels = {k: v.text() for k, v in w.status_labels.items()}
+    assert labels["source"] == "source: fake:n=300,fps=60" and labels["model"] == "model: tiny"
+    assert labels["provider"] == "on CPU" and "fps" in labels["fps"] and "ms" in labels["latency"]
+    assert labels["dropped"].startswith("dropped ")
+    assert not w.synthetic_note.isHidden()
+
+
+def test_play_pause_step_and_seek_on_a_recording(qtbot, make_window):
+    w = make_window("fake:n=200,fps=100")
+    _wait_frames(qtbot, w, 3)
+    qtbot.keyClick(w, QtCore.Qt.Key_Space)                  # pause
+    assert not w.playing and w.playback.play_action.text() == "Play"
+    _settle(qtbot, w)
+    shown, index = w.panels.frames_shown, w.last_shown.index
+    qtbot.wait(300)
+    assert w.panels.frames_shown == shown                   # paused: nothing new
+    qtbot.keyClick(w, QtCore.Qt.Key_Right)                  # step
+    qtbot.waitUntil(lambda: w.panels.frames_shown == shown + 1, timeout=3000)
+    assert w.last_shown.index == index + 1
+    w.step()
+    qtbot.waitUntil(lambda: w.last_shown.index == index + 2, timeout=3000)
+    w.seek(150)                                             # seek while paused shows that frame
+    qtbot.waitUntil(lambda: w.last_shown.index == 150, timeout=3000)
+    assert w.playback.slider.value() == 150 and w.playback.counter.text().strip() == "frame 151 / 200"
+    w.playback.slider.setValue(20)                          # the slider seeks too
+    qtbot.waitUntil(lambda: w.last_shown.index == 20, timeout=3000)
+    qtbot.wait(200)
+    assert w.last_shown.index == 20                        # still paused
+    qtbot.keyClick(w, QtCore.Qt.Key_Space)                  # play again
+    qtbot.waitUntil(lambda: w.last_shown.index > 25, timeout=3000)
+
+
+def test_the_end_of_a_recording_then_seek_and_play_again(qtbot, make_window):
+    w = make_window("fake:n=12")
+    qtbot.waitUntil(w.stream_done, timeout=5000)
+    qtbot.wait(50)
+    assert w.banner.kind == "info" and "End of the recording" in w.banner.text and not w.playing
+    w.seek(4)
+    qtbot.waitUntil(lambda: w.last_shown.index == 4, timeout=3000)
+    w.set_playing(True)
+    qtbot.waitUntil(lambda: w.last_shown.index == 11 and w.stream_done(), timeout=5000)
+
+
+def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qtbot, make_window, tmp_path):
+    w = make_window()
+    _wait_frames(qtbot, w, 5)
+    w.set_playing(False)
+    _settle(qtbot, w)
+    r = w.last_shown
+    m = r.models[0]
+    paths = w.snapshot(tmp_path / "snap")
+    panels = cv2.imread(str(paths["panels"]))
+    assert panels.shape[:2] == (w.panels.height(), w.panels.width()) and panels.std() > 5
+    pred_mm = cv2.imread(str(paths["pred_mm"]), cv2.IMREAD_UNCHANGED)
+    assert pred_mm.dtype == np.uint16
+    expected = np.rint(decode_depth(m.pred8, m.crop.distance_mm, 150.0)).astype(np.uint16)
+    np.testing.assert_array_equal(pred_mm, expected)
+    assert 700 < np.median(pred_mm[pred_mm > 0]) < 950              # millimetres around D = 800
+    record = json.loads(paths["json"].read_text())
+    assert record["frame_index"] == r.index and record["source"] == "fake:n=300,fps=60"
+    (model,) = record["models"]
+    assert model["distance_mm"] == pytest.approx(800.0) and model["file"].endswith("tiny.onnx")
+    assert model["metrics"] == pytest.approx(dict(m.metrics))
+    assert set(record["files"]) == {"panels", "pred_mm"}
+
+
+def test_export_writes_every_logged_frame_to_csv(qtbot, make_window, tmp_path):
+    w = make_window()
+    _wait_frames(qtbot, w, 8)
+    w.set_playing(False)
+    _settle(qtbot, w)
+    n = w.export_csv(tmp_path / "metrics.csv")
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    series = w.log.series(0, ("frame_index", "l1_mm", "delta<1.25^1/4"), 10_000)
+    assert n == len(rows) == len(series["frame_index"]) >= 8
+    assert [int(r["frame_index"]) for r in rows] == series["frame_index"].astype(int).tolist()
+    assert [float(r["l1_mm"]) for r in rows] == pytest.approx(series["l1_mm"].tolist(), rel=1e-5)
+    assert {r["model"] for r in rows} == {"tiny"} and rows[0]["face"] == "1"
+    assert "Exported" in w.banner.text
+
+
+def test_a_bad_source_shows_an_error_and_the_app_survives(qtbot, make_window, tmp_path):
+    w = make_window(f"replay:{tmp_path / 'missing.mcap'}")
+    assert w.pipeline is None and w.banner.kind == "error"
+    assert "Could not open the source" in w.banner.text and "does not exist" in w.banner.text
+    assert not w.banner.reconnect.isHidden()
+    bad = tmp_path / "not_a_recording.mcap"
+    bad.write_bytes(b"this is not an MCAP file at all")
+    assert not w.open_source(f"replay:{bad}")
+    assert w.banner.kind == "error" and "Could not open the source" in w.banner.text
+    assert w.open_source("fake:n=100,fps=60")                    # the user picks another source
+    assert w.banner.isHidden()
+    _wait_frames(qtbot, w, 5)
+
+
+def test_an_unplugged_sensor_shows_an_error_and_reconnect_works(qtbot, make_window):
+    w = make_window("fake:n=1000,fps=60,live=on,lost_at=8")
+    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=5000)
+    assert "The source stopped" in w.banner.text and "unplugged" in w.banner.text
+    assert not w.banner.reconnect.isHidden()
+    shown = w.panels.frames_shown
+    w.reconnect()                                                 # plugged back in
+    _wait_frames(qtbot, w, 3)
+    assert w.panels.frames_shown > shown
+
+
+def test_a_bad_model_shows_an_error_and_the_old_model_keeps_running(qtbot, make_window, tmp_path, tiny_model):
+    w = make_window()
+    _wait_frames(qtbot, w, 3)
+    bad = tmp_path / "random.onnx"
+    bad.write_bytes(np.random.default_rng(0).bytes(2000))
+    assert not w.set_model(bad)
+    assert w.banner.kind == "error" and "Could not load the model" in w.banner.text and "random.onnx" in w.banner.text
+    assert w.model_path == tiny_model and w.pipeline is not None
+    _wait_frames(qtbot, w, 3)
+    assert w.last_shown.models[0].name == "tiny"
+
+
+def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):
+    crop = {"size_px": 100, "window_x_mm": 300.0, "window_y_mm": 300.0, "half_range_mm": 150.0}
+    second = write_tiny_generator(tmp_path / "wide.onnx", crop=crop, weights=(0.3, 0.3, 0.3))
+    w = make_window(second_model=second)
+    _wait_frames(qtbot, w, 5)
+    w.set_playing(False)
+    _settle(qtbot, w)
+    a, b = w.last_shown.models
+    assert (a.name, b.name) == ("tiny", "wide")
+    assert not w.panels.pred_crops[1].view.isVisible() is False
+    np.testing.assert_array_equal(w.panels.pred_crops[1].image.image, display.depth_indices(b.pred8, 150.0, 150.0))
+    assert w.panels.face_rects[1].rect().width() == pytest.approx(b.crop.window_px[2])
+    assert w.status_labels["model"].text() == "model: tiny vs wide"
+    w.model_bar.compare.setChecked(False)                          # the toggle
+    _wait_frames(qtbot, w, 0)
+    w.set_playing(True)
+    _wait_frames(qtbot, w, 3)
+    assert len(w.last_shown.models) == 1 and not w.panels.pred_crops[1].view.isVisible()
+
+
+def test_clicking_a_face_asks_the_locator_to_track_it(qtbot, make_window):
+    w = make_window()
+    _wait_frames(qtbot, w, 3)
+    picked = []
+    w.pipeline.locator.select = picked.append
+    scene_pt = w.panels.color_view.mapViewToScene(QtCore.QPointF(400.0, 100.0))
+    widget_pt = w.panels.mapFromScene(scene_pt)
+    qtbot.mouseClick(w.panels.viewport(), QtCore.Qt.LeftButton, pos=widget_pt)
+    assert len(picked) == 1 and picked[0] == pytest.approx((400.0, 100.0), abs=1.5)
+
+
+def test_closing_the_window_stops_every_thread_within_two_seconds(qtbot, make_window):
+    before = set(_threads())
+    w = make_window("fake:n=100000,fps=30,live=on")
+    _wait_frames(qtbot, w, 3)
+    assert {"facedepth-capture", "facedepth-inference"} <= set(_threads())
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < 2.0
+    assert set(_threads()) <= before
+
+
+def test_layout_and_last_source_are_remembered(qtbot, make_window, tmp_path):
+    from app.gui import initial_source
+    from app.run_command import DEFAULT_SOURCE
+
+    settings_file = tmp_path / "remember.ini"
+    w = make_window("fake:n=50,fps=60", settings=AppSettings(settings_file))
+    _wait_frames(qtbot, w, 2)
+    w.resize(1234, 777)
+    w.close()
+    again = AppSettings(settings_file)
+    assert again.last_source() == "fake:n=50,fps=60" and again.recent_sources()[0] == "fake:n=50,fps=60"
+    assert again.geometry() is not None and again.state() is not None
+    assert initial_source(DEFAULT_SOURCE, again) == "fake:n=50,fps=60"   # no --source: the last one
+    assert initial_source("virtual:seed=3", again) == "virtual:seed=3"
+    w2 = make_window("fake:n=50", settings=again)
+    assert (w2.width(), w2.height()) == (1234, 777)
+
+
+def test_screenshot_command_renders_off_screen_and_exits(tmp_path, tiny_model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frame = fake_source(n=1).read(1.0)
+    for k in range(12):
+        cv2.imwrite(str(photos / f"p{k:02d}.png"), cv2.cvtColor(frame.color, cv2.COLOR_RGB2BGR))
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "launch.py", "run", "--source", f"images:{photos}", "--model", str(tiny_model),
+                          "--screenshot", str(shot), "--max-frames", "3"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img.shape[:2] == (900, 1440) and img.std() > 10
+    processed = re.search(r"(\d+) frames processed, (\d+) drawn", out.stdout)
+    assert processed and 3 <= int(processed[1]) < 12 and int(processed[2]) >= 1
+
+
+def test_screenshot_command_with_a_bad_source_reports_it_and_exits_1(tmp_path, tiny_model):
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "launch.py", "run", "--source", "kinect:000000000000", "--model", str(tiny_model),
+                          "--screenshot", str(shot)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and shot.exists()
+    assert "Could not open the source" in out.stderr and "Traceback" not in out.stderr
