@@ -311,3 +311,70 @@ def test_screenshot_command_with_a_bad_source_reports_it_and_exits_1(tmp_path, t
                           "--screenshot", str(shot)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and shot.exists()
     assert "Could not open the source" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(qtbot, make_window, tmp_path):
+    from app.pipeline import Pipeline
+    from pipeline_fakes import DEPTH_TO_COLOR, HEAD_MM
+
+    w = make_window("fake:n=400,fps=60")
+    _wait_frames(qtbot, w, 2)
+    path = w.start_recording(tmp_path / "session.mcap")
+    assert path is not None and w.panels.rec_badge.isVisible()
+    assert w.status_labels["recording"].text().startswith("\u25cf REC")
+    _wait_frames(qtbot, w, 20)
+    w.stop_recording()
+    assert not w.panels.rec_badge.isVisible() and "Recorded" in w.banner.text
+    # the file replays frame for frame: same depth and annotations bit for bit, same colour up to JPEG
+    from sensors.recording import ReplaySource  # noqa: F401  (the replay: scheme)
+
+    replay = open_source(f"replay:{path},pace=off")
+    original = fake_source(n=400)
+    predictor = Pipeline(fake_source(n=400), [w._generator(w.model_path)])
+    n = len(replay)
+    assert n >= 20
+    first = None
+    for pos in range(n):
+        f = replay.read(1.0)
+        k = int(round((f.timestamp_ns - 1_000_000_000) / 33_333_333))
+        first = k if first is None else first
+        assert k == first + pos                                   # consecutive: no frame lost
+        original.seek(k)
+        o = original.read(1.0)
+        assert f.timestamp_ns == o.timestamp_ns
+        np.testing.assert_array_equal(f.depth_mm, o.depth_mm)
+        np.testing.assert_array_equal(f.head_center_mm, HEAD_MM)
+        np.testing.assert_array_equal(f.depth_to_color.translation_mm, DEPTH_TO_COLOR.translation_mm)
+        assert np.abs(f.color.astype(int) - o.color.astype(int)).mean() < 3.0
+        # the recorded prediction is what the model predicted for the original frame
+        np.testing.assert_array_equal(replay.recorded_prediction(f), predictor.process(o).models[0].pred8)
+    replay.close()
+    # in the window, replay offers the recorded prediction beside the live one
+    assert w.open_source(f"replay:{path}")
+    assert w.model_bar.recorded.isEnabled()
+    w.set_playing(False)
+    w.model_bar.recorded.setChecked(True)
+    w.seek(5)
+    qtbot.waitUntil(lambda: w.last_shown is not None and w.last_shown.index == 5, timeout=3000)
+    recorded = w.source.recorded_prediction(w.last_shown.frame)
+    np.testing.assert_array_equal(w.panels.pred_crops[0].image.image, display.depth_indices(recorded, 150.0, 150.0))
+    assert w.panels.pred_crops[0].last_title.endswith("(recorded)")
+    w.model_bar.recorded.setChecked(False)
+    w.seek(6)
+    qtbot.waitUntil(lambda: w.last_shown.index == 6, timeout=3000)
+    live = w.last_shown.models[0].pred8
+    np.testing.assert_array_equal(w.panels.pred_crops[0].image.image, display.depth_indices(live, 150.0, 150.0))
+
+
+def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path):
+    w = make_window("fake:n=100000,fps=30,live=on")
+    _wait_frames(qtbot, w, 2)
+    path = w.start_recording(tmp_path / "closing.mcap")
+    _wait_frames(qtbot, w, 10)
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < 2.0
+    assert not [t for t in _threads() if t.startswith("facedepth-")]
+    replay = open_source(f"replay:{path},pace=off")
+    assert len(replay) >= 10 and replay.describe()["complete"]
+    replay.close()

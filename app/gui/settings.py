@@ -58,11 +58,23 @@ class AppSettings:
 
     # -- output folder (snapshots, recordings, CSV) -----------------------------------------
     def output_dir(self) -> Path:
+        """Where recordings, snapshots, enrolments and exports go: the project's data folder
+        (``sensors.recording.data_dir()``) unless the user chose another."""
+        from sensors.recording import data_dir
+
         v = self._q.value("output/dir")
-        return Path(str(v)) if v else Path.home() / "facedepth"
+        return Path(str(v)) if v else data_dir()
 
     def set_output_dir(self, path: str | Path) -> None:
         self._q.setValue("output/dir", str(path))
+
+    # -- the last enrolment (reloaded at start when it belongs to the verifier in use) -------
+    def last_enrolment(self) -> Path | None:
+        v = self._q.value("verification/enrolment")
+        return Path(str(v)) if v else None
+
+    def set_last_enrolment(self, path: str | Path | None) -> None:
+        self._q.setValue("verification/enrolment", "" if path is None else str(path))
 
     # -- generic small values ---------------------------------------------------------------
     def value(self, key: str, default: object = None) -> object:

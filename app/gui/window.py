@@ -215,6 +215,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.timeout.connect(self._tick)
 
         self._load_verifier(verifier_path)
+        self._reload_enrolment()
         self.open_source(source_uri)
         self.timer.start(TICK_MS)
 
@@ -239,6 +240,18 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.verifier is None:
             self.playback.enrol_action.setToolTip("Enrol: no face verifier is loaded")
         self.plots.set_threshold(getattr(self.verifier, "threshold", None))
+
+    def _reload_enrolment(self) -> None:
+        """Reload the last enrolment when it belongs to the verifier in use (else leave it)."""
+        path = self.settings.last_enrolment()
+        if self.verifier is None or path is None or not path.is_file():
+            return
+        from models.verification import Enrolment
+
+        try:
+            self.enrolment = Enrolment.load(path, self.verifier)
+        except FacedepthError as exc:
+            self._show_info(f"The last enrolment was not reloaded: {_plain(exc)}")
 
     def _current_generators(self) -> list[Any]:
         gens = [self._generator(self.model_path)]
@@ -304,7 +317,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source_bar.set_sources(uri, self.settings.recent_sources())
         seekable = isinstance(self.source, SeekableSource)
         self.playback.set_length(len(self.source) if seekable else None)  # type: ignore[arg-type]
-        has_recorded = callable(getattr(self.source, "recorded_prediction", None))
+        has_recorded = _has_recorded_predictions(self.source)
         self.model_bar.recorded.setEnabled(has_recorded)
         if not has_recorded:
             self.model_bar.recorded.setChecked(False)
@@ -578,14 +591,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.pipeline is None:
             self.playback.record_action.setChecked(False)
             return None
-        from sensors.recording import Recorder
+        from sensors.recording import Recorder, default_recording_path
 
         if path is None:
-            path = self.output_dir / "recordings" / time.strftime("facedepth_%Y%m%d_%H%M%S.mcap")
+            path = default_recording_path(self.output_dir / "recordings")
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            recorder = Recorder(path)
+            recorder = Recorder(path, source_info=self.source.describe() if self.source else None)
         except (FacedepthError, OSError) as exc:
             self._show_error(f"Could not start recording: {_plain(exc)}")
             self.playback.record_action.setChecked(False)
@@ -662,6 +675,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_error(f"Enrolment failed: {_plain(exc)}")
             return
         self.enrolment = enrolment
+        self.settings.set_last_enrolment(path)
         if self.pipeline is not None:
             self.pipeline.enrolment = enrolment
         if self.log is not None:
@@ -750,6 +764,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.shutdown()
         super().closeEvent(event)
+
+
+def _has_recorded_predictions(source: Source) -> bool:
+    """A replay of a recording made by the app, which holds the app's predictions."""
+    if not callable(getattr(source, "recorded_prediction", None)):
+        return False
+    from sensors.recording import TOPIC_PREDICTION
+
+    return TOPIC_PREDICTION in source.describe().get("topics", ())
 
 
 def _safe_name(name: str) -> str:
