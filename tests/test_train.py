@@ -1,0 +1,198 @@
+"""Training: a short run learns, writes its files, resumes exactly, fine-tunes, and runs under DDP."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import launch  # noqa: E402
+from models.train import (  # noqa: E402
+    AugmentConfig,
+    TrainConfig,
+    augment_sample,
+    build_generator,
+    load_checkpoint,
+    loss_masks,
+    train,
+    validate,
+)
+from sensors.errors import ConfigError, ModelError  # noqa: E402
+from synthetic_data import make_crops  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"widths": [8, 16, 24], "enc_convs": [0, 1, 1], "dec_convs": [0, 1]}
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "crops.npz"
+    make_crops(n=36, size=48, seed=1).save(path)
+    return path
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), epochs=3, batch_size=6, threads=1, generator=SMALL, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, tmp_path):
+    cfg = _cfg(data_file, tmp_path / "run", mode="ae", epochs=4, lr=3e-3)
+    result = train(cfg, progress=False)
+    val_losses = [r["val_loss"] for r in result.history]
+    # an untrained generator of the same seed, scored the same way, is the starting point
+    from models.dataset import load_dataset
+
+    torch.manual_seed(cfg.seed)
+    untrained = build_generator(SMALL)
+    val = load_dataset(data_file).select_split("val")
+    start = validate(untrained, val.color, val.target, loss_masks(val.target, True), val.distance_mm, 150.0,
+                     torch.device("cpu"))["val_loss"]
+    assert val_losses[-1] < 0.5 * start
+    assert min(val_losses) < val_losses[0]
+    out = tmp_path / "run"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["mode"] == "ae" and saved["epochs"] == 4 and saved["generator"] == SMALL
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"train_mse", "val_loss", "val_l1_mm", "val_delta<1.25^1/4"} <= set(rows[0])
+    assert (out / "curves.png").stat().st_size > 1000
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"epoch_00{i}.png" for i in range(1, 5)]
+    best = load_checkpoint(out / "best.pt")
+    assert best["epoch"] == result.best_epoch
+    assert best["val_metrics"]["l1_mm"] == min(float(r["val_l1_mm"]) for r in rows)
+    assert best["crop"]["size_px"] == 48 and best["synthetic_only"] is True
+    assert best["discriminator"] is None
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(data_file, tmp_path, monkeypatch):
+    import models.train as mt
+
+    straight = train(_cfg(data_file, tmp_path / "a", mode="cgan", epochs=3), progress=False)
+    # run b is killed (Ctrl-C) right after it saved epoch 2
+    real_grid, calls = mt.write_sample_grid, []
+
+    def killed_after_epoch_2(*args, **kwargs):
+        real_grid(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mt, "write_sample_grid", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(data_file, tmp_path / "b", mode="cgan", epochs=3), progress=False)
+    monkeypatch.setattr(mt, "write_sample_grid", real_grid)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    resumed = train(_cfg(data_file, tmp_path / "b", mode="cgan", epochs=3), resume=True, progress=False)
+    assert len(resumed.history) == 3 and resumed.history[:2] == load_checkpoint(tmp_path / "b" / "last.pt")["history"][:2]
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["epoch"] == 3
+    for k in a["generator"]:
+        torch.testing.assert_close(a["generator"][k], b["generator"][k], rtol=1e-5, atol=1e-6)
+    for k in a["discriminator"]:
+        torch.testing.assert_close(a["discriminator"][k], b["discriminator"][k], rtol=1e-5, atol=1e-6)
+    assert straight.history[-1]["val_loss"] == pytest.approx(resumed.history[-1]["val_loss"], rel=1e-4)
+
+
+def test_cli_resume_and_its_errors(data_file, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--data", str(data_file), "--out", str(out), "--mode", "ae", "--epochs", "1", "--batch-size", "6",
+            "--widths", "8,16,24", "--threads", "1", "--no-progress"]
+    assert launch.main(args) == 0
+    assert launch.main(["train", "--data", str(data_file), "--out", str(out), "--resume", "--epochs", "2",
+                        "--no-progress", "--threads", "1"]) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["generator_config"]["widths"] == [8, 16, 24]
+    assert "--widths 8,16,24" in ckpt["train_config"]["command"]
+    capsys.readouterr()
+    assert launch.main(["train", "--data", str(data_file), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no config.json" in err and err.count("\n") == 1
+
+
+def test_fine_tuning_starts_from_the_given_weights(data_file, tmp_path):
+    train(_cfg(data_file, tmp_path / "base", mode="cgan", epochs=1), progress=False)
+    base = load_checkpoint(tmp_path / "base" / "last.pt")
+    # sensor-depth data of other people, not marked synthetic: what a user's Kinect recordings look like
+    real = make_crops(n=24, size=48, seed=7, clean=False)
+    real_file = tmp_path / "real.npz"
+    replace(real, meta={**real.meta, "sources": ["biwi:/data/hpdb"]}).save(real_file)
+    train(_cfg(real_file, tmp_path / "ft", mode="cgan", epochs=1, lr=0.0, lr_d=0.0, generator={},
+               init=str(tmp_path / "base" / "last.pt")), progress=False)
+    ft = load_checkpoint(tmp_path / "ft" / "last.pt")
+    for k in base["generator"]:  # lr 0: the weights are exactly the initial ones
+        torch.testing.assert_close(ft["generator"][k], base["generator"][k], rtol=0, atol=0)
+    for k in base["discriminator"]:
+        torch.testing.assert_close(ft["discriminator"][k], base["discriminator"][k], rtol=0, atol=0)
+    assert ft["generator_config"] == base["generator_config"]
+    assert ft["init"]["file"] == "last.pt" and ft["synthetic_only"] is False
+    assert ft["data"]["target"].startswith("depth (sensor")
+    # a checkpoint trained on another crop geometry is refused
+    other = make_crops(n=24, size=40, seed=2)
+    other.save(tmp_path / "other.npz")
+    with pytest.raises(ConfigError, match="size_px"):
+        train(_cfg(tmp_path / "other.npz", tmp_path / "x", generator={}, init=str(tmp_path / "base" / "last.pt")),
+              progress=False)
+    (tmp_path / "junk.pt").write_bytes(os.urandom(300))
+    with pytest.raises(ModelError, match="junk.pt"):
+        train(_cfg(data_file, tmp_path / "y", init=str(tmp_path / "junk.pt")), progress=False)
+
+
+def test_max_minutes_stops_after_validating_and_saving(data_file, tmp_path):
+    result = train(_cfg(data_file, tmp_path / "t", mode="ae", epochs=50, max_minutes=1e-6), progress=False)
+    assert result.stopped == "max-minutes" and result.epochs_done == 1
+    assert load_checkpoint(tmp_path / "t" / "last.pt")["epoch"] == 1
+
+
+def test_sensor_targets_mask_invalid_pixels_and_clean_targets_keep_background():
+    target = np.array([[0, 10], [200, 0]], np.uint8)
+    assert loss_masks(target, clean=False).tolist() == [[False, True], [True, False]]
+    assert loss_masks(target, clean=True).all()
+
+
+def test_geometric_augmentation_moves_colour_depth_and_mask_together():
+    s = 32
+    ramp = np.tile(np.arange(s, dtype=np.uint8) * 7, (s, 1))
+    color = np.repeat(ramp[:, :, None], 3, axis=2)
+    mask = np.ones((s, s), bool)
+    flip_only = AugmentConfig(flip_p=1.0, shift_px=0, scale=0, rotate_deg=0, brightness=0, contrast=0, saturation=0,
+                              channel_gain=0, blur_p=0, noise_p=0, jpeg_p=0)
+    c, t, m = augment_sample(color, ramp, mask, flip_only, np.random.default_rng(0))
+    assert np.array_equal(t, ramp[:, ::-1]) and np.array_equal(c[:, :, 0], ramp[:, ::-1]) and m.all()
+    shift = replace(flip_only, flip_p=0.0, shift_px=3.0)
+    c, t, m = augment_sample(color, ramp, mask, shift, np.random.default_rng(1))
+    assert not m.all()                         # pixels from outside the crop do not count
+    inner = m & (t > 0)
+    assert np.abs(c[:, :, 0][inner].astype(int) - t[inner].astype(int)).max() <= 7  # same warp, one pixel at most
+    full = AugmentConfig()
+    c2, _, _ = augment_sample(color, ramp, mask, full, np.random.default_rng(2))
+    assert c2.dtype == np.uint8 and c2.shape == color.shape
+
+
+def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           str(ROOT / "launch.py"), "train", "--data", str(data_file), "--out", str(out), "--mode", "cgan",
+           "--epochs", "1", "--batch-size", "4", "--widths", "8,16", "--no-progress", "--device", "cpu"]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["generator_config"]["widths"] == [8, 16]
+    report = json.loads(run.stdout.strip().splitlines()[-1])  # rank 0 alone reports
+    assert report["epochs_done"] == 1 and report["best_epoch"] == 1
