@@ -22,7 +22,7 @@ HEAD_RADIUS_MM = 90.0
 WALL_MM = 1600
 
 
-def _scene() -> tuple[np.ndarray, np.ndarray]:
+def _scene(cam: CameraIntrinsics = COLOR_CAM) -> tuple[np.ndarray, np.ndarray]:
     """The depth of a sphere (the head) before a wall, and a colour image with a shaded disc."""
     v, u = np.mgrid[0:DEPTH_CAM.height, 0:DEPTH_CAM.width].astype(np.float64)
     rx, ry = (u - DEPTH_CAM.cx) / DEPTH_CAM.fx, (v - DEPTH_CAM.cy) / DEPTH_CAM.fy
@@ -33,13 +33,13 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
     t = b - np.sqrt(np.clip(disc, 0, None))
     z = np.where(disc > 0, t * d[..., 2], WALL_MM)
     depth = np.rint(z).astype(np.uint16)
-    cv, cu = np.mgrid[0:COLOR_CAM.height, 0:COLOR_CAM.width].astype(np.float32)
-    color = np.empty((COLOR_CAM.height, COLOR_CAM.width, 3), np.uint8)
-    color[..., 0] = (60 + 80 * cu / COLOR_CAM.width).astype(np.uint8)
-    color[..., 1] = (70 + 60 * cv / COLOR_CAM.height).astype(np.uint8)
+    cv, cu = np.mgrid[0:cam.height, 0:cam.width].astype(np.float32)
+    color = np.empty((cam.height, cam.width, 3), np.uint8)
+    color[..., 0] = (60 + 80 * cu / cam.width).astype(np.uint8)
+    color[..., 1] = (70 + 60 * cv / cam.height).astype(np.uint8)
     color[..., 2] = 110
-    r_px = COLOR_CAM.fx * HEAD_RADIUS_MM / 800.0
-    rr = ((cu - COLOR_CAM.cx) ** 2 + (cv - COLOR_CAM.cy) ** 2) / r_px ** 2
+    r_px = cam.fx * HEAD_RADIUS_MM / 800.0
+    rr = ((cu - cam.cx) ** 2 + (cv - cam.cy) ** 2) / r_px ** 2
     inside = rr < 1
     shade = np.sqrt(np.clip(1 - rr, 0, 1))
     skin = np.array([224, 172, 140], np.float32)
@@ -50,7 +50,8 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
 class FakeRGBDSource(SeekableSource):
     """``n`` frames of a sphere "head" before a wall, annotated with its centre.
 
-    Options: ``n`` frames (default 120), ``fps`` pacing (0 = as fast as possible), ``lost_at``
+    Options: ``n`` frames (default 120), ``fps`` pacing (0 = as fast as possible), ``scale``
+    (colour size: 1 = 640x360, 3 = Kinect v2's 1920x1080), ``lost_at``
     frame index at which the stream raises SourceLostError (a sensor unplugged), ``live``,
     ``annotate`` (off: no head annotation, so the locator must detect; the sphere is no face).
     Frame k carries k in a small block of the colour image (and, when not live, in its
@@ -65,13 +66,15 @@ class FakeRGBDSource(SeekableSource):
         self.lost_at = opts.int("lost_at", None)
         self.is_live = opts.bool("live", False)
         self.annotate = opts.bool("annotate", True)
+        scale = opts.int("scale", 1)
         opts.finish()
+        self.color_camera = COLOR_CAM.scaled(COLOR_CAM.width * scale, COLOR_CAM.height * scale)
         self._pos = 0
         self._t0 = 0.0
         self.reads = 0
 
     def _open(self) -> None:
-        self._depth, self._color = _scene()
+        self._depth, self._color = _scene(self.color_camera)
         self._t0 = time.monotonic()
 
     def _read(self, timeout_s: float) -> Frame:
@@ -94,7 +97,7 @@ class FakeRGBDSource(SeekableSource):
         self.reads += 1
         # live: stamped at capture on the monotonic clock, as sensors do; else a recorded time
         stamp = time.monotonic_ns() if self.is_live else 1_000_000_000 + k * 33_333_333
-        return Frame(index=k, timestamp_ns=stamp, color=color, color_camera=COLOR_CAM,
+        return Frame(index=k, timestamp_ns=stamp, color=color, color_camera=self.color_camera,
                      depth_mm=self._depth, depth_camera=DEPTH_CAM, depth_to_color=DEPTH_TO_COLOR,
                      head_center_mm=HEAD_MM if self.annotate else None, subject_id=1, source=str(self.uri))
 
@@ -187,6 +190,40 @@ def write_tiny_generator(path: str | Path, crop: dict | None = None, synthetic_o
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, json.dumps(v)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_tiny_verifier(path: str | Path, size_px: int = 100, dim: int = 16, threshold: float = 0.8,
+                        seed: int = 0) -> Path:
+    """A real (tiny) ONNX face verifier with the metadata models.verification reads: a fixed
+    random projection of the depth crop, L2-normalised. Built with onnx.helper (no torch)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    proj = rng.normal(size=(size_px * size_px, dim)).astype(np.float32) / size_px
+    nodes = [
+        helper.make_node("Cast", ["depth"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["f", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "proj"], ["e"]),
+        helper.make_node("LpNormalization", ["e"], ["embedding"], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_verifier",
+        [helper.make_tensor_value_info("depth", TensorProto.UINT8, ["N", size_px, size_px])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", dim])],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [-1, size_px * size_px]),
+                     helper.make_tensor("proj", TensorProto.FLOAT, list(proj.shape), proj.ravel().tolist())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    from models.verification import METADATA_KEY
+
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps({"threshold": threshold, "embedding_dim": dim, "size_px": size_px, "crop": CROP})
     path = Path(path)
     onnx.save(model, str(path))
     return path

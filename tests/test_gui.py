@@ -378,3 +378,28 @@ def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path)
     replay = open_source(f"replay:{path},pace=off")
     assert len(replay) >= 10 and replay.describe()["complete"]
     replay.close()
+
+
+def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_window, tmp_path):
+    from pipeline_fakes import write_tiny_verifier
+
+    verifier = write_tiny_verifier(tmp_path / "verifier.onnx")
+    settings = AppSettings(tmp_path / "enrol.ini")
+    w = make_window(verifier_path=verifier, settings=settings)
+    assert w.playback.enrol_action.isEnabled()
+    _wait_frames(qtbot, w, 3)
+    assert w.enrol("Alice Smith", frames=5)
+    qtbot.waitUntil(lambda: w.enrolment is not None, timeout=5000)
+    saved = tmp_path / "out" / "enrolments" / "Alice_Smith.json"
+    assert saved.is_file() and w.enrolment.kind == "true-depth" and len(w.enrolment.embeddings) == 5
+    _wait_frames(qtbot, w, 5)
+    m = w.last_shown.models[0]
+    # every frame of the fake shows the same head: its prediction against the enrolled true depth
+    # scores what the verifier gives the pair directly, and pred vs true of the frame is scored too
+    assert m.enrolled == pytest.approx(w.verifier.score(m.pred8, m.true8), abs=1e-5)
+    assert m.verification == pytest.approx(w.verifier.score(m.pred8, m.true8), abs=1e-5)
+    qtbot.waitUntil(lambda: "vs enrolled (identity)" in w.verification_label.text(), timeout=3000)
+    assert "pred vs true" in w.verification_label.text()
+    w.close()
+    again = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "enrol.ini"))
+    assert again.enrolment is not None and again.enrolment.name == "Alice Smith"

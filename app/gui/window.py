@@ -128,6 +128,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._enrol_crops: list[np.ndarray] | None = None
         self._enrol_name = ""
         self._enrol_kind = ""
+        self._enrol_target = ENROL_FRAMES
         self._done: tuple[FrameResult | None, int] = (None, 0)
         self.last_shown: FrameResult | None = None  # the result on screen
         self._finish_handled = False
@@ -403,7 +404,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 except (FacedepthError, OSError) as exc:
                     self._rec_error = _plain(exc)
         with self._enrol_lock:
-            if self._enrol_crops is not None and result.models:
+            if self._enrol_crops is not None and result.models and len(self._enrol_crops) < self._enrol_target:
                 m = result.models[0]
                 crop = m.true8 if self._enrol_kind == "true-depth" else m.pred8
                 if crop is not None:
@@ -660,7 +661,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _finish_enrolment_if_ready(self) -> None:
         with self._enrol_lock:
             crops = self._enrol_crops
-            if crops is None or len(crops) < getattr(self, "_enrol_target", ENROL_FRAMES):
+            if crops is None or len(crops) < self._enrol_target:
                 return
             self._enrol_crops = None
             name, kind = self._enrol_name, self._enrol_kind
