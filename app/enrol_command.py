@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="FILE.onnx",
                    help=f"depth generator, used when the source has no depth (default: the shipped {DEFAULT_MODEL.name})")
     p.add_argument("--timeout-s", type=float, default=60.0, help="give up after this many seconds (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _crop_config(verifier: Any, generator: Any | None) -> Any:
@@ -57,8 +58,10 @@ def _crop_config(verifier: Any, generator: Any | None) -> Any:
 
 
 def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s: float,
-                  generator_path: Path | None, log: Any = print) -> tuple[Any, str]:
+                  generator_path: Path | None, progress: bool = True) -> tuple[Any, str]:
     """(N, S, S) uint8 depth crops of N frames with a face, and their kind (true/predicted depth)."""
+    from tqdm import tqdm
+
     import numpy as np
 
     from sensors.crop import crop_face
@@ -72,43 +75,46 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
     crops: list[Any] = []
     faces = 0
     deadline = time.monotonic() + timeout_s
-    while len(crops) < frames:
-        if time.monotonic() > deadline:
-            raise SensorError(f"only {len(crops)} of {frames} crops with a face in {timeout_s:g} s", str(source.uri))
-        try:
-            frame = source.read(timeout_s=1.0)
-        except TimeoutError:
-            continue
-        except EOFError:
-            raise SensorError(f"the source ended after {len(crops)} of {frames} crops with a face; "
-                              "lower --frames or --every", str(source.uri)) from None
-        if kind is None:
-            kind = "true-depth" if frame.has_depth else "predicted-depth"
-            if kind == "predicted-depth":
-                if generator_path is None or not generator_path.exists():
-                    raise ModelError("the source has no depth, so enrolment needs a generator (--model)", generator_path)
-                from models.inference import DepthGenerator
+    bar = tqdm(total=frames, desc="enrol", unit="crop", disable=not progress, leave=False)
+    try:
+        while len(crops) < frames:
+            if time.monotonic() > deadline:
+                raise SensorError(f"only {len(crops)} of {frames} crops with a face in {timeout_s:g} s", str(source.uri))
+            try:
+                frame = source.read(timeout_s=1.0)
+            except TimeoutError:
+                continue
+            except EOFError:
+                raise SensorError(f"the source ended after {len(crops)} of {frames} crops with a face; "
+                                  "lower --frames or --every", str(source.uri)) from None
+            if kind is None:
+                kind = "true-depth" if frame.has_depth else "predicted-depth"
+                if kind == "predicted-depth":
+                    if generator_path is None or not generator_path.exists():
+                        raise ModelError("the source has no depth, so enrolment needs a generator (--model)", generator_path)
+                    from models.inference import DepthGenerator
 
-                generator = DepthGenerator(generator_path, threads=1)
-            cfg = _crop_config(verifier, generator)
-        head = locator.locate(frame)
-        if head is None:
-            continue
-        faces += 1
-        if (faces - 1) % every:
-            continue
-        crop = crop_face(frame, head.center_color_mm, cfg)
-        if kind == "true-depth":
-            depth8 = crop.depth8()
-            if depth8 is None:
-                raise SensorError("a frame of a depth source came without depth", str(source.uri))
-        else:
-            depth8 = generator.predict(crop.color)
-        if np.mean(depth8 > 0) < MIN_VALID_FRACTION:
-            continue
-        crops.append(depth8)
-        log(f"\renrolled {len(crops)}/{frames}", end="", flush=True)
-    log("")
+                    generator = DepthGenerator(generator_path, threads=1)
+                cfg = _crop_config(verifier, generator)
+            head = locator.locate(frame)
+            if head is None:
+                continue
+            faces += 1
+            if (faces - 1) % every:
+                continue
+            crop = crop_face(frame, head.center_color_mm, cfg)
+            if kind == "true-depth":
+                depth8 = crop.depth8()
+                if depth8 is None:
+                    raise SensorError("a frame of a depth source came without depth", str(source.uri))
+            else:
+                depth8 = generator.predict(crop.color)
+            if np.mean(depth8 > 0) < MIN_VALID_FRACTION:
+                continue
+            crops.append(depth8)
+            bar.update(1)
+    finally:
+        bar.close()
     return np.stack(crops), str(kind)
 
 
@@ -128,7 +134,8 @@ def main(args: argparse.Namespace) -> int:
     verifier = Verifier(Path(args.verifier) if args.verifier else DEFAULT_VERIFIER, threads=1)
     model = Path(args.model) if args.model else DEFAULT_MODEL
     with open_source(args.source) as source:
-        crops, kind = capture_crops(source, verifier, args.frames, args.every, args.timeout_s, model)
+        crops, kind = capture_crops(source, verifier, args.frames, args.every, args.timeout_s, model,
+                                    progress=not args.quiet)
         enrolment = Enrolment.create(args.name.strip(), kind, verifier, crops, source=str(source.uri))
     enrolment.save(out)
     print(f"enrolled {enrolment.name!r} from {len(crops)} {kind} crops of {enrolment.source} -> {out} "

@@ -252,3 +252,22 @@ def test_one_pair_scores_within_2_ms(exported, toy):
         v.score(a, b)
     cpu_ms = (time.process_time() - c0) / n * 1e3
     assert cpu_ms <= 2.0, f"one pair took {cpu_ms:.2f} ms of CPU"
+
+
+def test_enrol_command_on_the_virtual_kinect(exported, tmp_path, capsys):
+    import launch
+
+    v = Verifier(exported[0] / "a.onnx")
+    out = tmp_path / "s3.json"
+    rc = launch.main(["enrol", "--source", "virtual:seed=0,subject=3,pace=off", "--name", "subject 3",
+                      "--frames", "2", "--every", "1", "--out", str(out), "--verifier", str(v.path), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    e = v.load_enrolment(out)
+    assert e.name == "subject 3" and e.kind == "true-depth" and e.label == "identity"
+    assert e.embeddings.shape == (2, 128) and "subject=3" in e.source
+    assert "identity" in capsys.readouterr().out
+    # bad arguments and a missing verifier: one line, exit 2 and 1
+    assert launch.main(["enrol", "--name", "x", "--frames", "0", "--out", str(out), "--verifier", str(v.path)]) == 2
+    assert "--frames" in capsys.readouterr().err
+    assert launch.main(["enrol", "--name", "x", "--out", str(out), "--verifier", str(tmp_path / "none.onnx")]) == 1
+    assert "verifier file does not exist" in capsys.readouterr().err
