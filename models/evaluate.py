@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", default=None, metavar="FILE.onnx",
                    help="also run the face-verification protocol with this verifier")
     p.add_argument("--pairs", default=None, metavar="FILE.json",
-                   help="verification pair list to read (or write, if missing)")
+                   help="verification pair list to read (or write, if missing); default: beside the data, "
+                        "DATA.SPLIT_pairs.json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,9 +310,10 @@ def add_verification(report: dict[str, Any], arrays: Mapping[str, Any], data_pat
     """The hook for face verification: run ``models.verification.evaluate_verification`` with every
     model's predictions, store its results as ``report["verification"]`` and plot its ROC curves."""
     from models.dataset import load_dataset
-    from models.verification import evaluate_verification
+    from models.verification import default_pairs_file, evaluate_verification
 
     data = load_dataset(data_path)
+    pairs = pairs or str(default_pairs_file(data_path, "test" if split == "all" else split))
     mask = np.ones(len(data), bool) if split == "all" else data.split == {"train": 0, "val": 1, "test": 2}[split]
     where = np.flatnonzero(mask)
     generators = {}

@@ -406,6 +406,13 @@ class VerificationEvaluation:
         return self.results["models"][model][kind]
 
 
+def default_pairs_file(data_path: str | os.PathLike[str], split: str = "test") -> Path:
+    """Where the pair list of a dataset file lives unless told otherwise: beside the dataset
+    (``crops.npz`` -> ``crops.test_pairs.json``), so every evaluation of it scores the same pairs."""
+    p = Path(data_path)
+    return p.with_name(f"{p.stem}.{split}_pairs.json")
+
+
 def pairs_for(dataset: Any, pairs_file: str | os.PathLike[str] | None, split: str = "test",
               subjects: Sequence[int] | None = None, n_pairs: int = 2000, seed: int = 0) -> PairList:
     """The pair list an evaluation uses: read from ``pairs_file`` when it exists (checked against
