@@ -13,10 +13,12 @@ Providers: ``"auto"`` tries TensorRT, then CUDA, then the CPU; ``"tensorrt"`` / 
 try that one (TensorRT falls through to CUDA) and fall back to the CPU when it cannot load;
 ``"cpu"`` uses the CPU. A GPU provider counts only when it really loads: its shared library
 is opened quietly first (onnxruntime-gpu lists CUDA and TensorRT as "available" on any
-machine; a CPU-only machine lacks their CUDA 13 / cuDNN 9 / TensorRT libraries), and the
-session is then created with ONNX Runtime's logging muted and its own output captured, and
-kept only if ``get_providers()`` puts that provider first. ``provider`` says what is in use,
-``fallback_reason`` why a requested GPU provider is not.
+machine; a CPU-only machine lacks the CUDA 13.x / cuDNN 9.x / TensorRT libraries that
+onnxruntime-gpu 1.31 is built against), with one silenced ``onnxruntime.preload_dlls()`` for
+CUDA libraries installed as pip packages; the session is then created with ONNX Runtime's
+logging muted and its own output captured, and kept only if ``get_providers()`` puts that
+provider first. ``provider`` says what is in use, ``fallback_reason`` why a requested GPU
+provider is not.
 
 Threads: ``threads`` is ONNX Runtime's intra-op thread count. The live app uses 1 (the
 default), which leaves the other core of a 2-core machine to capture and the GUI; a
@@ -151,8 +153,40 @@ def provider_library_loads(kind: str) -> tuple[bool, str]:
     try:
         ctypes.CDLL(str(candidates[0]))
     except OSError as exc:
-        return False, f"{candidates[0].name} cannot load ({' '.join(str(exc).split())})"
-    return True, ""
+        first_error = exc
+    else:
+        return True, ""
+    # CUDA / cuDNN installed as pip packages (onnxruntime-gpu[cuda,cudnn], nvidia-*) are not on
+    # the loader's path: onnxruntime's preload_dlls() loads them from site-packages (quietly here)
+    if _preload_nvidia_libraries():
+        try:
+            ctypes.CDLL(str(candidates[0]))
+        except OSError:
+            pass
+        else:
+            return True, ""
+    return False, f"{candidates[0].name} cannot load ({' '.join(str(first_error).split())})"
+
+
+_PRELOADED: list[bool] = []
+
+
+def _preload_nvidia_libraries() -> bool:
+    """Run onnxruntime.preload_dlls() once, silenced; False where this build has none."""
+    import onnxruntime as ort
+
+    if not _PRELOADED:
+        preload = getattr(ort, "preload_dlls", None)
+        ok = False
+        if preload is not None:
+            try:
+                with _quiet_ort():
+                    preload()
+                ok = True
+            except (OSError, RuntimeError):
+                ok = False
+        _PRELOADED.append(ok)
+    return _PRELOADED[0]
 
 
 class DepthGenerator:
