@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -190,9 +191,16 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
            str(ROOT / "launch.py"), "train", "--data", str(data_file), "--out", str(out), "--mode", "cgan",
            "--epochs", "1", "--batch-size", "4", "--widths", "8,16", "--no-progress", "--device", "cpu"]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, run.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+        proc.communicate()
+        raise AssertionError("DDP training did not finish within 180 s") from None
+    assert proc.returncode == 0, stderr[-3000:]
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["generator_config"]["widths"] == [8, 16]
-    report = json.loads(run.stdout.strip().splitlines()[-1])  # rank 0 alone reports
+    report = json.loads(stdout.strip().splitlines()[-1])  # rank 0 alone reports
     assert report["epochs_done"] == 1 and report["best_epoch"] == 1
