@@ -1,0 +1,92 @@
+"""Small shared helpers of the virtual Kinect: seeded random streams, rotations, smooth steps."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def rng(*keys: int | str) -> np.random.Generator:
+    """A random generator that is a pure function of ``keys`` (ints or short strings)."""
+    words: list[int] = []
+    for k in keys:
+        if isinstance(k, str):
+            words.append(zlib.crc32(k.encode()))
+        else:
+            words.append(int(k) & 0xFFFFFFFF)
+            words.append((int(k) >> 32) & 0xFFFFFFFF)
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def rot_x(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
+
+
+def rot_z(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def head_rotation_from_euler_deg(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Head axes -> camera for a head facing the camera turned by yaw (about the vertical axis,
+    positive = the face turns to the image right), pitch (positive = chin down), roll (positive =
+    clockwise in the image). Identity = facing the camera. Order: R = Ry(yaw) Rx(pitch) Rz(roll)."""
+    return rot_y(np.radians(yaw)) @ rot_x(-np.radians(pitch)) @ rot_z(np.radians(roll))
+
+
+def smoothstep(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def normalize(v: np.ndarray, axis: int = -1) -> np.ndarray:
+    v = np.asarray(v)
+    if v.ndim == 2 and axis in (-1, 1):
+        n = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
+    else:
+        n = np.linalg.norm(v, axis=axis, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def xform(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray | None = None) -> np.ndarray:
+    """``points @ rotation.T + translation`` for N x 3 points, in the points' dtype (fast path:
+    a contiguous transposed matrix lets numpy use BLAS)."""
+    rt = np.ascontiguousarray(np.asarray(rotation).T, dtype=points.dtype)
+    out = points @ rt
+    if translation is not None:
+        out += np.asarray(translation, dtype=points.dtype)
+    return out
+
+
+def rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two N x 3 arrays."""
+    return np.einsum("ij,ij->i", a, b)
+
+
+def value_noise_2d(shape: tuple[int, int], cell: float, gen: np.random.Generator) -> np.ndarray:
+    """Smooth random field in [0, 1] of ``shape`` with features about ``cell`` pixels wide."""
+    import cv2
+
+    h, w = shape
+    gh, gw = max(2, int(np.ceil(h / cell)) + 2), max(2, int(np.ceil(w / cell)) + 2)
+    grid = gen.random((gh, gw)).astype(np.float32)
+    big = cv2.resize(grid, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big[:h, :w], 0.0, 1.0)
+
+
+def fbm_2d(shape: tuple[int, int], cell: float, gen: np.random.Generator, octaves: int = 4) -> np.ndarray:
+    """Fractal value noise in about [0, 1]."""
+    acc = np.zeros(shape, np.float32)
+    amp, total = 1.0, 0.0
+    for _ in range(octaves):
+        acc += amp * value_noise_2d(shape, max(cell, 1.5), gen)
+        total += amp
+        amp *= 0.5
+        cell /= 2.0
+    return acc / total

@@ -1,0 +1,317 @@
+"""``virtual:`` - the virtual Kinect v2 as a frame source.
+
+    virtual:seed=0,subjects=0-99,sequence=mixed,distance=0.6-1.5,pace=off,frames=1000
+
+Frame ``i`` is a pure function of the options and ``i`` (:meth:`VirtualKinect.render`), so work
+can be split between processes by frame ranges (``start=``) and a fixed seed reproduces every
+frame bit for bit. See the README's "Virtual Kinect" section for every option.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..frame import Frame
+from ..source import Options, Pacer, Source, SourceURI, parse_uri
+from ._util import rng
+from .head import HeadModel, build_head, sample_identity
+from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
+from .plane import PlaneScene
+from .render import Renderer, Stage
+from .scene import SequencePlan, frame_state, plan_sequence
+
+SEQUENCE_KINDS = ("calm", "free", "mixed")
+ROOMS = ("mixed", "office", "car", "none")
+
+
+@dataclass(frozen=True)
+class VirtualOptions:
+    """The parsed ``virtual:`` options (see the README for their meaning)."""
+
+    seed: int = 0
+    identity_seed: int = 0
+    subjects: tuple[int, int] = (0, 99)
+    sequence: str = "mixed"
+    distance_m: tuple[float, float] = (0.6, 1.5)
+    frames: int | None = None
+    start: int = 0
+    pace: bool = True
+    occluders: bool = True
+    noise: bool = True
+    scene: str = "people"
+    sequence_frames: int = 300
+    plane_mm: float = 200.0
+    plane_tilt_deg: float = 0.0
+    room: str = "mixed"
+
+    @classmethod
+    def parse(cls, uri: SourceURI) -> "VirtualOptions":
+        o = Options(uri)
+        seed = o.int("seed", 0)
+        identity_seed = o.int("identity_seed", seed)
+        subjects = o.int_range("subjects", None)
+        subject = o.int("subject", None)
+        if subjects is not None and subject is not None:
+            raise ConfigError(f"give subjects=A-B or subject=K, not both, in source {uri}")
+        if subject is not None:
+            subjects = (subject, subject)
+        subjects = subjects if subjects is not None else (0, 99)
+        sequence = (o.str("sequence", "mixed") or "mixed").lower()
+        dist_raw = o.str("distance", None)
+        frames = o.int("frames", None)
+        start = o.int("start", 0)
+        pace = o.bool("pace", True)
+        occluders = o.bool("occluders", True)
+        noise = o.bool("noise", True)
+        scene = (o.str("scene", "people") or "people").lower()
+        seq_frames = o.int("sequence_frames", 300)
+        plane_mm = o.float("plane_mm", 200.0)
+        plane_tilt = o.float("plane_tilt", 0.0)
+        room = (o.str("room", "mixed") or "mixed").lower()
+        o.finish()
+        if room not in ROOMS:
+            raise ConfigError(f"option room={room!r} in source {uri} must be one of {', '.join(ROOMS)}")
+        if subjects[0] < 0:
+            raise ConfigError(f"subject numbers must be >= 0, got {subjects[0]} in source {uri}")
+        if sequence not in SEQUENCE_KINDS:
+            raise ConfigError(f"option sequence={sequence!r} in source {uri} must be calm, free or mixed")
+        if scene not in ("people", "plane"):
+            raise ConfigError(f"option scene={scene!r} in source {uri} must be people or plane")
+        dist = (0.6, 1.5) if scene == "people" else (1.0, 1.0)
+        if dist_raw is not None:
+            dist = _parse_distance(dist_raw, uri)
+        if frames is not None and frames < 0:
+            raise ConfigError(f"option frames={frames} in source {uri} must be >= 0")
+        if start < 0:
+            raise ConfigError(f"option start={start} in source {uri} must be >= 0")
+        if seq_frames < 30:
+            raise ConfigError(f"option sequence_frames={seq_frames} in source {uri} must be >= 30")
+        if not (10.0 <= plane_mm <= 2000.0):
+            raise ConfigError(f"option plane_mm={plane_mm:g} in source {uri} must be 10-2000")
+        if not (-85.0 <= plane_tilt <= 85.0):
+            raise ConfigError(f"option plane_tilt={plane_tilt:g} in source {uri} must be -85..85 degrees")
+        return cls(seed, identity_seed, (int(subjects[0]), int(subjects[1])), sequence, dist, frames, start, pace,
+                   occluders, noise, scene, seq_frames, float(plane_mm), float(plane_tilt), room)
+
+
+def _parse_distance(raw: str, uri: SourceURI) -> tuple[float, float]:
+    a, dash, b = raw.partition("-")
+    try:
+        lo = float(a)
+        hi = float(b) if dash else lo
+    except ValueError:
+        raise ConfigError(f"option distance={raw!r} in source {uri} must be metres, e.g. 0.6-1.5 or 1.0") from None
+    if not (0.5 <= lo <= hi <= 4.0):
+        raise ConfigError(f"option distance={raw!r} in source {uri} must lie within 0.5-4.0 m, low to high")
+    return lo, hi
+
+
+class VirtualKinect(Source):
+    """The virtual Kinect v2: synthetic people in rooms, seen by a simulated Kinect v2.
+
+    Public API beyond :class:`~sensors.source.Source`:
+
+    - :meth:`render` ``(index) -> Frame``: frame ``index`` of the stream, independent of any
+      other call (a pure function of the options and ``index``; ``timestamp_ns`` is
+      ``index * 1e9 / 30``). Rendering consecutive frames is fastest (stages are cached).
+    - :meth:`render_posed` ``(subject, yaw_deg, pitch_deg, roll_deg, jaw, smile, blink,
+      distance_m, sequence) -> Frame``: one person in a chosen pose and expression.
+    - :meth:`sequence_of` ``(index) -> SequencePlan`` and :meth:`subject_of` ``(index) -> int``.
+    - :attr:`options` (:class:`VirtualOptions`), :attr:`dropped` (frames skipped while paced
+      because the reader was late, as a real sensor drops them).
+
+    Every frame carries ground truth: ``head_center_mm`` (skull centre, depth camera),
+    ``head_rotation`` (head axes -> depth camera, identity = facing the camera),
+    ``subject_id`` and ``depth_clean_mm`` (noise-free depth, 0 = no surface in range).
+    """
+
+    is_live = True
+
+    def __init__(self, uri: SourceURI) -> None:
+        super().__init__(uri)
+        self.options = VirtualOptions.parse(uri)
+        self.is_live = self.options.pace
+        self.dropped = 0
+        self._renderer: Renderer | None = None
+        self._plane: PlaneScene | None = None
+        self._heads: OrderedDict[int, HeadModel] = OrderedDict()
+        self._stages: OrderedDict[int, tuple[SequencePlan, Stage]] = OrderedDict()
+        self._posed_stages: dict = {}
+        self._next = self.options.start
+        self._pacer = Pacer(self.options.pace)
+        self._first_due = self.options.start
+
+    @classmethod
+    def from_uri(cls, uri: str) -> "VirtualKinect":
+        """Construct (not opened) from a ``virtual:...`` string."""
+        return cls(parse_uri(uri))
+
+    # -- Source ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        self._ensure_renderer()
+        self._pacer.reset()
+        self._first_due = self._next
+
+    def _ensure_renderer(self) -> None:
+        if self.options.scene == "plane":
+            if self._plane is None:
+                self._plane = PlaneScene(self.options)
+        elif self._renderer is None:
+            self._renderer = Renderer(noise=self.options.noise)
+
+    def _read(self, timeout_s: float) -> Frame:
+        o = self.options
+        if o.frames is not None and self._next >= o.start + o.frames:
+            raise EOFError(f"source {self.uri}: all {o.frames} frames delivered")
+        if o.pace:
+            elapsed = time.monotonic() - self._pacer._t0
+            due_now = self._first_due + int(elapsed * FPS)
+            if due_now > self._next + 1:  # the reader fell behind: skip, as the sensor would
+                skip = due_now - self._next - 1
+                if o.frames is not None:
+                    skip = min(skip, o.start + o.frames - 1 - self._next)
+                self.dropped += max(skip, 0)
+                self._next += max(skip, 0)
+            self._pacer.wait((self._next - self._first_due) / FPS, timeout_s)
+        stamp = time.monotonic_ns()
+        frame = self.render(self._next)
+        self._next += 1
+        return _with_timestamp(frame, stamp)
+
+    def _close(self) -> None:
+        self._heads.clear()
+        self._stages.clear()
+
+    def restart_clock(self) -> None:
+        self._pacer.reset()
+        self._first_due = self._next
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        o = self.options
+        d.update({
+            "device": "virtual Kinect v2",
+            "seed": o.seed, "identity_seed": o.identity_seed, "subjects": list(o.subjects),
+            "sequence": o.sequence, "distance_m": list(o.distance_m), "scene": o.scene,
+            "noise": o.noise, "occluders": o.occluders, "pace": o.pace,
+            "color_camera": COLOR_CAMERA.to_dict(), "depth_camera": DEPTH_CAMERA.to_dict(),
+            "depth_to_color": DEPTH_TO_COLOR.to_dict(),
+        })
+        return d
+
+    # -- the public rendering API -----------------------------------------------------------
+    def subject_of(self, index: int) -> int:
+        """The subject number shown in frame ``index``."""
+        k = index // self.options.sequence_frames
+        a, b = self.options.subjects
+        n = b - a + 1
+        perm = rng("subject-order", self.options.seed, k // n).permutation(n)
+        return a + int(perm[k % n])
+
+    def sequence_of(self, index: int) -> SequencePlan:
+        """The plan of the sequence that frame ``index`` belongs to."""
+        o = self.options
+        k = index // o.sequence_frames
+        kind = o.sequence
+        if kind == "mixed":
+            kind = "calm" if rng("sequence-kind", o.seed, k).random() < 0.4 else "free"
+        return plan_sequence(o.seed, k, self.subject_of(index), kind, o.distance_m, o.occluders, o.sequence_frames,
+                             o.room)
+
+    def head_model(self, subject: int) -> HeadModel:
+        """The built head of ``subject`` (cached)."""
+        if subject in self._heads:
+            self._heads.move_to_end(subject)
+            return self._heads[subject]
+        model = build_head(sample_identity(self.options.identity_seed, subject))
+        self._heads[subject] = model
+        while len(self._heads) > 8:
+            self._heads.popitem(last=False)
+        return model
+
+    def render_posed(self, subject: int, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0,
+                     jaw: float = 0.0, smile: float = 0.0, blink: float = 0.0, distance_m: float | None = None,
+                     sequence: int = 0) -> Frame:
+        """``subject`` in a chosen pose and expression (weights 0..1), in the room, light and camera
+        of sequence ``sequence`` (without occluders), the head centre at ``distance_m`` if given.
+        Deterministic; for contact sheets and tests."""
+        if self.options.scene == "plane":
+            raise ConfigError("render_posed needs scene=people")
+        return _posed_frame(self, subject, yaw_deg, pitch_deg, roll_deg, jaw, smile, blink, distance_m, sequence)
+
+    def render(self, index: int) -> Frame:
+        """Frame ``index`` (>= 0) of this stream; see the class docstring."""
+        if index < 0:
+            raise ConfigError(f"frame index must be >= 0, got {index}")
+        self._ensure_renderer()
+        stamp = int(round(index * 1e9 / FPS))
+        if self.options.scene == "plane":
+            assert self._plane is not None
+            return self._plane.render(index, stamp, str(self.uri))
+        assert self._renderer is not None
+        k = index // self.options.sequence_frames
+        if k in self._stages:
+            self._stages.move_to_end(k)
+            plan, stage = self._stages[k]
+        else:
+            plan = self.sequence_of(index)
+            stage = self._renderer.build_stage(plan, self.head_model(plan.subject))
+            self._stages[k] = (plan, stage)
+            while len(self._stages) > 2:
+                self._stages.popitem(last=False)
+        head = self.head_model(plan.subject)
+        t = (index - k * self.options.sequence_frames) / FPS
+        st = frame_state(plan, t)
+        g = rng("frame", self.options.seed, index)
+        color, depth, clean = self._renderer.render(plan, st, head, stage, g)
+        return Frame(
+            index=int(index), timestamp_ns=stamp, color=color, color_camera=COLOR_CAMERA,
+            depth_mm=depth, depth_camera=DEPTH_CAMERA, depth_to_color=DEPTH_TO_COLOR,
+            head_center_mm=st.centre_mm.copy(), head_rotation=st.rotation.copy(), subject_id=int(plan.subject),
+            depth_clean_mm=clean, source=str(self.uri),
+        )
+
+
+def _posed_frame(src: VirtualKinect, subject: int, yaw_deg: float, pitch_deg: float, roll_deg: float,
+                 jaw: float, smile: float, blink: float, distance_m: float | None, sequence: int) -> Frame:
+    from dataclasses import replace
+
+    from ._util import head_rotation_from_euler_deg
+    from .scene import PIVOT_H, FrameState
+
+    o = src.options
+    src._ensure_renderer()
+    assert src._renderer is not None
+    base = src.sequence_of(sequence * o.sequence_frames)
+    anchor = base.head_anchor_mm.copy()
+    if distance_m is not None:
+        anchor = anchor * (1000.0 * distance_m / anchor[2])
+    plan = replace(base, subject=int(subject), head_anchor_mm=anchor, occluders=(), cap=False, scarf=False)
+    head = src.head_model(int(subject))
+    key = ("posed", int(subject), sequence, float(anchor[2]))
+    stage = src._posed_stages.get(key)
+    if stage is None:
+        stage = src._renderer.build_stage(plan, head)
+        src._posed_stages.clear()
+        src._posed_stages[key] = stage
+    rot = head_rotation_from_euler_deg(yaw_deg, pitch_deg, roll_deg)
+    centre = anchor + (PIVOT_H - rot @ PIVOT_H)
+    st = FrameState(rotation=rot, centre_mm=centre, yaw_pitch_roll_deg=np.array([yaw_deg, pitch_deg, roll_deg]),
+                    jaw=float(jaw), smile=float(smile), brows=0.0, blink=float(blink), gaze_mm=(0.0, 0.0),
+                    occluder=None, occluder_variant=0, occluder_amount=0.0, time_s=0.0)
+    g = rng("posed-frame", o.seed, int(subject), sequence)
+    color, depth, clean = src._renderer.render(plan, st, head, stage, g)
+    return Frame(index=0, timestamp_ns=0, color=color, color_camera=COLOR_CAMERA, depth_mm=depth,
+                 depth_camera=DEPTH_CAMERA, depth_to_color=DEPTH_TO_COLOR, head_center_mm=centre,
+                 head_rotation=rot, subject_id=int(subject), depth_clean_mm=clean, source=str(src.uri))
+
+
+def _with_timestamp(frame: Frame, stamp_ns: int) -> Frame:
+    from dataclasses import replace
+
+    return replace(frame, timestamp_ns=int(stamp_ns))
