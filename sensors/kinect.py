@@ -196,13 +196,14 @@ class KinectSource(Source):
         if n == 0:
             raise SensorError("no Kinect v2 found: plug it into a USB 3 port and power it "
                               f"(and install the udev rules, {_INSTALL_HINT})", path=where)
-        serials = [_text(fn.getDeviceSerialNumber(i)) for i in range(n)]
+        raw = [fn.getDeviceSerialNumber(i) for i in range(n)]  # bytes: openDevice wants them back as is
+        serials = [_text(s) for s in raw]
         serial = self.serial or serials[0]
         if serial not in serials:
             raise SensorError(f"no Kinect v2 with serial {serial}; connected: {', '.join(serials)}", path=where)
         self.serial = serial
         pipeline, self.pipeline_name = self._make_pipeline(fn2)
-        device = fn.openDevice(serial, pipeline=pipeline)
+        device = fn.openDevice(raw[serials.index(serial)], pipeline=pipeline)
         if device is None:
             raise SensorError(f"libfreenect2 could not open Kinect v2 {serial} (in use by another program?)",
                               path=where)
@@ -305,9 +306,9 @@ class KinectSource(Source):
                 return
             try:
                 frame = self._convert(frames, time.monotonic_ns())
-            except SensorError as exc:
+            except Exception as exc:  # noqa: BLE001 - end the stream with the reason, never die silently
                 with self._cond:
-                    self._lost = str(exc)
+                    self._lost = f"reading a Kinect frame failed ({type(exc).__name__}: {exc})"
                     self._cond.notify_all()
                 return
             finally:

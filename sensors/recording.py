@@ -255,16 +255,24 @@ class Recorder:
             import lz4.frame  # noqa: F401  (the mcap writer needs it for LZ4 chunks)
         except ImportError:
             compression = CompressionType.NONE
-        # chunks are cut by flush() after every frame; the size limit only guards huge frames
-        self._ros = Writer(self._file, chunk_size=64 * 1024 * 1024, compression=compression)
-        self._mcap = self._ros._writer  # the underlying mcap Writer: flush() closes the chunk
-        self._schemas = {name: self._ros.register_msgdef(name, text) for name, text in SCHEMAS.items()}
-        info = {"format": "facedepth recording", "format_version": str(FORMAT_VERSION),
-                "color_format": color_format, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if source_info:
-            info["source"] = json.dumps(dict(source_info), default=_json_default)
-        self._ros.add_metadata("facedepth", info)
-        self._mcap.flush()
+        try:
+            # chunks are cut by flush() after every frame; the size limit only guards huge frames
+            self._ros = Writer(self._file, chunk_size=64 * 1024 * 1024, compression=compression)
+            self._mcap = self._ros._writer  # the underlying mcap Writer: flush() closes the chunk
+            self._schemas = {name: self._ros.register_msgdef(name, text) for name, text in SCHEMAS.items()}
+            info = {"format": "facedepth recording", "format_version": str(FORMAT_VERSION),
+                    "color_format": color_format,
+                    "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if source_info:
+                info["source"] = json.dumps(dict(source_info), default=_json_default)
+            self._ros.add_metadata("facedepth", info)
+            self._mcap.flush()
+        except OSError as exc:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            raise FormatError(f"cannot write the recording ({exc.strerror or exc})", self.path) from None
         self._queue: queue.Queue = queue.Queue(maxsize=int(max_queue_frames))
         self._frames_written = 0
         self._frames_dropped = 0

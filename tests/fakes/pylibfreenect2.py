@@ -306,7 +306,9 @@ class Freenect2:
         return WORLD.serials[0].encode()
 
     def openDevice(self, name, pipeline=None):
-        serial = name.decode() if isinstance(name, bytes) else (WORLD.serials[name] if isinstance(name, int) else name)
+        if isinstance(name, str):  # the binding's std::string parameter takes bytes only
+            raise TypeError("expected bytes, str found")
+        serial = name.decode() if isinstance(name, bytes) else WORLD.serials[name]
         if serial not in WORLD.serials:
             raise AssertionError("the real binding would return a device with a NULL pointer here")
         dev = Freenect2Device(serial, pipeline)
