@@ -20,6 +20,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("app.run_command", "run the live app (GUI, or --headless with a JSON report)"),
     "contact-sheet": ("sensors.virtual.contact_sheet", "render 16 virtual people in several poses with their depth maps to a PNG"),
+    "build-dataset": ("models.build_dataset", "turn sources (virtual Kinect, Biwi, Pandora, recordings) into one crop dataset file"),
     "train": ("models.train", "train the depth generator (cgan, or the ae baseline) on a crop dataset"),
     "export": ("models.export", "export a trained generator checkpoint to one self-contained ONNX file"),
     "evaluate": ("models.evaluate", "score generators and baselines on a crop dataset: JSON report and figure"),
