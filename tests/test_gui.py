@@ -204,12 +204,13 @@ def test_a_bad_source_shows_an_error_and_the_app_survives(qtbot, make_window, tm
 
 
 def test_an_unplugged_sensor_shows_an_error_and_reconnect_works(qtbot, make_window):
-    w = make_window("fake:n=1000,fps=60,live=on,lost_at=8")
-    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=5000)
+    w = make_window("fake:n=1000,fps=60,live=on,lost_at=30")
+    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=8000)
     assert "The source stopped" in w.banner.text and "unplugged" in w.banner.text
     assert not w.banner.reconnect.isHidden()
     shown = w.panels.frames_shown
     w.reconnect()                                                 # plugged back in
+    assert w.banner.isHidden()
     _wait_frames(qtbot, w, 3)
     assert w.panels.frames_shown > shown
 

@@ -76,7 +76,7 @@ class ErrorBanner(QtWidgets.QFrame):
         lay.addWidget(self.label, 1)
         lay.addWidget(self.reconnect)
         lay.addWidget(self.dismiss)
-        self.kind = ""
+        self._kind = ""
         self.hide()
 
     def show_message(self, text: str, kind: str = "error", reconnect: bool = False) -> None:
@@ -85,12 +85,18 @@ class ErrorBanner(QtWidgets.QFrame):
         self.setStyleSheet(f"#error_banner {{ background: {colour}; }} QLabel {{ color: white; font-weight: bold; }}")
         self.label.setText(text)
         self.reconnect.setVisible(reconnect)
-        self.kind = kind
+        self._kind = kind
         self.show()
 
     @property
+    def kind(self) -> str:
+        """"error" or "info" while a message is shown, else ""."""
+        return "" if self.isHidden() else self._kind
+
+    @property
     def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
+        """The message shown ("" when none)."""
+        return "" if self.isHidden() else self.label.text()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -332,6 +338,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _teardown(self) -> None:
         """Stop the pipeline, finish any recording and close the source."""
         self.stop_recording()
+        with self._enrol_lock:
+            self._enrol_crops = None
         if self.pipeline is not None:
             self.pipeline.stop(STOP_TIMEOUT_S)
             self.pipeline.on_result.clear()
@@ -508,7 +516,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.log is not None and self.verifier is not None:
             self.verification_label.setText(self.log.verification_text())
         elif self.verifier is None:
-            self.verification_label.setText("verification: no verifier loaded")
+            self.verification_label.setText("verification: off (no verifier)")
+            self.verification_label.setToolTip(self.verifier_error or "no verifier.onnx was found")
 
     # -- playback --------------------------------------------------------------------------------------
     def set_playing(self, playing: bool) -> None:
