@@ -228,6 +228,9 @@ def sample_identity(seed: int, subject: int) -> Identity:
 # the built head
 # --------------------------------------------------------------------------------------------
 
+#: angular step of the face's points (degrees; about 1.3 mm on the face)
+FACE_STEP_DEG = 0.78
+
 #: material codes stored per point
 SKIN, HAIR, EYE, LIP, INTERIOR, TEETH, GLASSES, BROW, CLOTH, PROP = range(10)
 
@@ -273,6 +276,20 @@ class HeadModel:
     cache: dict = field(default_factory=dict)  # derived geometry (torso, props), built on demand
     radius_grid: np.ndarray | None = None   # outer surface radius on a uniform 2-degree grid
     face_index: np.ndarray | None = None    # points of the face proper (for tests)
+
+    @property
+    def packed(self) -> np.ndarray:
+        """Per-point attributes in one N x 13 float32 array (one gather per frame): albedo (3),
+        specular, gloss, ir, hair (1 on hair), ambient occlusion, shadow (4), spacing."""
+        p = self.cache.get("packed")
+        if p is None:
+            ao = np.clip(self.shadow[:, 0] + (self.shadow[:, 1:] * self.normals).sum(1), 0.25, 1.0)
+            p = np.concatenate([
+                self.albedo, self.specular[:, None], self.gloss[:, None], self.ir[:, None],
+                (self.material == HAIR).astype(np.float32)[:, None], ao[:, None], self.shadow,
+                self.spacing[:, None]], axis=1).astype(np.float32)
+            self.cache["packed"] = p
+        return p
 
     def posed_points(self, jaw: float = 0.0, smile: float = 0.0, brows: float = 0.0) -> np.ndarray:
         """Points with the expression weights applied (a new array)."""
@@ -371,10 +388,16 @@ class _Builder:
         d = _smin(cran, mid, 8.0)
         return _smin(d, jaw, 9.0)
 
-    def base_radius(self, dirs: np.ndarray) -> np.ndarray:
-        lo = np.full(dirs.shape[:-1], 5.0)
-        hi = np.full(dirs.shape[:-1], 220.0)
-        for _ in range(26):
+    def base_radius(self, dirs: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
+        """Radius of the base shape along unit directions, by bisection (within +-8 mm of
+        ``guess`` when one is given)."""
+        if guess is None:
+            lo = np.full(dirs.shape[:-1], 5.0)
+            hi = np.full(dirs.shape[:-1], 220.0)
+            steps = 22
+        else:
+            lo, hi, steps = guess - 8.0, guess + 8.0, 9
+        for _ in range(steps):
             mid = 0.5 * (lo + hi)
             inside = self.base_sdf(dirs * mid[..., None]) < 0
             lo = np.where(inside, mid, lo)
@@ -448,11 +471,17 @@ def build_head(ident: Identity) -> HeadModel:
     """Build the full point model of ``ident`` (about 0.3 s; callers cache it)."""
     b = _Builder(ident)
     i = ident
-    theta = _nonuniform(-180.0, 180.0 - 1.2, -62.0, 62.0, 0.68, 1.2)
-    phi = _nonuniform(-84.0, 89.0, -62.0, 50.0, 0.68, 1.2)
+    theta = _nonuniform(-180.0, 180.0 - 1.2, -62.0, 62.0, FACE_STEP_DEG, 1.2)
+    phi = _nonuniform(-84.0, 89.0, -62.0, 50.0, FACE_STEP_DEG, 1.2)
     T, P = np.meshgrid(theta, phi)  # rows: latitude (bottom to top), columns: longitude
     dirs = np.stack([np.cos(P) * np.sin(T), np.sin(P), np.cos(P) * np.cos(T)], axis=-1)
-    r0 = b.base_radius(dirs)
+    # the base shape on a 2-degree grid first (it also serves the shadow rays), then refined
+    grid_t = np.radians(np.arange(-180.0, 180.0, 2.0))
+    grid_p = np.radians(np.arange(-90.0, 90.01, 2.0))
+    GT, GP = np.meshgrid(grid_t, grid_p)
+    gd = np.stack([np.cos(GP) * np.sin(GT), np.sin(GP), np.cos(GP) * np.cos(GT)], axis=-1)
+    gr0 = b.base_radius(gd)
+    r0 = b.base_radius(dirs, guess=_grid_lookup(gr0, T, P))
     base = dirs * r0[..., None]
     X, Y, Z = base[..., 0], base[..., 1], base[..., 2]
     feats = b.features(X, Y, Z, T)
@@ -475,8 +504,8 @@ def build_head(ident: Identity) -> HeadModel:
     col = np.arange(T.shape[1])[None, :]
     keep = (col % k) == 0
     # outside the face, rows sampled at the face's fine latitude step are halved as well
-    fine_rows = np.abs(np.gradient(phi) - np.radians(0.68)) < 1e-6
-    coarse_cols = np.abs(np.gradient(theta) - np.radians(0.68)) > 1e-6
+    fine_rows = np.abs(np.gradient(phi) - np.radians(FACE_STEP_DEG)) < 1e-6
+    coarse_cols = np.abs(np.gradient(theta) - np.radians(FACE_STEP_DEG)) > 1e-6
     row = np.arange(T.shape[0])[:, None]
     halve = fine_rows[:, None] & coarse_cols[None, :]
     keep &= ~halve | (row % 2 == 0)
@@ -491,11 +520,6 @@ def build_head(ident: Identity) -> HeadModel:
     spacing = flat(spacing)
 
     # ---- shadows from the radial surface -------------------------------------------------
-    grid_t = np.radians(np.arange(-180.0, 180.0, 2.0))
-    grid_p = np.radians(np.arange(-90.0, 90.01, 2.0))
-    GT, GP = np.meshgrid(grid_t, grid_p)
-    gd = np.stack([np.cos(GP) * np.sin(GT), np.sin(GP), np.cos(GP) * np.cos(GT)], axis=-1)
-    gr0 = b.base_radius(gd)
     gb = gd * gr0[..., None]
     gfe = b.features(gb[..., 0], gb[..., 1], gb[..., 2], GT)
     ghair = _hair(b, gb[..., 0], gb[..., 1], gb[..., 2], GT, GP)[1]
@@ -570,6 +594,21 @@ def build_head(ident: Identity) -> HeadModel:
         face_index=np.flatnonzero(face_sel),
         spacing=(spacing * i.scale).astype(np.float32),
     )
+
+
+def _grid_lookup(grid: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Bilinear lookup in a 2-degree (latitude from -90, longitude from -180) grid."""
+    gh, gw = grid.shape
+    x = (np.degrees(theta) + 180.0) / 2.0
+    y = np.clip((np.degrees(phi) + 90.0) / 2.0, 0, gh - 1.001)
+    x0 = np.floor(x).astype(np.int64)
+    y0 = np.floor(y).astype(np.int64)
+    fx, fy = x - x0, y - y0
+    x0 %= gw
+    x1 = (x0 + 1) % gw
+    y1 = np.minimum(y0 + 1, gh - 1)
+    return ((grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx) * (1 - fy)
+            + (grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx) * fy)
 
 
 def _grid_normals(pts: np.ndarray) -> np.ndarray:
@@ -751,17 +790,17 @@ def _shadow_sh(pts: np.ndarray, nrm: np.ndarray, radius_grid: np.ndarray) -> np.
     """Fit, per point, visibility(l) ~ c0 + c . l over directions l of the normal's hemisphere,
     by marching rays through the star-shaped surface ``radius_grid`` (2-degree grid)."""
     n_pts = len(pts)
-    step = 4
+    step = 5
     sub = np.arange(0, n_pts, step)
     p = pts[sub]
     nn = nrm[sub]
     # 26 directions spread over the sphere
-    k = np.arange(26) + 0.5
-    zz = 1 - 2 * k / 26
+    k = np.arange(20) + 0.5
+    zz = 1 - 2 * k / 20
     rr = np.sqrt(1 - zz ** 2)
     aa = np.pi * (1 + 5 ** 0.5) * k
     dirs = np.stack([rr * np.cos(aa), rr * np.sin(aa), zz], axis=1)
-    dist = np.array([3.0, 6.0, 10.0, 16.0, 25.0, 38.0, 55.0, 80.0])
+    dist = np.array([3.0, 7.0, 13.0, 22.0, 36.0, 60.0])
     gh, gw = radius_grid.shape
     vis = np.ones((len(sub), len(dirs)), np.float32)
     origin = p + 1.5 * nn

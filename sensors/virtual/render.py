@@ -31,6 +31,7 @@ from .scene import (
 )
 from .sensor import NoiseTables, apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm
 from .shapes import PointSet, bottle, hand, phone
+from .splat import splat_nearest
 
 _R_DC = DEPTH_TO_COLOR.rotation.astype(np.float32)
 _T_DC = DEPTH_TO_COLOR.translation_mm.astype(np.float32)
@@ -40,7 +41,7 @@ _HALF = (COLOR_CAMERA.width // 2, COLOR_CAMERA.height // 2)
 #: linear RGB of the plain backdrop of ``room=none``
 BACKDROP_LINEAR = np.array([0.12, 0.12, 0.12])
 #: colour pixels per millimetre on the head (internal rendering resolution)
-PX_PER_MM = 1.1
+PX_PER_MM = 0.95
 
 # linear -> sRGB lookup (4096 steps)
 _SRGB_LUT = np.clip(
@@ -67,22 +68,34 @@ class Stage:
     extras: dict              # sequence-level props: cap, scarf, occluder point sets
 
 
-def shade(points: np.ndarray, normals: np.ndarray, albedo: np.ndarray, specular: np.ndarray,
-          gloss: np.ndarray, light: Lighting, key_vis: np.ndarray | float = 1.0,
-          ao: np.ndarray | float = 0.85) -> np.ndarray:
-    """Linear RGB radiance towards the colour camera of points in the depth camera's frame."""
-    nl = normals @ light.key_dir.astype(np.float32)
-    diffuse = np.clip((nl + 0.25) * (1.0 / 1.25), 0.0, None) * key_vis
-    fill = np.clip(normals @ light.fill_dir.astype(np.float32), 0.0, None)
-    amb = ao * (0.8 - 0.2 * normals[:, 1])
-    irr = (diffuse[:, None] * light.key_colour.astype(np.float32)
-           + fill[:, None] * light.fill_colour.astype(np.float32)
-           + amb[:, None] * light.ambient.astype(np.float32))
-    view = normalize(COLOR_CENTRE_IN_DEPTH - points)
-    half = normalize(view + light.key_dir.astype(np.float32))
-    nh = np.clip(rowdot(normals, half), 0.0, 1.0)
+def shade(normals: np.ndarray, albedo: np.ndarray, specular: np.ndarray, gloss: np.ndarray, light: Lighting,
+          view_dir: np.ndarray, key_vis: np.ndarray | float = 1.0, ao: np.ndarray | float = 0.85) -> np.ndarray:
+    """Linear RGB radiance of surface points (normals in the depth camera's frame) towards the
+    colour camera, seen along ``view_dir`` (unit vector from the surface towards the camera; one
+    per call: a head is small against its distance). A soft wrap of the key light stands in for
+    skin's subsurface scattering; the fill light has no shadows; ambient comes more from above."""
+    f32 = np.float32
+    key = np.ascontiguousarray(light.key_dir, f32)
+    nl = normals @ key
+    n = len(normals)
+    terms = np.empty((n, 3), f32)
+    np.multiply(np.clip((nl + f32(0.25)) * f32(0.8), 0.0, None), key_vis, out=terms[:, 0])
+    np.clip(normals @ np.ascontiguousarray(light.fill_dir, f32), 0.0, None, out=terms[:, 1])
+    np.multiply(f32(0.8) - f32(0.2) * normals[:, 1], ao, out=terms[:, 2])
+    colours = np.ascontiguousarray(np.stack([light.key_colour, light.fill_colour, light.ambient]), f32)
+    irr = terms @ colours
+    half = normalize(np.asarray(view_dir, np.float64) + light.key_dir).astype(f32)
+    nh = np.clip(normals @ half, 0.0, 1.0)
     spec = specular * nh ** gloss * key_vis * (nl > 0)
-    return albedo * irr + spec[:, None] * light.key_colour.astype(np.float32)
+    out = albedo * irr
+    out += spec[:, None] * np.asarray(light.key_colour, f32)
+    return out
+
+
+def _view_dirs(centre_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors from a point near ``centre_mm`` towards the colour and the depth camera."""
+    c = np.asarray(centre_mm, np.float64)
+    return normalize(COLOR_CENTRE_IN_DEPTH - c), normalize(-c)
 
 
 @dataclass
@@ -128,7 +141,7 @@ class Renderer:
         # the torso, splatted into both
         torso, rt, origin = torso_points(head, plan)
         tw = torso.transformed(rt, origin)
-        col = shade(tw.points, tw.normals, tw.albedo, tw.specular, tw.gloss, light, 1.0, 0.8)
+        col = shade(tw.normals, tw.albedo, tw.specular, tw.gloss, light, _view_dirs(origin)[0], 1.0, 0.8)
         pc = xform(tw.points, _R_DC, _T_DC)
         half = COLOR_CAMERA.scaled(*_HALF)
         u = half.fx * pc[:, 0] / pc[:, 2] + half.cx
@@ -140,7 +153,8 @@ class Renderer:
         z_half[closer] = pc[idx[closer], 2]
         ud = DEPTH_CAMERA.fx * tw.points[:, 0] / tw.points[:, 2] + DEPTH_CAMERA.cx
         vd = DEPTH_CAMERA.fy * tw.points[:, 1] / tw.points[:, 2] + DEPTH_CAMERA.cy
-        idd = splat_nearest_safe(ud, vd, tw.points[:, 2], DEPTH_CAMERA.width, DEPTH_CAMERA.height)
+        idd = splat_nearest_safe(ud, vd, tw.points[:, 2], DEPTH_CAMERA.width, DEPTH_CAMERA.height,
+                                 big=np.ones(len(ud), bool))
         md = idd >= 0
         closer_d = md & ((tw.points[idd.clip(0), 2] < zd) | (zd <= 0))
         pts = tw.points[idd[closer_d]]
@@ -154,8 +168,15 @@ class Renderer:
         cam = plan.camera
         full = cv2.GaussianBlur(full, (0, 0), cam.blur_sigma_px)
         if self.noise:
-            grain = g.normal(0.0, (1.5, 2.5, 4.0)[cam.noise_level], full.shape).astype(np.float32)
-            full = np.clip(full.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+            # sensor grain from the precomputed tables, one random window per quadrant
+            table = NoiseTables.get().colour[cam.noise_level]
+            hh, hw = full.shape[0] // 2, full.shape[1] // 2
+            for qy in (0, hh):
+                for qx in (0, hw):
+                    oy = int(g.integers(0, table.shape[0] - hh + 1))
+                    ox = int(g.integers(0, table.shape[1] - hw + 1))
+                    q = full[qy:qy + hh, qx:qx + hw]
+                    q[...] = cv2.add(q, table[oy:oy + hh, ox:ox + hw], dtype=cv2.CV_8U)
             ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality])
             full = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         extras = self._extras(plan, head)
@@ -189,25 +210,21 @@ class Renderer:
         vis = rowdot(nw, pw - COLOR_CENTRE_IN_DEPTH * 0.5) < 0.03 * pw[:, 2]
         ids = np.flatnonzero(vis)
         pw, nw = pw[ids], nw[ids]
-        alb = head.albedo[ids]
+        a = head.packed[ids]  # one gather of every per-point attribute (a fresh array)
+        alb = a[:, 0:3]
         # eyes: lids and irises for this frame
         if len(head.eye_index):
             ealb = head.eye_albedo(st.blink, st.gaze_mm)
-            pos = np.searchsorted(ids, head.eye_index)
-            pos = np.clip(pos, 0, len(ids) - 1)
+            pos = np.clip(np.searchsorted(ids, head.eye_index), 0, len(ids) - 1)
             hit = ids[pos] == head.eye_index
-            alb = alb.copy()
             alb[pos[hit]] = ealb[hit]
-        sh = head.shadow[ids]
-        lh = (rot.T @ light.key_dir.astype(np.float32))
-        key_vis = np.clip(sh[:, 0] + sh[:, 1:] @ lh, 0.0, 1.0)
-        nh = head.normals[ids]
-        ao = np.clip(sh[:, 0] + rowdot(sh[:, 1:], nh), 0.25, 1.0)
-        col = shade(pw, nw, alb, head.specular[ids], head.gloss[ids], light, key_vis, ao)
-        cos_d = np.abs(rowdot(nw, pw)) / np.sqrt(rowdot(pw, pw))
-        sig = ir_signal(head.ir[ids], cos_d, pw[:, 2])
-        hair = (head.material[ids] == HAIR).astype(np.float32)
-        return _Batch(pw, to_srgb8(col), sig, cos_d, hair, head.spacing[ids])
+        lh = np.ascontiguousarray(rot.T @ light.key_dir.astype(np.float32))
+        key_vis = np.clip(a[:, 8] + a[:, 9:12] @ lh, 0.0, 1.0)
+        view_c, view_d = _view_dirs(st.centre_mm)
+        col = shade(nw, alb, a[:, 3], a[:, 4], light, view_c, key_vis, a[:, 7])
+        cos_d = np.abs(nw @ view_d.astype(np.float32))
+        sig = ir_signal(a[:, 5], cos_d, pw[:, 2])
+        return _Batch(pw, to_srgb8(col), sig, cos_d, a[:, 6], a[:, 12])
 
     def _rigid_batch(self, ps: PointSet, rot: np.ndarray, t: np.ndarray, light: Lighting, ao: float = 0.8) -> _Batch:
         rot = np.asarray(rot, np.float32)
@@ -215,8 +232,9 @@ class Renderer:
         nw = xform(ps.normals, rot)
         vis = rowdot(nw, pw) < 0.03 * pw[:, 2]
         pw, nw = pw[vis], nw[vis]
-        col = shade(pw, nw, ps.albedo[vis], ps.specular[vis], ps.gloss[vis], light, 1.0, ao)
-        cos_d = np.abs(rowdot(nw, pw)) / np.sqrt(rowdot(pw, pw))
+        view_c, view_d = _view_dirs(np.asarray(t, np.float64))
+        col = shade(nw, ps.albedo[vis], ps.specular[vis], ps.gloss[vis], light, view_c, 1.0, ao)
+        cos_d = np.abs(nw @ view_d.astype(np.float32))
         sig = ir_signal(ps.ir[vis], cos_d, pw[:, 2])
         return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(len(pw), np.float32),
                       np.full(len(pw), ps.spacing, np.float32))
@@ -232,9 +250,9 @@ class Renderer:
         vis = rowdot(nw, pw) < 0.03 * pw[:, 2]
         pw, nw = pw[vis], nw[vis]
         n = len(pw)
-        col = shade(pw, nw, head.neck_albedo[vis], np.full(n, 0.04, np.float32), np.full(n, 12.0, np.float32),
-                    light, 1.0, 0.75)
-        cos_d = np.abs(rowdot(nw, pw)) / np.sqrt(rowdot(pw, pw))
+        view_c, view_d = _view_dirs(st.centre_mm)
+        col = shade(nw, head.neck_albedo[vis], np.float32(0.04), np.float32(12.0), light, view_c, 1.0, 0.75)
+        cos_d = np.abs(nw @ view_d.astype(np.float32))
         sig = ir_signal(np.full(n, 0.5, np.float32), cos_d, pw[:, 2])
         sp = np.float32(head.cache.get("neck_spacing", 2.2))
         return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(n, np.float32), np.full(n, sp, np.float32))
@@ -319,6 +337,13 @@ class Renderer:
 
     def _depth(self, pw, sig, cos, hair, spacing, stage: Stage):
         cam = DEPTH_CAMERA
+        # the depth camera has far fewer pixels on the head than the colour rendering: every
+        # k-th point is enough to cover it (points lie about 1.2 mm apart on the face)
+        zmed = float(np.median(pw[:: max(len(pw) // 300, 1), 2]))
+        k = max(1, int(1.4 / (1.25 * cam.fx / zmed)))
+        if k > 1:
+            pw, sig, cos, hair = pw[::k], sig[::k], cos[::k], hair[::k]
+            spacing = spacing[::k] * np.float32(k)
         z = pw[:, 2]
         u = cam.fx * pw[:, 0] / z + cam.cx
         v = cam.fy * pw[:, 1] / z + cam.cy
@@ -395,7 +420,5 @@ class Renderer:
 
 
 def splat_nearest_safe(u, v, z, width, height, big=None):
-    from .splat import splat_nearest
-
-    return splat_nearest(np.asarray(u, np.float64), np.asarray(v, np.float64), np.asarray(z, np.float64),
+    return splat_nearest(np.asarray(u, np.float32), np.asarray(v, np.float32), np.asarray(z, np.float32),
                          int(width), int(height), 2, big)

@@ -455,10 +455,11 @@ def raycast_boxes(boxes: list[Box], origin: np.ndarray, rays: np.ndarray, light:
     (intrinsics at the rays' resolution) and ``world_to_cam`` let each box test only the pixels
     it can cover."""
     h, w, _ = rays.shape
-    t_best = np.full((h, w), np.inf)
+    f32 = np.float32
+    t_best = np.full((h, w), np.inf, f32)
     ident = np.full((h, w), -1, np.int32)
     axis = np.zeros((h, w), np.int8)
-    inv = 1.0 / np.where(np.abs(rays) < 1e-9, 1e-9, rays)
+    inv = [(1.0 / np.where(np.abs(rays[..., j]) < 1e-9, 1e-9, rays[..., j])).astype(f32) for j in range(3)]
     r_wc = np.eye(3) if world_to_cam is None else np.asarray(world_to_cam)
     for k, bx in enumerate(boxes):
         y0, y1, x0, x1 = 0, h, 0, w
@@ -476,54 +477,70 @@ def raycast_boxes(boxes: list[Box], origin: np.ndarray, rays: np.ndarray, light:
             elif (pc[:, 2] <= 1.0).all():
                 continue
         sl = (slice(y0, y1), slice(x0, x1))
-        iv = inv[sl]
-        t1 = (bx.lo - origin) * iv
-        t2 = (bx.hi - origin) * iv
-        tmin = np.minimum(t1, t2)
-        tmax = np.maximum(t1, t2)
-        tn = tmin.max(-1)
-        tf = tmax.min(-1)
+        tn = tf = None
+        arg = None
+        for j in range(3):
+            iv = inv[j][sl]
+            a = (f32(bx.lo[j] - origin[j])) * iv
+            b = (f32(bx.hi[j] - origin[j])) * iv
+            lo_t = np.minimum(a, b)
+            hi_t = np.maximum(a, b)
+            if tn is None:
+                tn, tf, arg = lo_t, hi_t, np.zeros(lo_t.shape, np.int8)
+            else:
+                bigger = lo_t > tn
+                tn = np.where(bigger, lo_t, tn)
+                arg[bigger] = j
+                tf = np.minimum(tf, hi_t)
         tb = t_best[sl]
         hit = (tn <= tf) & (tn > 1.0) & (tn < tb)
         if not hit.any():
             continue
         tb[hit] = tn[hit]
         ident[sl][hit] = k
-        axis[sl][hit] = tmin.argmax(-1)[hit]
+        axis[sl][hit] = arg[hit]
     valid = ident >= 0
-    p = origin + rays * t_best[..., None]
-    normal = np.zeros((h, w, 3))
-    rad = np.zeros((h, w, 3))
-    ir = np.zeros((h, w))
-    nodepth = np.zeros((h, w), bool)
+    flat_rays = rays.reshape(-1, 3)
+    normal = np.zeros((h * w, 3), f32)
+    rad = np.zeros((h * w, 3), f32)
+    ir = np.zeros(h * w, f32)
+    nodepth = np.zeros(h * w, bool)
+    fid = ident.ravel()
+    order = np.argsort(fid, kind="stable")
+    counts = np.bincount(fid + 1, minlength=len(boxes) + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    tflat = t_best.ravel()
+    ax_flat = axis.ravel()
+    key = np.asarray(light.key_dir, np.float64)
+    fill_d = np.asarray(light.fill_dir, np.float64)
     for k, bx in enumerate(boxes):
-        m = ident == k
-        if not m.any():
+        pix = order[starts[k + 1]:starts[k + 2]]
+        if len(pix) == 0:
             continue
-        ax = axis[m]
-        n = np.zeros((int(m.sum()), 3))
-        sign = -np.sign(rays[m][np.arange(len(ax)), ax])
-        n[np.arange(len(ax)), ax] = sign
-        normal[m] = n
-        pm = p[m]
+        ax = ax_flat[pix].astype(np.int64)
+        rr = flat_rays[pix]
+        n = np.zeros((len(pix), 3))
+        n[np.arange(len(pix)), ax] = -np.sign(rr[np.arange(len(pix)), ax])
+        normal[pix] = n
+        pm = origin + rr * tflat[pix, None]
         # surface coordinates: the two axes other than the normal's
         a = np.where(ax == 0, pm[:, 2], pm[:, 0])
         b = np.where(ax == 1, pm[:, 2], pm[:, 1])
         tex = _texture(bx.texture, bx.tex_seed + k, a, b)
         alb = bx.colour[None, :] * tex
         if bx.texture == "window":
-            rad[m] = alb * 1.0
+            rad[pix] = alb
         else:
-            ndl = np.clip(n @ light.key_dir, 0, None)[:, None]
-            fill = np.clip(n @ light.fill_dir, 0, None)[:, None]
+            ndl = np.clip(n @ key, 0, None)[:, None]
+            fill = np.clip(n @ fill_d, 0, None)[:, None]
             # rooms are lit more evenly than faces: soften the key light on them
-            rad[m] = alb * (0.6 * ndl * light.key_colour + fill * light.fill_colour + 1.6 * light.ambient
-                            * (0.85 - 0.15 * n[:, 1:2]))
-        ir[m] = bx.ir
-        nodepth[m] = bx.no_depth
-    cos_inc = np.abs((normal * normalize(rays)).sum(-1))
-    has_depth = valid & ~nodepth
-    return t_best, rad, ir, cos_inc, has_depth
+            rad[pix] = alb * (0.6 * ndl * light.key_colour + fill * light.fill_colour + 1.6 * light.ambient
+                              * (0.85 - 0.15 * n[:, 1:2]))
+        ir[pix] = bx.ir
+        nodepth[pix] = bx.no_depth
+    cos_inc = np.abs((normal * normalize(flat_rays)).sum(-1)).reshape(h, w)
+    has_depth = valid & ~nodepth.reshape(h, w)
+    return t_best.astype(np.float64), rad.reshape(h, w, 3), ir.reshape(h, w), cos_inc, has_depth
 
 
 def camera_rays(cam, width: int, height: int, rotation: np.ndarray | None = None) -> np.ndarray:
@@ -541,39 +558,48 @@ def camera_rays(cam, width: int, height: int, rotation: np.ndarray | None = None
 # the body below the head
 # --------------------------------------------------------------------------------------------
 
-def _torso_geometry(head: HeadModel) -> tuple[np.ndarray, np.ndarray, float]:
-    """Shoulders and chest of ``head``'s body (head-rest axes, mm), cached on the head."""
-    if "torso" in head.cache:
-        return head.cache["torso"]
-    ident = head.identity
-    g = rng("torso-shape", ident.subject, int(ident.neck_width * 1000))
-    s = ident.scale
-    chin_y = float(head.landmarks["chin"][1])
-    y_neck = chin_y + 62.0 * s                       # where the neck meets the shoulders
-    half_w = (188.0 + 10.0 * g.normal()) * s        # shoulder half-width, arms included
-    half_d = (112.0 + 8.0 * g.normal()) * s
-    zc = 35.0 * s
-    neck_r = ident.neck_width * s
+_TORSO_PROTOTYPES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+N_TORSO_PROTOTYPES = 6
+
+
+def _torso_prototype(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shoulders and chest number ``k`` at unit scale, the neck base at y = 0 (head axes, mm).
+    A few prototypes are built once per process and scaled to each person."""
+    if k in _TORSO_PROTOTYPES:
+        return _TORSO_PROTOTYPES[k]
+    g = rng("torso-prototype", k)
+    half_w = 188.0 + 12.0 * g.normal()       # shoulder half-width, arms included
+    half_d = 112.0 + 8.0 * g.normal()
+    zc = 35.0
+    neck_r = 56.0
     slope = 0.36 + 0.06 * g.normal()
 
     def sdf(p):
         x, y, z = p[..., 0], p[..., 1], p[..., 2]
-        ax = np.abs(x)
-        y_top = y_neck + slope * np.clip(ax - 0.8 * neck_r, 0.0, None) + 0.0009 * np.clip(ax - 0.8 * neck_r, 0, None) ** 2
-        f_top = (y_top - y) * 0.93
-        wy = half_w * (1.0 - 0.08 * smoothstep(y, y_neck + 250.0, y_neck + 500.0))
+        ax = np.clip(np.abs(x) - 0.8 * neck_r, 0.0, None)
+        f_top = (slope * ax + 0.0009 * ax ** 2 - y) * 0.93
+        wy = half_w * (1.0 - 0.08 * smoothstep(y, 250.0, 500.0))
         f_side = ((np.abs(x / wy) ** 3.2 + np.abs((z - zc) / half_d) ** 2.4) ** (1 / 3.2) - 1.0) * half_w * 0.7
-        f_bot = y - (y_neck + 650.0)
-        m = np.maximum(f_top, f_side)
-        k = 30.0
-        sm = m + k * np.log1p(np.exp(-np.abs(f_top - f_side) / k))  # smooth max: round shoulders
+        f_bot = y - 650.0
+        k_round = 30.0
+        sm = np.maximum(f_top, f_side) + k_round * np.log1p(np.exp(-np.abs(f_top - f_side) / k_round))
         return np.maximum(sm, f_bot)
 
-    centre = (0.0, y_neck + 260.0, zc)
-    p, n = sdf_points(sdf, centre, 3.0, 420.0, theta_range=(np.pi / 2, 3 * np.pi / 2),
-                      phi_range=(-np.pi / 2, np.radians(55)))
-    head.cache["torso"] = (p, n, y_neck)
-    return head.cache["torso"]
+    p, n = sdf_points(sdf, (0.0, 260.0, zc), 3.0, 420.0, theta_range=(np.pi / 2, 3 * np.pi / 2),
+                      phi_range=(-np.pi / 2, np.radians(80)))
+    _TORSO_PROTOTYPES[k] = (p.astype(np.float32), n.astype(np.float32))
+    return _TORSO_PROTOTYPES[k]
+
+
+def _torso_geometry(head: HeadModel) -> tuple[np.ndarray, np.ndarray, float]:
+    """Shoulders and chest of ``head``'s body (head-rest axes, mm): a prototype scaled to the
+    person and placed under the neck."""
+    ident = head.identity
+    k = int(rng("torso-choice", ident.subject, int(ident.neck_width * 1000)).integers(N_TORSO_PROTOTYPES))
+    p, n = _torso_prototype(k)
+    s = ident.scale
+    y_neck = float(head.landmarks["chin"][1]) + 62.0 * s
+    return p * np.float32(s) + np.array([0.0, y_neck, 0.0], np.float32), n, y_neck
 
 
 def torso_points(head: HeadModel, plan: SequencePlan) -> tuple[PointSet, np.ndarray, np.ndarray]:

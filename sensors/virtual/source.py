@@ -8,6 +8,7 @@ frame bit for bit. See the README's "Virtual Kinect" section for every option.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -142,6 +143,8 @@ class VirtualKinect(Source):
         self._heads: OrderedDict[int, HeadModel] = OrderedDict()
         self._stages: OrderedDict[int, tuple[SequencePlan, Stage]] = OrderedDict()
         self._posed_stages: dict = {}
+        self._cache_lock = threading.Lock()
+        self._prefetching: dict[int, threading.Thread] = {}
         self._next = self.options.start
         self._pacer = Pacer(self.options.pace)
         self._first_due = self.options.start
@@ -154,6 +157,8 @@ class VirtualKinect(Source):
     # -- Source ---------------------------------------------------------------------------
     def _open(self) -> None:
         self._ensure_renderer()
+        if self.options.scene == "people":  # the first sequence is ready before the clock starts
+            self._stage(self._next // self.options.sequence_frames)
         self._pacer.reset()
         self._first_due = self._next
 
@@ -184,8 +189,11 @@ class VirtualKinect(Source):
         return _with_timestamp(frame, stamp)
 
     def _close(self) -> None:
-        self._heads.clear()
-        self._stages.clear()
+        for th in list(self._prefetching.values()):
+            th.join(timeout=10.0)
+        with self._cache_lock:
+            self._heads.clear()
+            self._stages.clear()
 
     def restart_clock(self) -> None:
         self._pacer.reset()
@@ -225,14 +233,58 @@ class VirtualKinect(Source):
 
     def head_model(self, subject: int) -> HeadModel:
         """The built head of ``subject`` (cached)."""
-        if subject in self._heads:
-            self._heads.move_to_end(subject)
-            return self._heads[subject]
+        with self._cache_lock:
+            if subject in self._heads:
+                self._heads.move_to_end(subject)
+                return self._heads[subject]
         model = build_head(sample_identity(self.options.identity_seed, subject))
-        self._heads[subject] = model
-        while len(self._heads) > 8:
-            self._heads.popitem(last=False)
+        with self._cache_lock:
+            self._heads[subject] = model
+            while len(self._heads) > 8:
+                self._heads.popitem(last=False)
         return model
+
+    def _build_stage_entry(self, k: int) -> tuple[SequencePlan, Stage]:
+        assert self._renderer is not None
+        plan = self.sequence_of(k * self.options.sequence_frames)
+        stage = self._renderer.build_stage(plan, self.head_model(plan.subject))
+        with self._cache_lock:
+            self._stages[k] = (plan, stage)
+            while len(self._stages) > 3:
+                self._stages.popitem(last=False)
+        return plan, stage
+
+    def _stage(self, k: int) -> tuple[SequencePlan, Stage]:
+        """The plan and stage of sequence ``k``: cached, being prefetched, or built now."""
+        with self._cache_lock:
+            if k in self._stages:
+                self._stages.move_to_end(k)
+                return self._stages[k]
+            pending = self._prefetching.get(k)
+        if pending is not None:
+            pending.join()
+            with self._cache_lock:
+                self._prefetching.pop(k, None)
+                if k in self._stages:
+                    return self._stages[k]
+        return self._build_stage_entry(k)
+
+    def _maybe_prefetch(self, index: int) -> None:
+        """While paced, build the next sequence in the background from the start of this
+        one, so a change of person or room does not stall the 30 fps stream."""
+        o = self.options
+        if not o.pace or o.scene != "people" or index % o.sequence_frames < 1:
+            return
+        k = index // o.sequence_frames + 1
+        if o.frames is not None and k * o.sequence_frames >= o.start + o.frames:
+            return
+        with self._cache_lock:
+            if k in self._stages or k in self._prefetching:
+                return
+            th = threading.Thread(target=self._build_stage_entry, args=(k,), name=f"virtual-prefetch-{k}",
+                                  daemon=True)
+            self._prefetching[k] = th
+        th.start()
 
     def render_posed(self, subject: int, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0,
                      jaw: float = 0.0, smile: float = 0.0, blink: float = 0.0, distance_m: float | None = None,
@@ -255,15 +307,8 @@ class VirtualKinect(Source):
             return self._plane.render(index, stamp, str(self.uri))
         assert self._renderer is not None
         k = index // self.options.sequence_frames
-        if k in self._stages:
-            self._stages.move_to_end(k)
-            plan, stage = self._stages[k]
-        else:
-            plan = self.sequence_of(index)
-            stage = self._renderer.build_stage(plan, self.head_model(plan.subject))
-            self._stages[k] = (plan, stage)
-            while len(self._stages) > 2:
-                self._stages.popitem(last=False)
+        plan, stage = self._stage(k)
+        self._maybe_prefetch(index)
         head = self.head_model(plan.subject)
         t = (index - k * self.options.sequence_frames) / FPS
         st = frame_state(plan, t)

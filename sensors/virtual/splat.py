@@ -1,9 +1,10 @@
 """Point splatting with an exact z-buffer: the rasteriser of the virtual Kinect.
 
 Every surface (head, neck, hands, clothes) is a dense cloud of points; a point covers the 2x2
-pixels around its projection, and each pixel keeps its nearest point. The z-buffer is one
-``np.maximum.at`` over 64-bit keys (inverted depth in the high bits, the point's index in the
-low bits), so ties and write order cannot change the result: rendering is deterministic.
+pixels around its projection (the 3x3 pixels around it where points are sparse), and each pixel
+keeps its nearest point. The z-buffer is ``np.maximum.at`` over 64-bit keys (inverted depth in
+the high bits, the point's index in the low bits), so ties and write order cannot change the
+result: rendering is deterministic.
 """
 from __future__ import annotations
 
@@ -29,40 +30,34 @@ def splat_nearest(
     n = len(z)
     if n >= _INDEX_MASK:
         raise ValueError("too many points for one splat")
-    if footprint == 2:
-        iu = np.floor(u).astype(np.int64)
-        iv = np.floor(v).astype(np.int64)
-        ok = (iu >= -1) & (iu < width) & (iv >= -1) & (iv < height) & (z > 0)
-    else:
-        iu = np.floor(u + 0.5).astype(np.int64)
-        iv = np.floor(v + 0.5).astype(np.int64)
-        ok = (iu >= 0) & (iu < width) & (iv >= 0) & (iv < height) & (z > 0)
-    idx = np.flatnonzero(ok)
-    iu, iv = iu[idx], iv[idx]
-    zq = np.minimum(np.asarray(z[idx], dtype=np.float64) * _Z_SCALE, _Z_LIMIT - 1).astype(np.int64)
-    key = ((_Z_LIMIT - zq) << _INDEX_BITS) | idx
-    buf = np.zeros((height + 2) * (width + 2), np.int64)  # one pixel of margin all round
-    lin = (iv + 1) * (width + 2) + (iu + 1)
     stride = width + 2
+    buf = np.zeros((height + 2) * stride, np.int64)  # one pixel of margin all round
     if footprint == 2:
-        if big is not None and big.any():
+        fu, fv = np.floor(u), np.floor(v)
+        ok = (fu >= -1) & (fu < width) & (fv >= -1) & (fv < height) & (z > 0)
+    else:
+        fu, fv = np.floor(u + 0.5), np.floor(v + 0.5)
+        ok = (fu >= 0) & (fu < width) & (fv >= 0) & (fv < height) & (z > 0)
+    idx = np.flatnonzero(ok)
+    zq = np.minimum(z[idx] * _Z_SCALE, _Z_LIMIT - 1).astype(np.int64)
+    key = ((_Z_LIMIT - zq) << _INDEX_BITS) | idx
+    lin = (fv[idx].astype(np.int64) + 1) * stride + (fu[idx].astype(np.int64) + 1)
+    if footprint != 2:
+        np.maximum.at(buf, lin, key)
+    else:
+        if big is not None:
             b = big[idx]
-            lb = (np.floor(v[idx][b] + 0.5).astype(np.int64) + 1) * stride + np.floor(u[idx][b] + 0.5).astype(np.int64) + 1
-            lb = np.clip(lb, stride + 1, buf.size - stride - 2)
-            kb = key[b]
-            lin, key = lin[~b], key[~b]
-            off9 = np.array([-stride - 1, -stride, -stride + 1, -1, 0, 1, stride - 1, stride, stride + 1], np.int64)
-            lin9 = (lb[:, None] + off9).ravel()
-            key9 = np.repeat(kb, 9)
-        else:
-            lin9 = key9 = None
-        lin = (lin[:, None] + np.array([0, 1, stride, stride + 1], np.int64)).ravel()
-        key = np.repeat(key, 4)
-        if lin9 is not None:
-            lin = np.concatenate([lin, lin9])
-            key = np.concatenate([key, key9])
-    np.maximum.at(buf, lin, key)
-    buf = buf.reshape(height + 2, width + 2)[1:-1, 1:-1]
+            if b.any():
+                # sparse points: the 3x3 pixels around the nearest pixel centre
+                lb = lin[b] + (u[idx][b] - fu[idx][b] >= 0.5) + stride * (v[idx][b] - fv[idx][b] >= 0.5)
+                lb = np.clip(lb, stride + 1, buf.size - stride - 2)
+                kb = key[b]
+                for off in (-stride - 1, -stride, -stride + 1, -1, 0, 1, stride - 1, stride, stride + 1):
+                    np.maximum.at(buf, lb + off, kb)
+                lin, key = lin[~b], key[~b]
+        for off in (0, 1, stride, stride + 1):
+            np.maximum.at(buf, lin + off, key)
+    buf = buf.reshape(height + 2, stride)[1:-1, 1:-1]
     out = (buf & _INDEX_MASK).astype(np.int32)
     out[buf == 0] = -1
     return out
