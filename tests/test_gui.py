@@ -404,3 +404,18 @@ def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_w
     w.close()
     again = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "enrol.ini"))
     assert again.enrolment is not None and again.enrolment.name == "Alice Smith"
+
+
+def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):
+    from pipeline_fakes import write_tiny_verifier
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    main = write_tiny_generator(folder / "generator.onnx")
+    write_tiny_generator(folder / "generator_ae.onnx", weights=(0.3, 0.3, 0.3))
+    write_tiny_verifier(folder / "verifier.onnx")
+    (folder / "notes.onnx").write_bytes(b"not a model")
+    w = make_window(model=main, model_dir=folder)
+    offered = [w.model_bar.combo.itemText(i) for i in range(w.model_bar.combo.count())]
+    assert offered == ["generator", "generator_ae", w.model_bar.BROWSE]
+    assert w.model_bar.second.currentText() == "generator_ae"        # the other model, ready to compare

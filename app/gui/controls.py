@@ -44,6 +44,18 @@ def guess_uri(path: str | Path) -> str:
     return f"images:{p}"
 
 
+def is_generator_file(path: str | Path) -> bool:
+    """Whether an .onnx file is a depth generator (its metadata marks it so; the verifier and
+    other ONNX files in the same folder are not offered as models)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b"facedepth.format") >= 0
+    except (OSError, ValueError):
+        return False
+
+
 def _action(parent: QtWidgets.QWidget, text: str, tip: str, key: str | None = None,
             checkable: bool = False) -> QtWidgets.QAction:
     a = QtWidgets.QAction(text, parent)

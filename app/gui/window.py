@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from app.gui.controls import ModelBar, PlaybackBar, SourceBar
+from app.gui.controls import ModelBar, PlaybackBar, SourceBar, is_generator_file
 from app.gui.panels import ImagePanels
 from app.gui.plots import MetricsPlots
 from app.gui.session import SessionLog, write_snapshot_data
@@ -205,8 +205,8 @@ class MainWindow(QtWidgets.QMainWindow):
         sb.addPermanentWidget(self.verification_label)
 
         model_dir = model_dir or self.model_path.parent
-        self.model_bar.set_models(sorted(model_dir.glob("*.onnx")) if model_dir.is_dir() else [],
-                                  self.model_path, self.second_path)
+        offered = [p for p in sorted(model_dir.glob("*.onnx")) if is_generator_file(p)] if model_dir.is_dir() else []
+        self.model_bar.set_models(offered, self.model_path, self.second_path)
         self.model_bar.compare.setChecked(self.compare)
         self.source_bar.set_sources(source_uri, settings.recent_sources())
         self.resize(1440, 900)
