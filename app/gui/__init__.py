@@ -43,6 +43,7 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
     from app.run_command import DEFAULT_VERIFIER
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    _quiet_known_qt_noise()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     app.setApplicationName("facedepth")
     tmp_settings = None
@@ -68,6 +69,22 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
         window.shutdown()
         if tmp_settings is not None:
             tmp_settings.cleanup()
+
+
+#: Qt messages that say nothing to a user (the off-screen platform's missing window hints, a
+#: runtime folder Qt falls back from on its own)
+_QT_NOISE = ("does not support propagateSizeHints", "XDG_RUNTIME_DIR not set")
+
+
+def _quiet_known_qt_noise() -> None:
+    """Drop Qt's known harmless warnings; every other message still reaches stderr."""
+    from PyQt5 import QtCore
+
+    def handler(kind: Any, context: Any, message: str) -> None:
+        if not any(n in message for n in _QT_NOISE):
+            sys.stderr.write(message + "\n")
+
+    QtCore.qInstallMessageHandler(handler)
 
 
 def initial_source(source_arg: str, settings: Any) -> str:

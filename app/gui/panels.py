@@ -84,6 +84,8 @@ class ImagePanels(pg.GraphicsLayoutWidget):
                  parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setBackground("#1e1e22")
+        # repaint only the panels that changed (the colour bars' axes cost ~1 ms each to draw)
+        self.setViewportUpdateMode(QtWidgets.QGraphicsView.SmartViewportUpdate)
         self.shown_half_range_mm = float(shown_half_range_mm)
         self.error_max_mm = float(error_max_mm)
         self.depth_lut, self.depth_cmap = _lut("viridis", INVALID_RGB, reverse=True)

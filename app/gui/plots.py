@@ -13,6 +13,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from app.gui.session import DELTA_KEYS, SessionLog
 
 HISTORY_FRAMES = 300
+#: the x axis scrolls in steps of this many frames, so the axes are redrawn only now and then
+X_STEP_FRAMES = 50
 _DELTA_COLOURS = ("#ff5252", "#ff9800", "#ffeb3b", "#8bc34a", "#26c6da", "#7e57c2")
 _DELTA_LABELS = ("\u03b4<1.25^1/4", "\u03b4<1.25^1/3", "\u03b4<1.25^1/2", "\u03b4<1.25", "\u03b4<1.25^2", "\u03b4<1.25^3")
 #: the same for pyqtgraph's legend, which reads its labels as HTML
@@ -43,6 +45,9 @@ class MetricsPlots(QtWidgets.QWidget):
         self.refreshes = 0
         self.graphs = pg.GraphicsLayoutWidget()
         self.graphs.setBackground("#1e1e22")
+        # repaint only what changed: new curve data must not redraw every axis
+        self.graphs.setViewportUpdateMode(QtWidgets.QGraphicsView.SmartViewportUpdate)
+        self._ranges: dict[str, tuple[float, float]] = {}
         self.delta_plot = self.graphs.addPlot(title="delta accuracy (share of pixels)")
         self.l1_plot = self.graphs.addPlot(title="L1 error (mm)")
         self.score_plot = self.graphs.addPlot(title="verification score")
@@ -52,8 +57,9 @@ class MetricsPlots(QtWidgets.QWidget):
             p.setMenuEnabled(False)
             p.setMouseEnabled(x=False, y=False)
             p.hideButtons()
+        for p in (self.delta_plot, self.l1_plot, self.score_plot):
+            p.disableAutoRange()
         self.delta_plot.setYRange(0.0, 1.0, padding=0.02)
-        self.delta_plot.enableAutoRange(axis="y", enable=False)
         self.delta_curves = {
             k: self.delta_plot.plot(pen=pg.mkPen(c, width=1.5), name=lab)
             for k, c, lab in zip(DELTA_KEYS, _DELTA_COLOURS, _DELTA_HTML)
@@ -127,6 +133,21 @@ class MetricsPlots(QtWidgets.QWidget):
             self.threshold_line.setVisible(True)
             self.score_plot.setTitle("verification score (smoothed)")
 
+    def _scroll(self, n: int) -> None:
+        """Show the last HISTORY_FRAMES frames, moving the x range in steps of X_STEP_FRAMES."""
+        hi = max(HISTORY_FRAMES, X_STEP_FRAMES * int(np.ceil(n / X_STEP_FRAMES)))
+        for name, plot in (("dx", self.delta_plot), ("lx", self.l1_plot), ("sx", self.score_plot)):
+            self._set_range(name, plot, (hi - HISTORY_FRAMES - X_STEP_FRAMES, hi), x=True)
+
+    def _set_range(self, key: str, plot: pg.PlotItem, lo_hi: tuple[float, float], x: bool = False) -> None:
+        if self._ranges.get(key) == lo_hi:
+            return
+        self._ranges[key] = lo_hi
+        if x:
+            plot.setXRange(*lo_hi, padding=0)
+        else:
+            plot.setYRange(*lo_hi, padding=0.02)
+
     def clear(self) -> None:
         for c in [*self.delta_curves.values(), *self.l1_curves, *self.score_curves.values()]:
             c.setData([], [])
@@ -137,9 +158,10 @@ class MetricsPlots(QtWidgets.QWidget):
 
     def refresh(self, log: SessionLog) -> None:
         """Redraw the curves and the numbers from the log (call at about 10 Hz)."""
-        keys = (*DELTA_KEYS, "l1_mm", "verification", "enrolled")
+        keys = (*DELTA_KEYS, "l1_mm", "verification_smoothed", "enrolled_smoothed")
         s = log.series(0, keys, HISTORY_FRAMES)
         x = s["seq"]
+        self._scroll(len(x) and x[-1] + 1)
         for k, curve in self.delta_curves.items():
             curve.setData(x, s[k], connect="finite")
         self.l1_curves[0].setData(x, s["l1_mm"], connect="finite")
@@ -148,8 +170,16 @@ class MetricsPlots(QtWidgets.QWidget):
             self.l1_curves[1].setData(s2["seq"], s2["l1_mm"], connect="finite")
         else:
             self.l1_curves[1].setData([], [])
+        l1 = s["l1_mm"]
+        if len(log.model_names) > 1:
+            l1 = np.concatenate([l1, s2["l1_mm"]])
+        top = np.nanmax(l1) if np.isfinite(l1).any() else 10.0
+        self._set_range("l1", self.l1_plot, (0.0, 10.0 * np.ceil(max(top, 1.0) / 10.0)))
+        scores = np.concatenate([s["verification_smoothed"], s["enrolled_smoothed"]])
+        low = np.nanmin(scores) if np.isfinite(scores).any() else 0.0
+        self._set_range("score", self.score_plot, (min(0.0, np.floor(low * 5.0) / 5.0), 1.0))
         for k, curve in self.score_curves.items():
-            curve.setData(x, s[k], connect="finite")
+            curve.setData(x, s[f"{k}_smoothed"], connect="finite")
         means = log.means(0)
         for r, (key, _, fmt) in enumerate(TABLE_ROWS):
             for c, src in enumerate((means.latest, means.window, means.session)):
