@@ -487,12 +487,16 @@ class MainWindow(QtWidgets.QMainWindow):
             return 0.0
         return (len(t) - 1) / max(t[-1] - t[0], 1e-6)
 
+    def latency_ms(self) -> float | None:
+        """Capture-to-display latency, median over the last 60 frames drawn."""
+        return float(np.median(self._latencies_ms)) if self._latencies_ms else None
+
     def _update_status(self) -> None:
         p = self.pipeline
         self.status_labels["fps"].setText(f"{self.fps():.1f} fps")
-        if self._latencies_ms:
-            lat = np.asarray(self._latencies_ms)
-            self.status_labels["latency"].setText(f"latency {np.median(lat):.0f} ms")
+        latency = self.latency_ms()
+        if latency is not None:
+            self.status_labels["latency"].setText(f"latency {latency:.0f} ms")
             self.status_labels["latency"].setToolTip("capture to display, median of the last 60 frames")
         if p is not None:
             not_shown = max(0, p.frames_processed - self.results_seen)
