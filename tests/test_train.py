@@ -47,7 +47,7 @@ def _cfg(data, out, **kw):
 
 
 def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, tmp_path):
-    cfg = _cfg(data_file, tmp_path / "run", mode="ae", epochs=4, lr=3e-3)
+    cfg = _cfg(data_file, tmp_path / "run", mode="ae", epochs=4, lr=3e-3, batch_size=3)
     result = train(cfg, progress=False)
     val_losses = [r["val_loss"] for r in result.history]
     # an untrained generator of the same seed, scored the same way, is the starting point
