@@ -449,8 +449,9 @@ class _Builder:
         box = smoothstep(-ax, -mw - 3.0, -mw + 6.0)
         my = Y - self.mouth_y
         bow = 1.0 - 0.18 * _gauss(X, 3.0)
-        upper = i.upper_lip * bow * _gauss(my - 4.5, 3.5) * box
-        lower = i.lower_lip * _gauss(my + 6.0, 4.2) * box
+        taper = np.clip(1.0 - (X / (mw + 2.0)) ** 2, 0.0, 1.0) ** 0.7
+        upper = 0.8 * i.upper_lip * bow * _gauss(my - 3.5, 3.0) * box * taper
+        lower = 0.8 * i.lower_lip * _gauss(my + 4.5, 3.6) * box * taper
         line = -1.8 * _gauss(my, 1.0) * smoothstep(-ax, -mw - 1.0, -mw + 3.0)
         philtrum = -0.7 * _gauss(X, 2.5, my - 12.0, 5.0)
         mouth_mound = 4.0 * _gauss(X, mw * 0.8, my + 2.0, 13.0)
@@ -518,6 +519,9 @@ def build_head(ident: Identity) -> HeadModel:
     alb, spec, gloss, ir, mat = flat(alb), flat(spec), flat(gloss), flat(ir), flat(mat)
     Xf, Yf, Zf = flat(X), flat(Y), flat(Z)
     spacing = flat(spacing)
+    # the skin round the mouth stretches when the jaw opens: give it larger footprints
+    stretch = (np.abs(Xf) < 0.5 * i.mouth_width + 14.0) & (np.abs(Yf - b.mouth_y) < 10.0) & (Zf > 30)
+    spacing = np.where(stretch, np.maximum(spacing, 2.6), spacing)
 
     # ---- shadows from the radial surface -------------------------------------------------
     gb = gd * gr0[..., None]
@@ -649,11 +653,11 @@ def _hair(b: _Builder, X, Y, Z, T, P) -> tuple[np.ndarray, np.ndarray]:
         crown = 0.0
     mask = smoothstep(Y - line, -1.5, 2.5) * np.clip(1.0 - crown, 0.0, 1.0)
     # the layer is thinner at the hairline, fuller over the crown
-    thick = i.hair_thickness * (0.35 + 0.65 * smoothstep(Y - line, 0.0, 25.0))
+    thick = i.hair_thickness * smoothstep(Y - line, -1.0, 22.0)
     if i.hair_style == "curly":
         thick = thick * (0.85 + 0.3 * np.sin(T * 23.0) * np.sin(P * 19.0))
     # keep the layer off the face proper (the fringe lies flat on the forehead)
-    thick = thick * np.where((Z > 40) & (Y < b.hair_y), 0.35, 1.0)
+    thick = thick * (1.0 - 0.65 * smoothstep(Z, 30.0, 50.0) * smoothstep(b.hair_y - Y, -6.0, 6.0))
     return mask, mask * thick
 
 
@@ -701,12 +705,12 @@ def _appearance(b: _Builder, X, Y, Z, T, P, hair_mask, feats):
     mw = 0.5 * i.mouth_width
     my = Y - b.mouth_y
     xr = np.clip(ax / mw, 0, 1)
-    upper_h = (7.0 + 0.6 * i.upper_lip) * np.sqrt(np.clip(1 - xr ** 2, 0, 1)) + 1.2 * _gauss(ax - 5.0, 3.0)
-    lower_h = (8.0 + 0.8 * i.lower_lip) * np.sqrt(np.clip(1 - xr ** 1.8, 0, 1))
+    upper_h = (4.0 + 0.5 * i.upper_lip) * np.clip(1 - xr ** 2, 0, 1) ** 0.8 + 1.0 * _gauss(ax - 4.5, 2.5)
+    lower_h = (5.0 + 0.6 * i.lower_lip) * np.clip(1 - xr ** 2, 0, 1) ** 0.7
     lips = np.where(my >= 0, smoothstep(upper_h - my, -0.8, 0.8), smoothstep(lower_h + my, -0.8, 0.8)) \
         * (ax < mw + 1.0) * front
     lip_col = skin * np.array([0.85, 0.52, 0.52]) * (1.0 - 0.25 * i.skin_tone)
-    lip_col = skin + (lip_col - skin) * (0.6 + 0.6 * i.lip_colour)
+    lip_col = skin + (lip_col - skin) * (0.35 + 0.55 * i.lip_colour)
     alb = alb + (lip_col - alb) * lips[..., None]
     spec = spec + 0.12 * lips
     gloss = np.where(lips > 0.5, 30.0, gloss)
@@ -747,8 +751,8 @@ def _appearance(b: _Builder, X, Y, Z, T, P, hair_mask, feats):
         hair_alb = hc[None, None, :] * (strand[..., None] * (1.0 + 0.25 * g.normal(0, 1, sh))[..., None])
         hm = hair_mask * (0.55 if i.hair_style == "buzz" else 1.0)
         alb = alb + (hair_alb - alb) * hm[..., None]
-        spec = spec + (0.14 - spec) * hm
-        gloss = np.where(hm > 0.5, 9.0, gloss)
+        spec = spec + (0.07 - spec) * hm
+        gloss = np.where(hm > 0.5, 6.0, gloss)
         hair_ir = 0.12 + 0.5 * float(np.mean(hc))
         ir = ir + (hair_ir - ir) * hm
         mat = np.where(hm > 0.5, HAIR, mat)
@@ -904,9 +908,9 @@ def _mouth_interior(b: _Builder, pts, X, Y) -> dict:
     sel = (np.abs(X) < 3) & (np.abs(Y - b.mouth_y) < 3) & (pts[:, 2] > 0)
     z0 = float(pts[sel, 2].max()) if sel.any() else 90.0
     xs = np.arange(-mw, mw + 0.01, 0.9)
-    ys = np.arange(b.mouth_y - 30.0, b.mouth_y + 4.0, 0.9)
+    ys = np.arange(b.mouth_y - 24.0, b.mouth_y + 4.0, 0.9)
     GX, GY = np.meshgrid(xs, ys)
-    GZ = z0 - 9.0 - GX ** 2 / 45.0
+    GZ = z0 - 11.0 - GX ** 2 / 45.0 - 0.6 * np.clip(b.mouth_y - 6.0 - GY, 0.0, None)
     p = np.stack([GX, GY, GZ], axis=-1).reshape(-1, 3)
     n = np.tile([0.0, 0.0, 1.0], (len(p), 1))
     my = p[:, 1] - b.mouth_y
@@ -929,15 +933,20 @@ def _long_hair(b: _Builder, radius_grid: np.ndarray) -> dict:
     i = b.i
     g = rng("long-hair", i.subject, int(i.hair_thickness * 100))
     length = 150.0 + 120.0 * g.random()
-    opening = np.radians(62.0 + 10.0 * g.random())
+    opening = np.radians(50.0 + 12.0 * g.random())
     ts = np.radians(np.arange(-180.0, 180.0, 1.1))
     ts = ts[np.abs(ts) > opening]
-    ys = np.arange(b.eye_y + 10.0, b.eye_y - length, -1.3)
+    y_top = b.eye_y + 30.0
+    ys = np.arange(y_top, b.eye_y - length, -1.3)
     T, Yg = np.meshgrid(ts, ys)
-    d = np.stack([np.sin(T), np.zeros_like(T), np.cos(T)], axis=-1)
-    r_top = _surface_radius(radius_grid, d.reshape(-1, 3)).reshape(T.shape)
-    drop = np.clip((b.eye_y + 10.0 - Yg) / length, 0, 1)
-    r = r_top + 2.0 + 18.0 * drop ** 1.5 + 4.0 * np.sin(T * 9.0) * drop
+    # hair lies on the head down to its widest point, then hangs straight down
+    r_est = 95.0
+    ph = np.arcsin(np.clip(Yg / r_est, -0.95, 0.95))
+    d = np.stack([np.cos(ph) * np.sin(T), np.sin(ph), np.cos(ph) * np.cos(T)], axis=-1).reshape(-1, 3)
+    r_s = _surface_radius(radius_grid, d).reshape(T.shape) * np.cos(ph)  # horizontal distance
+    r_s = np.maximum.accumulate(r_s, axis=0)
+    drop = np.clip((y_top - Yg) / length, 0, 1)
+    r = r_s + 3.0 + 0.4 * i.hair_thickness + 14.0 * drop ** 1.5 + 3.0 * np.sin(T * 9.0) * drop
     pts = np.stack([np.sin(T) * r, Yg, np.cos(T) * r], axis=-1).reshape(-1, 3)
     nrm = np.stack([np.sin(T), np.full_like(T, 0.15), np.cos(T)], axis=-1).reshape(-1, 3)
     hc = np.asarray(i.hair_colour)
@@ -945,7 +954,7 @@ def _long_hair(b: _Builder, radius_grid: np.ndarray) -> dict:
     alb = hc[None, :] * strand.reshape(-1, 1) * (1.0 + 0.2 * g.normal(0, 1, (len(pts), 1)))
     # ragged ends
     keep = (Yg > b.eye_y - length + 25.0 * g.random(T.shape)).ravel()
-    part = _part(pts[keep], nrm[keep], alb[keep], 0.14, 9.0, 0.12 + 0.5 * float(hc.mean()), HAIR,
+    part = _part(pts[keep], nrm[keep], alb[keep], 0.07, 6.0, 0.12 + 0.5 * float(hc.mean()), HAIR,
                  spacing=float(np.radians(1.1) * r.max()))
     part["shadow"] = np.tile([[0.6, 0.0, 0.25, 0.0]], (int(keep.sum()), 1))
     return part
@@ -988,7 +997,7 @@ def _glasses(b: _Builder, radius_grid: np.ndarray) -> dict:
         nrm.append(np.tile(d_front, (30, 1)))
     p = np.concatenate(pts)
     n = np.concatenate(nrm)
-    return _part(p, n, np.asarray(i.glasses_colour), 0.5, 60.0, 0.25, GLASSES, spacing=0.8)
+    return _part(p, n, np.asarray(i.glasses_colour), 0.12, 40.0, 0.25, GLASSES, spacing=0.8)
 
 
 def _neck(b: _Builder, radius_grid: np.ndarray) -> dict:
@@ -999,14 +1008,17 @@ def _neck(b: _Builder, radius_grid: np.ndarray) -> dict:
     ys = np.arange(b.chin_y + 35.0, b.chin_y - 115.0, -2.0)
     T, Yg = np.meshgrid(ts, ys)
     cz = -12.0
-    pts = np.stack([rx * np.sin(T), Yg, cz + rz * np.cos(T)], axis=-1).reshape(-1, 3)
+    # the neck flares towards the shoulders
+    flare = 1.0 + 0.28 * smoothstep(b.chin_y - 60.0 - Yg, 0.0, 50.0)
+    pts = np.stack([rx * flare * np.sin(T), Yg, cz + rz * flare * np.cos(T)], axis=-1).reshape(-1, 3)
     nrm = np.stack([np.sin(T) / rx, np.zeros_like(T), np.cos(T) / rz], axis=-1).reshape(-1, 3)
     skin = _skin_colour(i)
     alb = np.tile(skin * 0.95, (len(pts), 1))
     # a little shade under the jaw
     alb *= (1.0 - 0.25 * smoothstep(pts[:, 1], b.chin_y - 40.0, b.chin_y + 5.0))[:, None]
     if i.beard_style in ("full",):
-        alb[(pts[:, 1] > b.chin_y - 25) & (pts[:, 2] > cz)] = np.asarray(i.hair_colour) * 0.8
+        under = (pts[:, 1] > b.chin_y - 18) & (pts[:, 2] > cz)
+        alb[under] = alb[under] + (np.asarray(i.hair_colour) * 0.8 - alb[under]) * i.beard_density
     weight = smoothstep(pts[:, 1], b.chin_y - 110.0, b.chin_y + 5.0)
     return {"points": pts, "normals": normalize(nrm), "albedo": alb, "weight": weight,
             "spacing": float(max(np.radians(2.0) * rx, 2.0))}
