@@ -55,13 +55,32 @@ def normalize(v: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def xform(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray | None = None) -> np.ndarray:
-    """``points @ rotation.T + translation`` for N x 3 points, in the points' dtype (fast path:
-    a contiguous transposed matrix lets numpy use BLAS)."""
+    """``points @ rotation.T + translation`` for N x 3 points, in the points' dtype. float32 goes
+    through ``cv2.transform`` (a tight single pass; BLAS spends more time starting threads than
+    computing on such thin matrices)."""
+    import cv2
+
+    if points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 3 and len(points):
+        m = np.zeros((3, 4), np.float32)
+        m[:, :3] = rotation
+        if translation is not None:
+            m[:, 3] = np.asarray(translation, np.float32).reshape(3)
+        return cv2.transform(np.ascontiguousarray(points).reshape(-1, 1, 3), m).reshape(-1, 3)
     rt = np.ascontiguousarray(np.asarray(rotation).T, dtype=points.dtype)
     out = points @ rt
     if translation is not None:
         out += np.asarray(translation, dtype=points.dtype)
     return out
+
+
+def matvec(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``rows @ vector`` for an N x 3 float32 array and a 3-vector (one pass, no BLAS threads)."""
+    import cv2
+
+    if not len(rows):
+        return np.zeros(0, np.float32)
+    v = np.asarray(vector, np.float32).reshape(1, 3)
+    return cv2.transform(np.ascontiguousarray(rows, np.float32).reshape(-1, 1, 3), v).reshape(-1)
 
 
 def rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

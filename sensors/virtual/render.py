@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._util import normalize, rng, rot_x, rot_y, rot_z, rowdot, xform
+from ._util import matvec, normalize, rng, rot_x, rot_y, rot_z, rowdot, xform
 from .head import HAIR, HeadModel
 from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM
 from .scene import (
@@ -75,17 +75,16 @@ def shade(normals: np.ndarray, albedo: np.ndarray, specular: np.ndarray, gloss: 
     per call: a head is small against its distance). A soft wrap of the key light stands in for
     skin's subsurface scattering; the fill light has no shadows; ambient comes more from above."""
     f32 = np.float32
-    key = np.ascontiguousarray(light.key_dir, f32)
-    nl = normals @ key
+    nl = matvec(normals, light.key_dir)
     n = len(normals)
     terms = np.empty((n, 3), f32)
     np.multiply(np.clip((nl + f32(0.25)) * f32(0.8), 0.0, None), key_vis, out=terms[:, 0])
-    np.clip(normals @ np.ascontiguousarray(light.fill_dir, f32), 0.0, None, out=terms[:, 1])
+    np.clip(matvec(normals, light.fill_dir), 0.0, None, out=terms[:, 1])
     np.multiply(f32(0.8) - f32(0.2) * normals[:, 1], ao, out=terms[:, 2])
-    colours = np.ascontiguousarray(np.stack([light.key_colour, light.fill_colour, light.ambient]), f32)
-    irr = terms @ colours
-    half = normalize(np.asarray(view_dir, np.float64) + light.key_dir).astype(f32)
-    nh = np.clip(normals @ half, 0.0, 1.0)
+    colours = np.stack([light.key_colour, light.fill_colour, light.ambient])
+    irr = xform(terms, colours.T)
+    half = normalize(np.asarray(view_dir, np.float64) + light.key_dir)
+    nh = np.clip(matvec(normals, half), 0.0, 1.0)
     spec = specular * nh ** gloss * key_vis * (nl > 0)
     out = albedo * irr
     out += spec[:, None] * np.asarray(light.key_colour, f32)
@@ -219,10 +218,10 @@ class Renderer:
             hit = ids[pos] == head.eye_index
             alb[pos[hit]] = ealb[hit]
         lh = np.ascontiguousarray(rot.T @ light.key_dir.astype(np.float32))
-        key_vis = np.clip(a[:, 8] + a[:, 9:12] @ lh, 0.0, 1.0)
+        key_vis = np.clip(a[:, 8] + matvec(a[:, 9:12], lh), 0.0, 1.0)
         view_c, view_d = _view_dirs(st.centre_mm)
         col = shade(nw, alb, a[:, 3], a[:, 4], light, view_c, key_vis, a[:, 7])
-        cos_d = np.abs(nw @ view_d.astype(np.float32))
+        cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(a[:, 5], cos_d, pw[:, 2])
         return _Batch(pw, to_srgb8(col), sig, cos_d, a[:, 6], a[:, 12])
 
@@ -234,7 +233,7 @@ class Renderer:
         pw, nw = pw[vis], nw[vis]
         view_c, view_d = _view_dirs(np.asarray(t, np.float64))
         col = shade(nw, ps.albedo[vis], ps.specular[vis], ps.gloss[vis], light, view_c, 1.0, ao)
-        cos_d = np.abs(nw @ view_d.astype(np.float32))
+        cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(ps.ir[vis], cos_d, pw[:, 2])
         return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(len(pw), np.float32),
                       np.full(len(pw), ps.spacing, np.float32))
@@ -252,7 +251,7 @@ class Renderer:
         n = len(pw)
         view_c, view_d = _view_dirs(st.centre_mm)
         col = shade(nw, head.neck_albedo[vis], np.float32(0.04), np.float32(12.0), light, view_c, 1.0, 0.75)
-        cos_d = np.abs(nw @ view_d.astype(np.float32))
+        cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(np.full(n, 0.5, np.float32), cos_d, pw[:, 2])
         sp = np.float32(head.cache.get("neck_spacing", 2.2))
         return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(n, np.float32), np.full(n, sp, np.float32))
