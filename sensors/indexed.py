@@ -49,7 +49,8 @@ def natural_key(name: str) -> list[Any]:
 
 
 def read_color_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """A colour image file as HxWx3 uint8 RGB (grey images are expanded, alpha dropped)."""
+    """A colour image file as HxWx3 uint8 RGB (8-bit grey images are expanded, alpha dropped, 16-bit
+    colour reduced to 8 bits); a single 16-bit channel (a depth map) is a FormatError."""
     import cv2
 
     path = os.fspath(path)
@@ -59,7 +60,9 @@ def read_color_image(path: str | os.PathLike[str]) -> np.ndarray:
     if img is None:
         raise FormatError("not a readable image (truncated or unknown format)", path)
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        if img.ndim == 2:  # one 16-bit channel is a depth or IR map, not a photo
+            raise FormatError("colour image expected, found one 16-bit channel (a depth map?)", path)
+        img = (img >> 8).astype(np.uint8)  # a 16-bit colour photo: its top 8 bits
     elif img.dtype != np.uint8:
         raise FormatError(f"colour image has unsupported sample type {img.dtype.name}", path)
     if img.ndim == 2:

@@ -27,7 +27,9 @@ joints project onto the annotated colour pixels. Yaw, pitch and roll become
 raw angles are kept, see :meth:`PandoraSource.orientation_deg`).
 
 Records that cannot be parsed are never skipped silently: each is listed by sequence and record
-number in ``problems`` and counted in ``describe()``; their frames play without annotations.
+number in ``problems`` and counted in ``describe()``; their frames play without annotations. A
+data.json that is not JSON, or that holds no usable record at all, is a FormatError naming it
+(a sequence without data.json plays without annotations, listed in ``problems``).
 
 Cameras. Pandora ships no calibration: both cameras use Kinect v2 typical intrinsics
 (:data:`KINECT_V2_DEPTH`, :data:`KINECT_V2_COLOR`, scaled when an image has another size), and
@@ -294,9 +296,12 @@ class PandoraSource(IndexedSource):
                     with open(path, encoding="utf-8") as f:
                         doc = json.load(f)
                 except (ValueError, UnicodeDecodeError) as exc:
-                    self.problems.append(f"{name}: data.json is not valid JSON ({exc}); frames play without annotations")
-                    doc = []
+                    raise FormatError(f"not valid JSON ({exc})", path) from None
                 records, problems = parse_records(doc, name)
+                if not any(r.euler_deg is not None or r.head_kinect_m is not None for r in records.values()):
+                    first = problems[0].split(": ", 1)[-1] if problems else "no records"
+                    raise FormatError(f"no usable frame record (orientation.euler or a head joint with a 3D "
+                                      f"position); first problem: {first}", path)
                 self.problems.extend(problems)
             else:
                 self.problems.append(f"{name}: no data.json; frames play without annotations")

@@ -65,7 +65,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, FormatError
+from .errors import ConfigError, FormatError, SensorError
 from .frame import CameraIntrinsics, Extrinsics, Frame
 from .indexed import IndexedSource
 from .source import Options, SourceURI
@@ -550,20 +550,43 @@ class McapScan:
     stopped_at: str | None  # why the scan stopped early, for the report
 
 
+class _CorruptChunk(Exception):
+    """A chunk whose records cannot be decompressed or fail their checksum."""
+
+
 def _decompress(data: bytes, compression: str, size: int, path: str) -> bytes:
+    """A chunk's records, uncompressed; _CorruptChunk when the compressed bytes are damaged."""
     if compression == "":
         return data
     if compression == "lz4":
         import lz4.frame
 
-        return lz4.frame.decompress(data)
+        try:
+            return lz4.frame.decompress(data)
+        except (RuntimeError, ValueError) as exc:  # lz4 reports damaged frames as RuntimeError
+            raise _CorruptChunk(str(exc)) from None
     if compression == "zstd":
         try:
             import zstandard
         except ImportError:
             raise FormatError("recording uses zstd compression; install the zstandard package", path) from None
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        try:
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        except zstandard.ZstdError as exc:
+            raise _CorruptChunk(str(exc)) from None
     raise FormatError(f"unsupported chunk compression {compression!r}", path)
+
+
+def _chunk_records(data: bytes, chunk: "_Chunk", path: str) -> bytes:
+    """Decompress a chunk's records and check their CRC; _CorruptChunk when either fails."""
+    raw = _decompress(data, chunk.compression, chunk.uncompressed_size, path)
+    if chunk.uncompressed_crc and zlib.crc32(raw) != chunk.uncompressed_crc:
+        raise _CorruptChunk("checksum mismatch")
+    return raw
+
+
+#: what parsing damaged record bytes raises (fields running off the end, bad UTF-8 strings)
+_PARSE_ERRORS = (struct.error, UnicodeDecodeError, IndexError, ValueError)
 
 
 def _parse_records(data: bytes, scan: McapScan, chunk_index: int, want_messages: bool) -> None:
@@ -576,18 +599,21 @@ def _parse_records(data: bytes, scan: McapScan, chunk_index: int, want_messages:
         if body + length > n:
             break
         b = _Buf(data, body)
-        if op == _OP_SCHEMA:
-            sid = b.u16()
-            scan.schemas[sid] = (b.string(), b.string(), b.blob32())
-        elif op == _OP_CHANNEL:
-            cid = b.u16()
-            sid = b.u16()
-            scan.channels[cid] = (b.string(), sid, b.string())
-        elif op == _OP_MESSAGE and want_messages:
-            cid = b.u16()
-            b.u32()
-            log_time = b.u64()
-            scan.messages.setdefault(log_time, {})[cid] = _Loc(chunk_index, pos)
+        try:
+            if op == _OP_SCHEMA:
+                sid = b.u16()
+                scan.schemas[sid] = (b.string(), b.string(), b.blob32())
+            elif op == _OP_CHANNEL:
+                cid = b.u16()
+                sid = b.u16()
+                scan.channels[cid] = (b.string(), sid, b.string())
+            elif op == _OP_MESSAGE and want_messages:
+                cid = b.u16()
+                b.u32()
+                log_time = b.u64()
+                scan.messages.setdefault(log_time, {})[cid] = _Loc(chunk_index, pos)
+        except _PARSE_ERRORS:
+            break  # a damaged record: what came before it stands
         pos = body + length
 
 
@@ -622,45 +648,49 @@ def scan_mcap(path: str | os.PathLike[str]) -> McapScan:
             if body + length > size:
                 scan.stopped_at = f"last record (opcode {op:#04x}) is cut off at byte {size} (torn write)"
                 break
-            if op == _OP_CHUNK:
-                hdr = f.read(min(length, 4096))
-                b = _Buf(hdr)
-                b.u64()
-                b.u64()
-                usize = b.u64()
-                crc = b.u32()
-                comp = b.string()
-                rlen = b.u64()
-                if b.pos + rlen != length:
-                    scan.stopped_at = f"chunk at byte {pos} is malformed"
-                    break
-                scan.chunks.append(_Chunk(body + b.pos, rlen, comp, usize, crc, []))
-            elif op == _OP_MESSAGE_INDEX and scan.chunks:
-                b = _Buf(f.read(length))
-                cid = b.u16()
-                nbytes = b.u32()
-                entries = scan.chunks[-1].indexed
-                for _ in range(nbytes // 16):
-                    entries.append((cid, b.u64(), b.u64()))
-            elif op in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
-                data = f.read(length)
-                rec = bytes([op]) + head[1:] + data
-                if op == _OP_MESSAGE:
-                    b = _Buf(data)
+            try:
+                if op == _OP_CHUNK:
+                    hdr = f.read(min(length, 4096))
+                    b = _Buf(hdr)
+                    b.u64()
+                    b.u64()
+                    usize = b.u64()
+                    crc = b.u32()
+                    comp = b.string()
+                    rlen = b.u64()
+                    if b.pos + rlen != length:
+                        scan.stopped_at = f"chunk at byte {pos} is malformed"
+                        break
+                    scan.chunks.append(_Chunk(body + b.pos, rlen, comp, usize, crc, []))
+                elif op == _OP_MESSAGE_INDEX and scan.chunks:
+                    b = _Buf(f.read(length))
                     cid = b.u16()
-                    b.u32()
-                    scan.messages.setdefault(b.u64(), {})[cid] = _Loc(-1, pos)
-                else:
-                    _parse_records(rec, scan, -1, False)
-            elif op == _OP_METADATA:
-                b = _Buf(f.read(length))
-                name = b.string()
-                scan.metadata[name] = b.str_map()
-            elif op in (_OP_DATA_END, _OP_FOOTER):
-                scan.complete = True
-                break
-            elif op == 0 or op > 0x0F:
-                scan.stopped_at = f"unknown record (opcode {op:#04x}) at byte {pos}"
+                    nbytes = b.u32()
+                    entries = scan.chunks[-1].indexed
+                    for _ in range(nbytes // 16):
+                        entries.append((cid, b.u64(), b.u64()))
+                elif op in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
+                    data = f.read(length)
+                    rec = bytes([op]) + head[1:] + data
+                    if op == _OP_MESSAGE:
+                        b = _Buf(data)
+                        cid = b.u16()
+                        b.u32()
+                        scan.messages.setdefault(b.u64(), {})[cid] = _Loc(-1, pos)
+                    else:
+                        _parse_records(rec, scan, -1, False)
+                elif op == _OP_METADATA:
+                    b = _Buf(f.read(length))
+                    name = b.string()
+                    scan.metadata[name] = b.str_map()
+                elif op in (_OP_DATA_END, _OP_FOOTER):
+                    scan.complete = True
+                    break
+                elif op == 0 or op > 0x0F:
+                    scan.stopped_at = f"unknown record (opcode {op:#04x}) at byte {pos}"
+                    break
+            except _PARSE_ERRORS:
+                scan.stopped_at = f"record (opcode {op:#04x}) at byte {pos} is malformed"
                 break
             pos = body + length
         # locate messages: from the indexes, or by opening chunks the index does not cover
@@ -673,9 +703,10 @@ def scan_mcap(path: str | os.PathLike[str]) -> McapScan:
                     scan.messages.setdefault(log_time, {})[cid] = _Loc(i, off)
                 continue
             f.seek(ch.records_offset)
-            raw = _decompress(f.read(ch.records_length), ch.compression, ch.uncompressed_size, path)
-            if ch.uncompressed_crc and zlib.crc32(raw) != ch.uncompressed_crc:
-                scan.stopped_at = f"chunk {i} fails its checksum; the recording is read up to it"
+            try:
+                raw = _chunk_records(f.read(ch.records_length), ch, path)
+            except _CorruptChunk as exc:
+                scan.stopped_at = f"chunk {i} is damaged ({exc}); the recording is read up to it"
                 scan.chunks = scan.chunks[:i]
                 scan.messages = {t: {c: loc for c, loc in m.items() if loc.chunk < i}
                                  for t, m in scan.messages.items()}
@@ -751,9 +782,10 @@ class ReplaySource(IndexedSource):
             return data
         ch = self._scan.chunks[i]
         self._file.seek(ch.records_offset)
-        data = _decompress(self._file.read(ch.records_length), ch.compression, ch.uncompressed_size, self.path)
-        if ch.uncompressed_crc and zlib.crc32(data) != ch.uncompressed_crc:
-            raise FormatError(f"chunk {i} fails its checksum (corrupt recording)", self.path)
+        try:
+            data = _chunk_records(self._file.read(ch.records_length), ch, self.path)
+        except _CorruptChunk as exc:
+            raise FormatError(f"chunk {i} is damaged ({exc}; corrupt recording)", self.path) from None
         self._chunk_cache[i] = data
         while len(self._chunk_cache) > 3:
             self._chunk_cache.popitem(last=False)
@@ -764,26 +796,30 @@ class ReplaySource(IndexedSource):
         loc = None if cid is None else self._scan.messages.get(log_time, {}).get(cid)
         if loc is None:
             return None
-        with self._file_lock:
-            if self._file is None:
-                raise EOFError(f"{self.uri} is closed")
-            if loc.chunk >= 0:
-                data, pos = self._chunk(loc.chunk), loc.offset
-            else:
-                self._file.seek(loc.offset)
-                head = self._file.read(9)
-                data, pos = head + self._file.read(struct.unpack_from("<Q", head, 1)[0]), 0
-        length = struct.unpack_from("<Q", data, pos + 1)[0]
-        payload = bytes(data[pos + 9 + 22:pos + 9 + length])  # channel u16, sequence u32, two u64 times
-        decoder = self._decoders.get(cid)
-        if decoder is None:
-            from mcap.records import Schema
-            from mcap_ros2.decoder import DecoderFactory
+        try:
+            with self._file_lock:
+                if self._file is None:
+                    raise EOFError(f"{self.uri} is closed")
+                if loc.chunk >= 0:
+                    data, pos = self._chunk(loc.chunk), loc.offset
+                else:
+                    self._file.seek(loc.offset)
+                    head = self._file.read(9)
+                    data, pos = head + self._file.read(struct.unpack_from("<Q", head, 1)[0]), 0
+            length = struct.unpack_from("<Q", data, pos + 1)[0]
+            payload = bytes(data[pos + 9 + 22:pos + 9 + length])  # channel u16, sequence u32, two u64 times
+            decoder = self._decoders.get(cid)
+            if decoder is None:
+                from mcap.records import Schema
+                from mcap_ros2.decoder import DecoderFactory
 
-            sid = self._scan.channels[cid][1]
-            name, encoding, text = self._scan.schemas[sid]
-            decoder = DecoderFactory().decoder_for("cdr", Schema(id=sid, name=name, encoding=encoding, data=text))
-            self._decoders[cid] = decoder
+                sid = self._scan.channels[cid][1]
+                name, encoding, text = self._scan.schemas[sid]
+                decoder = DecoderFactory().decoder_for("cdr", Schema(id=sid, name=name, encoding=encoding,
+                                                                     data=text))
+                self._decoders[cid] = decoder
+        except (*_PARSE_ERRORS, KeyError, OverflowError):
+            raise FormatError(f"message on {topic} at log time {log_time} is damaged", self.path) from None
         try:
             return decoder(payload)
         except Exception as exc:  # noqa: BLE001 - the decoder raises assorted errors on bad bytes
@@ -805,7 +841,7 @@ class ReplaySource(IndexedSource):
         pred = self._message(t, TOPIC_PREDICTION)
         met = self._message(t, TOPIC_METRICS)
         return ReplayExtras(None if pred is None else self._image(pred, "mono8", "uint8", "prediction"),
-                            None if met is None else json.loads(met.data))
+                            None if met is None else self._metrics(met, index))
 
     def recorded_prediction(self, frame: Frame) -> np.ndarray | None:
         """The 8-bit depth crop the app predicted for this replayed frame, if it was recorded."""
@@ -821,7 +857,9 @@ class ReplaySource(IndexedSource):
         try:
             meta = json.loads(meta_msg.data)
         except ValueError:
-            raise FormatError(f"frame {position} has an unreadable record", self.path) from None
+            meta = None
+        if not isinstance(meta, dict):
+            raise FormatError(f"frame {position} has an unreadable record", self.path)
         cmsg = self._message(t, TOPIC_COLOR)
         if cmsg is None:
             raise FormatError(f"frame {position} has no colour image", self.path)
@@ -838,18 +876,30 @@ class ReplaySource(IndexedSource):
         pred = self._message(t, TOPIC_PREDICTION) if meta.get("prediction") else None
         met = self._message(t, TOPIC_METRICS) if meta.get("metrics") else None
         self.last_extras = ReplayExtras(None if pred is None else self._image(pred, "mono8", "uint8", "prediction"),
-                                        None if met is None else json.loads(met.data))
+                                        None if met is None else self._metrics(met, position))
         try:
             color_cam = CameraIntrinsics.from_dict(meta["color_camera"])
             depth_cam = CameraIntrinsics.from_dict(meta["depth_camera"]) if depth is not None else None
             ext = Extrinsics.from_dict(meta["depth_to_color"])
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"frame {position} record lacks camera data ({exc})", self.path) from None
-        return Frame(index=position, timestamp_ns=int(meta["timestamp_ns"]), color=color, color_camera=color_cam,
-                     depth_mm=depth, depth_camera=depth_cam, depth_to_color=ext,
-                     head_center_mm=meta.get("head_center_mm"), head_rotation=meta.get("head_rotation"),
-                     subject_id=meta.get("subject_id"), depth_clean_mm=clean if depth is not None else None,
-                     source=meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}")
+        try:
+            return Frame(index=position, timestamp_ns=int(meta["timestamp_ns"]), color=color, color_camera=color_cam,
+                         depth_mm=depth, depth_camera=depth_cam, depth_to_color=ext,
+                         head_center_mm=meta.get("head_center_mm"), head_rotation=meta.get("head_rotation"),
+                         subject_id=meta.get("subject_id"), depth_clean_mm=clean if depth is not None else None,
+                         source=meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}")
+        except (SensorError, KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"frame {position} record does not fit its images ({exc})", self.path) from None
+
+    def _metrics(self, msg: Any, position: int) -> dict:
+        try:
+            metrics = json.loads(msg.data)
+        except ValueError:
+            metrics = None
+        if not isinstance(metrics, dict):
+            raise FormatError(f"frame {position} has unreadable metrics", self.path)
+        return metrics
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

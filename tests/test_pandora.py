@@ -113,12 +113,15 @@ def test_unparseable_records_are_counted_and_named_not_skipped(tmp_path):
 def test_frames_without_records_play_without_annotations_and_are_reported(tmp_path):
     info = write_pandora(tmp_path / "p", {10: ["base_1_ID10"]}, frames=2)
     seq = info.root / "10" / "base_1_ID10"
-    (seq / "data.json").write_text("{not json")
+    (seq / "data.json").write_text(json.dumps(json.loads((seq / "data.json").read_text())[1:]))
     with open_source(f"pandora:{info.root}") as src:
         f = src.read()
         d = src.describe()
     assert f.head_center_mm is None and f.depth_mm is not None
-    assert d["problems"]["count"] == 1 and "not valid JSON" in d["problems"]["items"][0]
+    assert d["problems"]["count"] == 1 and "frame 000000 has no data.json record" in d["problems"]["items"][0]
+    (seq / "data.json").write_text("{not json")  # a corrupt annotation file is an error, not ignored
+    with pytest.raises(FormatError, match="data.json: not valid JSON"):
+        open_source(f"pandora:{info.root}")
 
 
 def test_no_sequences_is_a_format_error(tmp_path):
