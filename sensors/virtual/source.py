@@ -183,7 +183,10 @@ class VirtualKinect(Source):
                 self.dropped += max(skip, 0)
                 self._next += max(skip, 0)
             self._pacer.wait((self._next - self._first_due) / FPS, timeout_s)
-        stamp = time.monotonic_ns()
+            # the sensor's capture time: when the frame was due on the 30 fps clock
+            stamp = int(round((self._pacer._t0 + (self._next - self._first_due) / FPS) * 1e9))
+        else:
+            stamp = time.monotonic_ns()
         frame = self.render(self._next)
         self._next += 1
         return _with_timestamp(frame, stamp)
