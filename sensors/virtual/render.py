@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ._util import matvec, normalize, rng, rot_x, rot_y, rot_z, rowdot, xform
-from .head import HAIR, HeadModel
+from .head import HeadModel
 from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM
 from .scene import (
     FrameState,

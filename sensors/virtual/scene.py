@@ -9,14 +9,14 @@ Coordinates: the depth camera's (mm, x right, y down, z forward).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._util import fbm_2d, head_rotation_from_euler_deg, normalize, rng, rot_x, rot_y, rot_z, smoothstep
+from ._util import fbm_2d, head_rotation_from_euler_deg, normalize, rng, rot_y, smoothstep
 from .head import HeadModel
-from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS, MAX_RANGE_MM
-from .shapes import PointSet, sdf_points, superellipsoid_sdf
+from .kinect import FPS
+from .shapes import PointSet, sdf_points
 
 # --------------------------------------------------------------------------------------------
 # sequence plans
