@@ -47,7 +47,7 @@ def _cfg(data, out, **kw):
 
 
 def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, tmp_path):
-    cfg = _cfg(data_file, tmp_path / "run", mode="ae", epochs=4, lr=3e-3, batch_size=3)
+    cfg = _cfg(data_file, tmp_path / "run", mode="ae", epochs=6, lr=3e-3, batch_size=3)
     result = train(cfg, progress=False)
     val_losses = [r["val_loss"] for r in result.history]
     # an untrained generator of the same seed, scored the same way, is the starting point
@@ -56,19 +56,19 @@ def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, 
     torch.manual_seed(cfg.seed)
     untrained = build_generator(SMALL)
     val = load_dataset(data_file).select_split("val")
-    start = validate(untrained, val.color, val.target, loss_masks(val.target, True), val.distance_mm, 150.0,
+    start = validate(untrained, val.color, val.target, (True, cfg.background_weight), val.distance_mm, 150.0,
                      torch.device("cpu"))["val_loss"]
-    assert val_losses[-1] < 0.5 * start
-    assert min(val_losses) < val_losses[0]
+    assert val_losses[-1] < 0.75 * start  # a quarter off the untrained model's loss in 72 small steps
+    assert val_losses[-1] < val_losses[0]
     out = tmp_path / "run"
     saved = json.loads((out / "config.json").read_text())
-    assert saved["mode"] == "ae" and saved["epochs"] == 4 and saved["generator"] == SMALL
+    assert saved["mode"] == "ae" and saved["epochs"] == 6 and saved["generator"] == SMALL
     with open(out / "curves.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"train_mse", "val_loss", "val_l1_mm", "val_delta<1.25^1/4"} <= set(rows[0])
     assert (out / "curves.png").stat().st_size > 1000
-    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"epoch_00{i}.png" for i in range(1, 5)]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"epoch_00{i}.png" for i in range(1, 7)]
     best = load_checkpoint(out / "best.pt")
     assert best["epoch"] == result.best_epoch
     assert best["val_metrics"]["l1_mm"] == min(float(r["val_l1_mm"]) for r in rows)
@@ -157,23 +157,23 @@ def test_max_minutes_stops_after_validating_and_saving(data_file, tmp_path):
 
 def test_sensor_targets_mask_invalid_pixels_and_clean_targets_keep_background():
     target = np.array([[0, 10], [200, 0]], np.uint8)
-    assert loss_masks(target, clean=False).tolist() == [[False, True], [True, False]]
-    assert loss_masks(target, clean=True).all()
+    assert loss_masks(target, clean=False).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert loss_masks(target, clean=True, background_weight=0.25).tolist() == [[0.25, 1.0], [1.0, 0.25]]
 
 
 def test_geometric_augmentation_moves_colour_depth_and_mask_together():
     s = 32
     ramp = np.tile(np.arange(s, dtype=np.uint8) * 7, (s, 1))
     color = np.repeat(ramp[:, :, None], 3, axis=2)
-    mask = np.ones((s, s), bool)
+    mask = np.ones((s, s), np.float32)
     flip_only = AugmentConfig(flip_p=1.0, shift_px=0, scale=0, rotate_deg=0, brightness=0, contrast=0, saturation=0,
                               channel_gain=0, blur_p=0, noise_p=0, jpeg_p=0)
     c, t, m = augment_sample(color, ramp, mask, flip_only, np.random.default_rng(0))
     assert np.array_equal(t, ramp[:, ::-1]) and np.array_equal(c[:, :, 0], ramp[:, ::-1]) and m.all()
     shift = replace(flip_only, flip_p=0.0, shift_px=3.0)
     c, t, m = augment_sample(color, ramp, mask, shift, np.random.default_rng(1))
-    assert not m.all()                         # pixels from outside the crop do not count
-    inner = m & (t > 0)
+    assert (m == 0).any()                      # pixels from outside the crop do not count
+    inner = (m > 0) & (t > 0)
     assert np.abs(c[:, :, 0][inner].astype(int) - t[inner].astype(int)).max() <= 7  # same warp, one pixel at most
     full = AugmentConfig()
     c2, _, _ = augment_sample(color, ramp, mask, full, np.random.default_rng(2))
