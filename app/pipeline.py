@@ -22,12 +22,15 @@ import numpy as np
 
 from app.mailbox import Mailbox
 from sensors.crop import CropConfig, FaceCrop, crop_face
-from sensors.errors import FacedepthError
+from sensors.errors import FacedepthError, SourceLostError
 from sensors.frame import Frame
 from sensors.head import HeadLocation, HeadLocator
 from sensors.source import SeekableSource, Source
 
 STAGES = ("read", "locate", "crop", "infer", "score")
+#: a live source's read() that has not returned this long after max(read timeout, lost_after_s)
+#: is hung (a driver call that ignores its timeout): the stream ends with SourceLostError
+HUNG_READ_GRACE_S = 0.2
 
 
 class Generator(Protocol):
@@ -129,6 +132,8 @@ class Pipeline:
         self.finished = threading.Event()  # end of stream or error
         self.frames_read = 0
         self.frames_processed = 0
+        self._read_started: float | None = None  # monotonic time the capture thread's read began
+        self._read_hung = False  # the capture thread is blocked in a read that ignored its timeout
         self._dropped_before = 0  # drops of earlier start()..stop() runs (each run has fresh mailboxes)
 
     # -- synchronous use -----------------------------------------------------------------
@@ -194,6 +199,7 @@ class Pipeline:
             return
         self._stop.clear()
         self.finished.clear()
+        self._read_hung = False
         self._threads = [
             threading.Thread(target=self._capture_loop, name="facedepth-capture", daemon=True),
             threading.Thread(target=self._inference_loop, name="facedepth-inference", daemon=True),
@@ -207,6 +213,8 @@ class Pipeline:
         self._frames.close()
         deadline = time.monotonic() + timeout_s
         for th in self._threads:
+            if self._read_hung and th.name == "facedepth-capture":
+                continue  # blocked in the driver: a daemon thread, left behind rather than waited for
             th.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         self._dropped_before += self._frames.dropped
@@ -274,10 +282,13 @@ class Pipeline:
                     time.sleep(0.01)
                     continue
                 t0 = time.perf_counter()
+                self._read_started = time.monotonic()
                 try:
                     frame = src.read(self.config.read_timeout_s)
                 except TimeoutError:
                     continue
+                finally:
+                    self._read_started = None
                 captured = _capture_ns(src, frame)
                 self.frames_read += 1
                 self._frames.put((frame, captured, (time.perf_counter() - t0) * 1e3))
@@ -296,6 +307,7 @@ class Pipeline:
                 try:
                     frame, captured, read_ms = self._frames.get(timeout_s=0.2)
                 except TimeoutError:
+                    self._check_hung_read()
                     continue
                 result = self.process(frame, read_ms, captured)
                 self._latest = result
@@ -311,6 +323,19 @@ class Pipeline:
         finally:
             self._results.close()
             self.finished.set()
+
+
+    def _check_hung_read(self) -> None:
+        """End the stream when a live source's read() overran its timeout and lost_after_s (the
+        capture thread stays blocked in the driver, a daemon thread; everything else stops)."""
+        started = self._read_started
+        if started is None or not self.source.is_live:
+            return
+        limit_s = max(self.config.read_timeout_s, self.source.lost_after_s) + HUNG_READ_GRACE_S
+        if time.monotonic() - started > limit_s:
+            self._read_hung = True
+            raise SourceLostError(f"the source stopped responding: a read has not returned for {limit_s:g} s",
+                                  path=str(self.source.uri))
 
 
 def _unexpected(exc: Exception) -> FacedepthError:

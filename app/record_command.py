@@ -4,9 +4,9 @@
     python launch.py record --source webcam:0 --out me.mcap --max-frames 300
     python launch.py record --source biwi:/data/hpdb,sequences=1 --out biwi01.mcap
 
-Ctrl-C stops the recording cleanly (the file is finalised). A live source is recorded without
-ever blocking its capture: frames the disk cannot take are dropped and counted; a file or
-dataset source is recorded completely (the reader waits for the writer).
+Ctrl-C stops the recording cleanly (the file is finalised; exit code 130). A live source is
+recorded without ever blocking its capture: frames the disk cannot take are dropped and
+counted; a file or dataset source is recorded completely (the reader waits for the writer).
 """
 from __future__ import annotations
 
@@ -72,9 +72,11 @@ def main(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - t0
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    print(f"recorded {stats.frames_written} frames ({stats.frames_dropped} dropped) in {elapsed:.1f} s "
-          f"to {stats.path} ({stats.bytes / 1e6:.1f} MB)" + (" - stopped by Ctrl-C" if interrupted else ""))
+    where = (f"to {stats.path} ({stats.bytes / 1e6:.1f} MB)" if stats.frames_written
+             else f"(no frame, so no file at {stats.path})")
+    print(f"recorded {stats.frames_written} frames ({stats.frames_dropped} dropped) in {elapsed:.1f} s {where}"
+          + (" - stopped by Ctrl-C" if interrupted else ""))
     if stats.error:
         sys.stderr.write(f"launch.py record: error: {stats.error}\n")
         return 1
-    return 0
+    return 130 if interrupted else 0

@@ -223,11 +223,22 @@ class RecordingStats:
     error: str | None
 
 
+def _remove_frameless(path: str) -> None:
+    """Delete a recording that holds no frame (a regular file only: never a device like /dev/full)."""
+    try:
+        if os.path.isfile(path):
+            os.remove(path)
+    except OSError:
+        pass
+
+
 class Recorder:
     """Writes frames to an MCAP file on a background thread (see the module docstring).
 
     ``write`` is non-blocking (returns False when the frame was dropped); ``close`` flushes
     every accepted frame, finalises the file and is idempotent. Usable as a context manager.
+    A recording that ends without a single frame written (stopped at once, or the disk was full
+    from the start) is deleted, so every file the recorder leaves replays.
     """
 
     def __init__(self, path: str | os.PathLike[str], jpeg_quality: int = 90, color_format: str = "jpeg", *,
@@ -272,6 +283,7 @@ class Recorder:
                 self._file.close()
             except OSError:
                 pass
+            _remove_frameless(self.path)
             raise FormatError(f"cannot write the recording ({exc.strerror or exc})", self.path) from None
         self._queue: queue.Queue = queue.Queue(maxsize=int(max_queue_frames))
         self._frames_written = 0
@@ -351,6 +363,8 @@ class Recorder:
                     self._file.close()
                 except OSError:
                     pass
+            if self._frames_written == 0:
+                _remove_frameless(self.path)  # nothing to replay: leave no file the reader must refuse
             size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             self._stats = RecordingStats(self.path, self._frames_written, self._frames_dropped, size,
                                          None if self._error is None else str(self._error))

@@ -159,13 +159,21 @@ class Options:
             raise ConfigError(f"unknown option(s) {', '.join(sorted(self._left))} for source {self._uri}")
 
 
+#: a live source's read waits at most this long past the moment the source counts as lost:
+#: sources that notice the loss themselves report it first, with their own reason, and a
+#: consumer back from a pause gets a fair chance at a frame before the source is declared lost
+LIVE_WAIT_SLACK_S = 0.25
+
+
 class Source(abc.ABC):
     """Base of every source: open / read(timeout_s) / close, a context manager and an iterator.
 
     Subclasses implement :meth:`_open`, :meth:`_read` and :meth:`_close`. ``read`` returns the
     next :class:`Frame`, raises ``TimeoutError`` when none arrives within ``timeout_s``, and
     ``EOFError`` at the end of a recording or dataset. Live sources (``is_live``) that deliver
-    nothing for ``lost_after_s`` seconds raise :class:`SourceLostError`.
+    nothing for ``lost_after_s`` seconds raise :class:`SourceLostError`; a read never waits more
+    than :data:`LIVE_WAIT_SLACK_S` past that moment, so a lost source is declared within
+    ``lost_after_s`` + 0.25 s of its last frame whatever the ``timeout_s`` of the reads.
     """
 
     #: True for sensors (and paced simulations of one) where frames arrive on their own clock
@@ -206,8 +214,12 @@ class Source(abc.ABC):
             raise EOFError(f"source {self.uri} is closed")
         if not self._opened:
             self.open()
+        wait_s = timeout_s
+        if self.is_live:  # never wait long past the moment the source counts as lost
+            lost_in_s = self._last_frame_monotonic + self.lost_after_s - time.monotonic()
+            wait_s = min(timeout_s, max(lost_in_s, 0.0) + LIVE_WAIT_SLACK_S)
         try:
-            frame = self._read(timeout_s)
+            frame = self._read(wait_s)
         except TimeoutError:
             if self.is_live and time.monotonic() - self._last_frame_monotonic > self.lost_after_s:
                 raise SourceLostError(

@@ -6,7 +6,7 @@ are colour only.
 Always the newest frame: a grabber thread reads the camera continuously and keeps only the
 latest image, so ``read()`` never returns a frame that waited in a driver buffer. Each frame is
 stamped with the monotonic clock when the grabber received it. A camera that delivers nothing
-for ``lost_after_s`` (2 s) ends the stream with :class:`~sensors.errors.SourceLostError`.
+for ``lost_after_s`` (1.5 s) ends the stream with :class:`~sensors.errors.SourceLostError`.
 
 Intrinsics: ``calibration=FILE`` (an OpenCV camera matrix in YAML or JSON, as written by
 ``launch.py calibrate``; scaled if the camera delivers another size), else an assumed
@@ -39,7 +39,7 @@ class WebcamSource(Source):
     """A live webcam; see the module docstring."""
 
     is_live = True
-    lost_after_s = 2.0
+    lost_after_s = 1.5  # declared lost within 2 s of the last frame
 
     def __init__(self, uri: SourceURI) -> None:
         super().__init__(uri)
@@ -93,22 +93,30 @@ class WebcamSource(Source):
         cap = self._cap
         last_ok = time.monotonic()
         seq = 0
+        malformed: str | None = None  # what the last image the camera sent but we refused looked like
         try:
             while not self._stop.is_set():
                 ok, bgr = cap.read()
                 now = time.monotonic()
-                if ok and bgr is not None and bgr.ndim == 3 and bgr.shape[2] == 3:
+                good = isinstance(bgr, np.ndarray) and bgr.ndim == 3 and bgr.shape[2] == 3 and bgr.dtype == np.uint8
+                if ok and good:
                     seq += 1
                     with self._cond:
                         self._latest = (bgr, time.monotonic_ns(), seq)
                         self._frames_grabbed = seq
                         self._cond.notify_all()
                     last_ok = now
+                    malformed = None
                     continue
+                if ok and isinstance(bgr, np.ndarray):
+                    malformed = f"{bgr.dtype.name} {'x'.join(map(str, bgr.shape))}"
                 if now - last_ok > self.lost_after_s:
                     with self._cond:
-                        self._lost_reason = (f"the webcam delivered no image for {self.lost_after_s:g} s "
-                                             "(unplugged or in use by another program)")
+                        self._lost_reason = (
+                            f"the webcam delivered only malformed images ({malformed}; expected HxWx3 uint8) "
+                            f"for {self.lost_after_s:g} s" if malformed else
+                            f"the webcam delivered no image for {self.lost_after_s:g} s "
+                            "(unplugged or in use by another program)")
                         self._cond.notify_all()
                     return
                 time.sleep(0.01)
