@@ -520,8 +520,8 @@ def build_head(ident: Identity) -> HeadModel:
     Xf, Yf, Zf = flat(X), flat(Y), flat(Z)
     spacing = flat(spacing)
     # the skin round the mouth stretches when the jaw opens: give it larger footprints
-    stretch = (np.abs(Xf) < 0.5 * i.mouth_width + 14.0) & (np.abs(Yf - b.mouth_y) < 10.0) & (Zf > 30)
-    spacing = np.where(stretch, np.maximum(spacing, 2.6), spacing)
+    stretch = (np.abs(Xf) < 0.5 * i.mouth_width + 14.0) & (np.abs(Yf - b.mouth_y) < 6.0) & (Zf > 30)
+    spacing = np.where(stretch, np.maximum(spacing, 3.2), spacing)
 
     # ---- shadows from the radial surface -------------------------------------------------
     gb = gd * gr0[..., None]
@@ -723,9 +723,10 @@ def _appearance(b: _Builder, X, Y, Z, T, P, hair_mask, feats):
     bx = ax - i.eye_spacing + 2.0
     arch = b.brow_y + 1.0 + 3.5 * np.exp(-0.5 * (bx / 12.0) ** 2) - 0.04 * np.clip(bx, 0, None) ** 1.5
     taper = np.clip(1.0 - np.clip(bx - 10.0, 0, None) / 14.0, 0.25, 1.0)
-    in_brow = (np.abs(Y - arch) < 0.5 * i.eyebrow_thickness * taper) & (bx > -20.0) & (bx < 24.0)
+    in_brow = smoothstep(0.5 * i.eyebrow_thickness * taper - np.abs(Y - arch), -0.8, 0.8) \
+        * smoothstep(bx, -21.0, -17.0) * smoothstep(-bx, -26.0, -22.0)
     strands = 0.55 + 0.45 * np.sin(u * 1.7 + v * 0.6) ** 2
-    bdens = i.eyebrow_density * in_brow * strands * front
+    bdens = np.clip(1.3 * i.eyebrow_density * strands, 0.0, 1.0) * in_brow * front
     alb = alb + (brow_c - alb) * bdens[..., None]
     ir = ir - 0.25 * bdens
     mat = np.where(bdens > 0.5, BROW, mat)

@@ -355,7 +355,7 @@ class Renderer:
         p_hole = stage.p_hole.copy()
         if x1 <= x0 or y1 <= y0:
             return depth, sigma, p_hole
-        big = spacing * (cam.fx / z) > 1.9
+        big = footprint_class(spacing * (cam.fx / z))
         idx = splat_nearest_safe(u - x0, v - y0, z, x1 - x0, y1 - y0, big=big)
         reg = depth[y0:y1, x0:x1]
         m = idx >= 0
@@ -388,7 +388,7 @@ class Renderer:
         sx, sy = wi / wp, hi / hp
         ui = (u - x0 + 0.5) * sx - 0.5
         vi = (v - y0 + 0.5) * sy - 0.5
-        big = spacing * (cam.fx * s / z) > 1.9
+        big = footprint_class(spacing * (cam.fx * s / z))
         idx = splat_nearest_safe(ui, vi, z, wi, hi, big=big)
         m = idx >= 0
         # z-test against the stage (torso, chair, ...) at the same pixels
@@ -416,6 +416,11 @@ class Renderer:
         near = cv2.dilate(mask8, np.ones((5, 5), np.uint8))
         cv2.copyTo(processed, near, region)
         return frame
+
+
+def footprint_class(spacing_px: np.ndarray) -> np.ndarray:
+    """Splat size per point from its spacing in pixels: 0 = 2x2, 1 = 3x3, 2 = 5x5, 3 = 7x7."""
+    return np.searchsorted(np.array([1.9, 2.9, 4.9], np.float32), spacing_px).astype(np.int8)
 
 
 def splat_nearest_safe(u, v, z, width, height, big=None):
