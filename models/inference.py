@@ -20,6 +20,9 @@ logging muted and its own output captured, and kept only if ``get_providers()`` 
 provider first. ``provider`` says what is in use, ``fallback_reason`` why a requested GPU
 provider is not.
 
+One instance serves one thread at a time (batch-1 calls reuse one input buffer); the live app
+calls it from its inference thread only.
+
 Threads: ``threads`` is ONNX Runtime's intra-op thread count. The live app uses 1 (the
 default), which leaves the other core of a 2-core machine to capture and the GUI; a
 1-thread session runs on the caller's thread, with no thread pool spinning.
