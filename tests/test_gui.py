@@ -114,6 +114,22 @@ def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
     assert not w.synthetic_note.isHidden()
 
 
+def test_depth_panels_share_one_fixed_scale_whatever_each_model_s_half_range():
+    levels = np.array([[0, 1, 128, 255]], np.uint8)
+    # H = 150 shown on +-150 mm: nearest level -> index 1, farthest -> 255, the centre (z = D) -> 128
+    np.testing.assert_array_equal(display.depth_indices(levels, 150.0, 150.0), [[0, 255, 128, 1]])
+    # a model with H = 100 on the same +-150 mm scale: its nearest level (z - D = -100) lands at
+    # 1 + 254 * 50 / 300 = 43.3, its farthest (+100) at 1 + 254 * 250 / 300 = 212.7
+    np.testing.assert_array_equal(display.depth_indices(levels, 100.0, 150.0)[0, [1, 3]], [213, 43])
+    # the error map: 2 levels of 300/254 mm; no truth -> NaN -> index 0; a predicted 0 counts as level 1
+    err = display.error_mm(np.array([[10, 10, 0]], np.uint8), np.array([[12, 0, 3]], np.uint8), 150.0)
+    assert err[0, 0] == pytest.approx(2 * 300 / 254) and np.isnan(err[0, 1])
+    assert err[0, 2] == pytest.approx(2 * 300 / 254)
+    np.testing.assert_array_equal(display.error_indices(err, 30.0), [[21, 0, 21]])   # 1 + 254 * 2.36 / 30
+    small, k = display.reduce_color(np.zeros((1080, 1920, 3), np.uint8), 640)
+    assert k == 3 and small.shape == (360, 640, 3) and small.flags.c_contiguous
+
+
 def test_window_opens_on_the_virtual_kinect(qtbot, make_window):
     pytest.importorskip("sensors.virtual")
     w = make_window("virtual:")
