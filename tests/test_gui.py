@@ -450,6 +450,10 @@ def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):
     offered = [w.model_bar.combo.itemText(i) for i in range(w.model_bar.combo.count())]
     assert offered == ["generator", "generator_ae", w.model_bar.BROWSE]
     assert w.model_bar.second.currentText() == "generator_ae"        # the other model, ready to compare
+    assert w.set_model(folder / "generator_ae.onnx")                  # switching keeps the list
+    assert w.model_bar.combo.currentText() == "generator_ae" and w.model_bar.combo.count() == 3
+    _wait_frames(qtbot, w, 2)
+    assert w.last_shown.models[0].name == "generator_ae"
 
 
 @pytest.mark.slow

@@ -205,8 +205,9 @@ class MainWindow(QtWidgets.QMainWindow):
         sb.addPermanentWidget(self.verification_label)
 
         model_dir = model_dir or self.model_path.parent
-        offered = [p for p in sorted(model_dir.glob("*.onnx")) if is_generator_file(p)] if model_dir.is_dir() else []
-        self.model_bar.set_models(offered, self.model_path, self.second_path)
+        self.offered_models = ([p for p in sorted(model_dir.glob("*.onnx")) if is_generator_file(p)]
+                               if model_dir.is_dir() else [])
+        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
         self.model_bar.compare.setChecked(self.compare)
         self.source_bar.set_sources(source_uri, settings.recent_sources())
         self.resize(1440, 900)
@@ -270,24 +271,24 @@ class MainWindow(QtWidgets.QMainWindow):
         """Use another main model; on failure the message is shown and the old model stays."""
         old = self.model_path
         self.model_path = Path(path)
-        if self._rebuild():
-            self.model_bar.set_models([], self.model_path, self.second_path)
-            return True
-        self.model_path = old
-        self.model_bar.set_models([], self.model_path, self.second_path)
-        self._rebuild()
-        return False
+        ok = self._rebuild()
+        if not ok:
+            self.model_path = old
+            self._rebuild()
+        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
+        return ok
 
     def set_second_model(self, path: Path) -> bool:
         old = self.second_path
         self.second_path = Path(path)
         if not self.compare:
             return True
-        if self._rebuild():
-            return True
-        self.second_path = old
-        self._rebuild()
-        return False
+        ok = self._rebuild()
+        if not ok:
+            self.second_path = old
+            self._rebuild()
+        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
+        return ok
 
     def set_compare(self, on: bool) -> None:
         """Show a second model's prediction beside the first."""
