@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("app.record_command", "record a source to an MCAP file (ROS 2 messages; replay with replay:FILE.mcap)"),
     "convert": ("app.convert_command", "export a source as a TUM RGB-D folder or an MCAP recording"),
     "calibrate": ("app.calibrate_command", "chessboard calibration of a colour camera (OpenCV YAML/JSON)"),
+    "bench": ("app.bench", "measure every stage, the generator and the whole pipeline on this machine (table + JSON)"),
 }
 
 
