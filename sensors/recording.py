@@ -877,10 +877,10 @@ class ReplaySource(IndexedSource):
         cmsg = self._message(t, TOPIC_COLOR)
         if cmsg is None:
             raise FormatError(f"frame {position} has no colour image", self.path)
-        bgr = cv2.imdecode(np.frombuffer(cmsg.data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
+        # straight to RGB: no second pass over (and no second copy of) a 1080p image per frame
+        color = cv2.imdecode(np.frombuffer(cmsg.data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if color is None:
             raise FormatError(f"frame {position}: the colour image ({cmsg.format}) cannot be decoded", self.path)
-        color = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         depth = clean = None
         if meta.get("depth_camera"):
             dmsg = self._message(t, TOPIC_DEPTH)
