@@ -27,6 +27,8 @@ from .render import Renderer, Stage
 from .scene import SequencePlan, frame_state, plan_sequence
 
 SEQUENCE_KINDS = ("calm", "free", "mixed")
+#: how long close() waits for a background sequence build before leaving it to finish alone
+PREFETCH_CLOSE_WAIT_S = 0.5
 ROOMS = ("mixed", "office", "car", "none")
 
 
@@ -192,8 +194,11 @@ class VirtualKinect(Source):
         return _with_timestamp(frame, stamp)
 
     def _close(self) -> None:
+        # a prefetch is pure computation (no device, no file): wait for it briefly, then let it
+        # finish on its own (a daemon thread), so closing never stalls the window or Ctrl-C
+        deadline = time.monotonic() + PREFETCH_CLOSE_WAIT_S
         for th in list(self._prefetching.values()):
-            th.join(timeout=10.0)
+            th.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._cache_lock:
             self._heads.clear()
             self._stages.clear()
