@@ -127,6 +127,8 @@ def read_cal(path: str | os.PathLike[str]) -> BiwiCalibration:
     if got[:9] != want:
         raise FormatError(
             f"expected lines of {want} numbers (K, distortion, R, T, size), got {got}", path)
+    if not all(np.isfinite(v) for r in rows[:9] for v in r):
+        raise FormatError("calibration holds non-finite numbers", path)
     k = np.array(rows[0:3], dtype=np.float64)
     rot = np.array(rows[4:7], dtype=np.float64)
     t = np.array(rows[7], dtype=np.float64)

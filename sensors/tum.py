@@ -27,6 +27,7 @@ are written as 0 and counted), and ``calibration.json`` with the scale written d
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -75,8 +76,10 @@ def read_tum_list(path: str | os.PathLike[str]) -> list[TumEntry]:
         try:
             exact = Decimal(parts[0])
             t_ns = int(exact * 1_000_000_000)
-        except (InvalidOperation, ValueError):
+        except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, infinity
             raise FormatError(f"line {i} has no numeric timestamp: {s!r}", path) from None
+        if not math.isfinite(float(exact)):
+            raise FormatError(f"line {i} has an impossible timestamp: {s!r}", path)
         out.append(TumEntry(float(exact), t_ns, parts[1]))
     return out
 
