@@ -22,7 +22,12 @@ In ``--out``: ``config.json`` (arguments, branch, data), ``last.pt`` (model, opt
 scheduler and random states: ``--resume`` continues from it), ``best.pt``, ``curves.csv`` and
 ``curves.png`` (loss and validation EER / AUC / accuracy per epoch), ``val_pairs.json``,
 ``verifier.onnx`` (exported from ``best.pt`` with a PyTorch/ONNX Runtime parity check) and
-``export.json`` (threshold, validation metrics, parity, pair latency).
+``export.json`` (threshold, validation metrics, parity, pair latency). ``--max-minutes`` stops
+after the epoch that passes the limit and exports what is best so far; ``--resume`` continues
+(with a larger ``--epochs`` to train longer).
+
+The training identities (and the dataset's sources) are recorded in the ONNX metadata, so an
+evaluation can tell when its pairs hold identities the verifier was trained on.
 """
 from __future__ import annotations
 
@@ -56,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clean-prob", type=float, default=0.25,
                    help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
     g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
+    g.add_argument("--flip-prob", type=float, default=0.0,
+                   help="share of crops mirrored left-right (a mirrored face stands for the same person; default %(default)s)")
+    g.add_argument("--erase-prob", type=float, default=0.0,
+                   help="share of crops with a random rectangle blanked, like an occluder or a hole (default %(default)s)")
     # the defaults are models.verifier_net.VerifierConfig's (not imported here: it loads torch)
     g.add_argument("--embedding-dim", type=int, default=128, help="embedding length (default %(default)s)")
     g.add_argument("--widths", default="16,32,48,64,96", help="branch widths (default %(default)s)")
@@ -66,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="training device (default %(default)s)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    g.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after the epoch that passes this many minutes, then export (--resume continues)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -89,8 +100,11 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(args, name)}")
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise ConfigError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
-    if not 0.0 <= args.clean_prob <= 1.0:
-        raise ConfigError(f"--clean-prob must be in [0, 1], got {args.clean_prob}")
+    for name in ("clean_prob", "flip_prob", "erase_prob"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be positive, got {args.max_minutes}")
     if args.lr <= 0 or args.temperature <= 0 or args.shift_px < 0:
         raise ConfigError("--lr and --temperature must be positive and --shift-px not negative")
 
@@ -118,6 +132,8 @@ class _Data:
         self.k = args.per_identity
         self.clean_prob = args.clean_prob if self.clean is not None else 0.0
         self.shift = args.shift_px
+        self.flip_prob = args.flip_prob
+        self.erase_prob = args.erase_prob
         self.n_train = int(train.sum())
 
     def batch(self) -> tuple[Any, Any]:
@@ -150,6 +166,13 @@ class _Data:
         out = np.where(valid, np.clip(np.rint(out + noise), 1, 255), 0).astype(np.float32)
         holes = rng.random(out.shape) < rng.uniform(0.0, 0.03, size=(n, 1, 1))
         out[holes] = 0
+        if self.flip_prob > 0:
+            flip = rng.random(n) < self.flip_prob
+            out[flip] = out[flip, :, ::-1]
+        for i in np.flatnonzero(rng.random(n) < self.erase_prob):
+            h, w = rng.integers(s // 8, s // 3, size=2)
+            y, x0 = rng.integers(0, s - h), rng.integers(0, s - w)
+            out[i, y:y + h, x0:x0 + w] = 0
         return out
 
 
@@ -283,6 +306,7 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_path: str, quiet: bool
                        "subjects": list(pairs.subjects)},
         "crop": dict(dataset.meta.get("crop", {})),
         "training": {"data": os.path.basename(data_path), "epoch": ck["epoch"],
+                     "sources": dataset.meta.get("sources", []),
                      "train_subjects": [int(s) for s in np.unique(dataset.subject[dataset.split == 0])],
                      "loss": ck.get("loss", "supcon"), "true_depth_only": True},
     }
@@ -366,7 +390,11 @@ def main(args: argparse.Namespace) -> int:
                   "steps_per_epoch": steps, "device": str(device)}
     with open(out / "config.json", "w", encoding="utf-8") as f:
         json.dump(config_doc, f, indent=1)
+    started = time.monotonic()
     for epoch in range(start, args.epochs + 1):
+        if args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60:
+            print(f"stopped before epoch {epoch}: --max-minutes {args.max_minutes:g} passed; --resume continues")
+            break
         model.train()
         t0 = time.perf_counter()
         losses = []

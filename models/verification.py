@@ -170,7 +170,9 @@ class Verifier:
 
     def describe(self) -> dict[str, Any]:
         return {"file": str(self.path), "sha256": self.sha256, "threshold": self.threshold,
-                "threshold_rule": self.info.get("threshold_rule"), "score": self.info.get("score", SCORE_DEFINITION)}
+                "threshold_rule": self.info.get("threshold_rule"), "score": self.info.get("score", SCORE_DEFINITION),
+                "training_data": self.info.get("training", {}).get("data"),
+                "training_sources": self.info.get("training", {}).get("sources", [])}
 
 
 # -- enrolment -------------------------------------------------------------------------------
@@ -444,7 +446,8 @@ def evaluate_verification(
     ``predict`` turns (N, S, S, 3) colour crops into (N, S, S) levels) or to an (N, S, S) uint8
     array of predictions aligned with the dataset. True depth is the dataset's sensor depth.
     Accuracy is taken at the verifier's own threshold (from validation identities); EER and
-    AUC need no threshold.
+    AUC need no threshold. ``subjects_in_verifier_training`` lists pair subjects whose numbers
+    the verifier's training data also held (it should be empty when both come from one source).
     """
     if not isinstance(verifier, Verifier):
         verifier = Verifier(verifier)
@@ -457,8 +460,13 @@ def evaluate_verification(
     true_emb = verifier.embed(dataset.depth[needed])
     t = verifier.threshold
     same = pairs.same
+    trained_on = {int(x) for x in verifier.info.get("training", {}).get("train_subjects", [])}
+    overlap = sorted(trained_on & set(pairs.subjects))
     results: dict[str, Any] = {
         "verifier": verifier.describe(),
+        # subject NUMBERS shared with the verifier's training data: the same people only when both
+        # datasets come from the same source (compare report["verifier"] and the data's sources)
+        "subjects_in_verifier_training": overlap,
         "pairs": {"file": None if pairs_file is None else os.fspath(pairs_file), "n_pairs": len(pairs),
                   "n_same": pairs.n_same, "subjects": list(pairs.subjects), "seed": pairs.seed,
                   "true_depth": "sensor depth crops"},

@@ -78,6 +78,16 @@ def test_run_folder_and_export(data_file, run):
     assert v.threshold == pytest.approx(float(best["threshold"]), abs=1e-6)
     assert v.info["validation"]["eer"] == pytest.approx(float(best["val_eer"]))
     assert v.info["training"]["true_depth_only"] is True
+    ds = load_dataset(data_file)
+    assert v.info["training"]["train_subjects"] == sorted(np.unique(ds.subject[ds.split == 0]).tolist())
+    assert v.info["training"]["sources"] == ["toy"]
+    # an evaluation on the training identities says so
+    from models.verification import evaluate_verification
+
+    train_view = ds.subset(np.arange(len(ds)))
+    object.__setattr__(train_view, "split", np.where(ds.split == 0, 2, 0).astype(np.uint8))
+    r = evaluate_verification(train_view, v, n_pairs=20).to_dict()
+    assert r["subjects_in_verifier_training"] == sorted(np.unique(ds.subject[ds.split == 0]).tolist())
     assert v.crop_config_dict["half_range_mm"] == 150.0
     # the verifier separates unseen validation identities with its own threshold
     ds = load_dataset(data_file)
@@ -107,6 +117,10 @@ def test_resume_continues_the_run(data_file, run, tmp_path):
 def test_bad_arguments_and_data(tmp_path, data_file, capsys):
     assert launch.main(["train-verifier", "--data", str(data_file), "--out", str(tmp_path), "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert launch.main(["train-verifier", "--data", str(data_file), "--out", str(tmp_path), "--flip-prob", "2"]) == 2
+    assert "--flip-prob must be in [0, 1]" in capsys.readouterr().err
+    assert launch.main(["train-verifier", "--data", str(data_file), "--out", str(tmp_path), "--max-minutes", "0"]) == 2
+    assert "--max-minutes must be positive" in capsys.readouterr().err
     assert launch.main(["train-verifier", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert launch.main(["train-verifier", "--data", str(data_file), "--out", str(tmp_path / "fresh"), "--resume"]) == 1
@@ -141,3 +155,25 @@ def test_losses_by_hand():
     assert float(supervised_contrastive_loss(e, y, t)) == pytest.approx(want / 4, rel=1e-6)
     with pytest.raises(ValueError):
         supervised_contrastive_loss(e[:3], y[:3], t)
+
+
+def test_augmentation_flip_and_erase():
+    import argparse
+
+    from models.train_verifier import _Data
+
+    ds = toy_depth_dataset(n_subjects=4, per_subject=4, seed=1, val=1, test=1)
+    args = argparse.Namespace(identities=2, per_identity=2, clean_prob=0.0, shift_px=0, flip_prob=1.0,
+                              erase_prob=0.0, data="toy")
+    data = _Data(ds, args, np.random.default_rng(0))
+    x = ds.depth[:8].astype(np.float32)
+    out = data._augment(x)
+    # mirrored: the valid masks agree except for the few extra holes (at most 3 %)
+    agree = np.mean((out > 0) == (x[:, :, ::-1] > 0))
+    assert agree > 0.96 and np.mean((out > 0) == (x > 0)) < agree
+    # levels change by the +-1 level noise at most (rounded Gaussian, clipped at 4 sigma here)
+    both = (out > 0) & (x[:, :, ::-1] > 0)
+    assert np.abs(out - x[:, :, ::-1])[both].mean() < 1.5
+    data.flip_prob, data.erase_prob = 0.0, 1.0
+    erased = data._augment(x)
+    assert np.all((erased > 0).sum(axis=(1, 2)) < (x > 0).sum(axis=(1, 2)))

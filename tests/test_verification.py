@@ -224,6 +224,7 @@ def test_evaluate_verification_protocol(exported, toy, tmp_path):
     assert set(r["pairs"]["subjects"]) == set(np.unique(toy.subject[toy.split == 2]).tolist())
     tt = r["true-true"]
     assert tt["threshold"] == 0.42 and 0.0 <= tt["eer"] <= 1.0 and 0.0 <= tt["auc"] <= 1.0
+    assert r["subjects_in_verifier_training"] == []   # the test verifier records no training subjects
     # a "generator" that returns the true depth scores exactly like true-true
     for kind in ("generated-generated", "true-generated"):
         for key in ("accuracy", "eer", "auc"):
