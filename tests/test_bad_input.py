@@ -260,10 +260,11 @@ def mcap_cut_before_the_first_frame(tmp: Path) -> Bad:
 
 
 SOURCE_CASES: dict[str, Callable[[Path], Bad]] = {f.__name__: f for f in (
-    biwi_depth_truncated, biwi_depth_run_past_end, biwi_depth_bad_header, biwi_depth_header_disagrees_with_cal,
-    biwi_cal_missing_lines, biwi_pose_with_text, biwi_zero_byte_image, biwi_truncated_image,
-    biwi_16bit_colour_image, photo_16bit, photo_random_bytes, pandora_data_json_not_json,
-    pandora_data_json_lacks_fields, pandora_8bit_depth, tum_list_points_at_missing_files, tum_list_with_text,
+    biwi_depth_truncated, biwi_depth_run_past_end, biwi_depth_bad_header,
+    biwi_depth_header_disagrees_with_cal, biwi_cal_missing_lines, biwi_pose_with_text, biwi_zero_byte_image,
+    biwi_truncated_image, biwi_16bit_colour_image, photo_16bit, photo_random_bytes,
+    pandora_data_json_not_json, pandora_data_json_lacks_fields, pandora_8bit_depth,
+    tum_list_points_at_missing_files, tum_list_with_text,
     mcap_not_mcap, mcap_without_our_channels, mcap_cut_before_the_first_frame,
 )}
 
@@ -369,7 +370,8 @@ def test_enrolment_from_another_verifier_is_refused_naming_the_file(tmp_path):
         with pytest.raises(VerificationError) as info:
             load()
         msg = str(info.value)
-        assert msg.startswith(str(path)) and "another verifier" in msg and "other.onnx" in msg and "\n" not in msg
+        assert msg.startswith(str(path)) and "another verifier" in msg and "other.onnx" in msg
+        assert "\n" not in msg
     path.write_text(path.read_text()[:50])  # a half-written enrolment
     with pytest.raises(FormatError, match="not a readable enrolment file") as info:
         Enrolment.load(path, mine)
@@ -438,7 +440,8 @@ def test_bad_frames_are_skipped_counted_and_listed_and_the_run_goes_on(case, tmp
     assert [e for e in events if e != "bad"] == [i for i in range(n) if i != bad_at]
     # the headless run goes on past it and lists it in the report
     report_path = tmp_path / "report.json"
-    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator), "--report", str(report_path))
+    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator),
+                   "--report", str(report_path))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     report = json.loads(report_path.read_text())
     assert report["frames"] == n - 1

@@ -177,7 +177,8 @@ def test_unplugging_the_kinect_ends_the_threaded_stream_within_2_s(fake_kinect):
 
     threading.Thread(target=unplug_after_frames, daemon=True).start()
     try:
-        elapsed = _run_until_the_stream_ends(pipeline, lambda: unplugged[0] if unplugged else None, budget_s=15.0)
+        elapsed = _run_until_the_stream_ends(pipeline, lambda: unplugged[0] if unplugged else None,
+                                             budget_s=15.0)
     finally:
         t0 = time.monotonic()
         src.close()
@@ -224,7 +225,8 @@ def test_a_webcam_sending_malformed_images_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(webcam, "_open_capture", lambda target: GreyCamera())
     with open_source("webcam:0") as src:
         t0 = time.monotonic()
-        with pytest.raises(SourceLostError, match=r"only malformed images \(uint16 24x32; expected HxWx3 uint8\)"):
+        with pytest.raises(SourceLostError,
+                           match=r"only malformed images \(uint16 24x32; expected HxWx3 uint8\)"):
             while True:
                 try:
                     src.read(timeout_s=1.0)
@@ -242,7 +244,8 @@ def test_frames_of_the_wrong_size_or_dtype_are_refused_naming_the_field():
         ({"color": np.zeros((24, 32, 4), np.uint8)}, "color must be HxWx3"),
         ({"color": np.zeros((48, 64, 3), np.uint8)}, "colour image is 64x48 but its camera says 32x24"),
         ({"depth_mm": np.zeros((24, 32), np.float32), "depth_camera": cam}, "depth_mm must be uint16"),
-        ({"depth_mm": np.zeros((12, 16), np.uint16), "depth_camera": cam}, "depth_mm is 16x12 but its camera"),
+        ({"depth_mm": np.zeros((12, 16), np.uint16), "depth_camera": cam},
+         "depth_mm is 16x12 but its camera"),
         ({"depth_mm": np.zeros((24, 32), np.uint16)}, "has depth_mm but no depth_camera"),
         ({"color": [[1, 2, 3]]}, "must be a numpy array"),
         ({"head_center_mm": [0.0, np.nan, 800.0]}, "head_center_mm must be 3 finite numbers"),
@@ -275,7 +278,8 @@ WRAPPER = textwrap.dedent("""
     import launch
     rc = launch.main(sys.argv[1:])
     if os.environ.get("THREADS_FILE"):
-        alive = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+        alive = [t.name for t in threading.enumerate()
+                 if t is not threading.current_thread() and t.is_alive()]
         open(os.environ["THREADS_FILE"], "w").write(json.dumps(alive))
     sys.exit(rc)
 """).format(root=str(ROOT))
@@ -362,8 +366,9 @@ class FillingFile:
 def _frames(n: int) -> list[Frame]:
     cam = CameraIntrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
     rng = np.random.default_rng(5)
-    return [Frame(index=i, timestamp_ns=10**9 + i * 33_333_333, color=rng.integers(0, 256, (48, 64, 3), np.uint8),
-                  color_camera=cam, depth_mm=rng.integers(400, 4000, (48, 64)).astype(np.uint16), depth_camera=cam,
+    return [Frame(index=i, timestamp_ns=10**9 + i * 33_333_333, color_camera=cam, depth_camera=cam,
+                  color=rng.integers(0, 256, (48, 64, 3), np.uint8),
+                  depth_mm=rng.integers(400, 4000, (48, 64)).astype(np.uint16),
                   head_center_mm=[1.0, 2.0, 900.0 + i], subject_id=7) for i in range(n)]
 
 

@@ -72,7 +72,8 @@ def test_every_level_decodes_and_encodes_back_to_itself(d, h):
 
 
 @FAST
-@given(z=hnp.arrays(np.float64, st.integers(1, 50), elements=moderate | st.sampled_from([math.nan, math.inf, -math.inf])),
+@given(z=hnp.arrays(np.float64, st.integers(1, 50),
+                    elements=moderate | st.sampled_from([math.nan, math.inf, -math.inf])),
        d=distances, h=half_ranges)
 def test_no_reading_and_non_finite_depths_encode_as_invalid(z, d, h):
     levels = encode_depth(z, d, h)
@@ -178,8 +179,8 @@ def test_a_flat_colour_image_crops_to_that_colour_or_the_padding(cam, level, con
 @given(frame=rgbd_frames(), nx=st.integers(1, 40), ny=st.integers(1, 40), x0=st.floats(-100, 100),
        y0=st.floats(-100, 100), w=st.floats(0.5, 200), h=st.floats(0.5, 200), d=st.floats(100, 4000),
        margin=st.floats(1, 3000), clean=st.booleans())
-def test_registration_on_any_window_gives_a_grid_of_zero_or_in_range_depths(frame, nx, ny, x0, y0, w, h, d, margin,
-                                                                           clean):
+def test_registration_on_any_window_gives_a_grid_of_zero_or_in_range_depths(frame, nx, ny, x0, y0, w, h, d,
+                                                                           margin, clean):
     out = register_depth(frame, (x0, y0, w, h), (nx, ny), d, margin, clean=clean)
     assert out.shape == (ny, nx) and out.dtype == np.float32
     if clean:  # the frame has no noise-free depth: nothing to register
@@ -247,8 +248,8 @@ def test_depth_bin_round_trip(depth, tmp_path):
     np.testing.assert_array_equal(read_depth_bin(p), depth)
 
 
-number_words = st.one_of(finite.map(repr), st.sampled_from(["nan", "inf", "-inf", "1e999", "x", "0", "-1", ""]),
-                         st.integers(-5, 5000).map(str))
+number_words = st.one_of(finite.map(repr), st.integers(-5, 5000).map(str),
+                         st.sampled_from(["nan", "inf", "-inf", "1e999", "x", "0", "-1", ""]))
 text_lines = st.lists(st.lists(number_words, max_size=5).map(" ".join), max_size=14).map("\n".join)
 
 
@@ -315,7 +316,8 @@ def test_cal_and_pose_with_damaged_numbers_give_a_result_or_a_format_error(cal, 
 
 
 @FAST
-@given(text=st.one_of(st.text(max_size=300), st.lists(st.tuples(number_words, st.text(max_size=12)), max_size=8)
+@given(text=st.one_of(st.text(max_size=300),
+                      st.lists(st.tuples(number_words, st.text(max_size=12)), max_size=8)
                       .map(lambda rows: "\n".join(f"{a} {b}" for a, b in rows))))
 def test_tum_list_reader_gives_entries_or_a_format_error(text, tmp_path):
     p = tmp_path / "rgb.txt"
@@ -332,7 +334,8 @@ def test_tum_list_reader_gives_entries_or_a_format_error(text, tmp_path):
 json_values = st.recursive(st.none() | st.booleans() | finite | st.integers(-10, 10) | st.text(max_size=6),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
                                st.sampled_from(["frame_num", "orientation", "euler", "yaw", "pitch", "roll",
-                                                "joints", "head", "3D", "color", "x", "y", "z", "name", "frames"]),
+                                                "joints", "head", "3D", "color", "x", "y", "z", "name",
+                                                "frames"]),
                                inner, max_size=5), max_leaves=25)
 
 

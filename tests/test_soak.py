@@ -64,8 +64,8 @@ def soak(source: Source, generator_path: Path, recording: Path, record_from: int
     def record(r: FrameResult) -> None:
         if record_from <= r.index < record_to:
             main = r.models[0] if r.models else None
-            if rec.write(r.frame, None if main is None else main.pred8, None if main is None else main.metrics,
-                         wait_s=10.0):
+            pred8, metrics = (None, None) if main is None else (main.pred8, main.metrics)
+            if rec.write(r.frame, pred8, metrics, wait_s=10.0):
                 accepted.append(r.frame.timestamp_ns)
 
     pipeline = Pipeline(source, [generator])
@@ -102,8 +102,8 @@ def soak(source: Source, generator_path: Path, recording: Path, record_from: int
         frames=pipeline.frames_read, processed=pipeline.frames_processed, dropped=pipeline.dropped,
         wall_s=round(wall, 1), cpu_s=round(cpu, 1), rss_warm_mb=round(warm[1] / 2**20, 1),
         rss_end_mb=round(rss_end / 2**20, 1), rss_max_mb=round(max(s[1] for s in samples) / 2**20, 1),
-        threads={"before": threads_before, "running": (min(s[3] for s in running), max(s[3] for s in running)),
-                 "after": _threads()},
+        threads={"before": threads_before, "after": _threads(),
+                 "running": (min(s[3] for s in running), max(s[3] for s in running))},
         fds={"before": fds_before, "running": (min(s[2] for s in running), max(s[2] for s in running)),
              "after": proc.num_fds()},
         accepted=len(accepted), written=stats.frames_written, replayed=len(stamps))
