@@ -418,12 +418,17 @@ def default_pairs_file(data_path: str | os.PathLike[str], split: str = "test") -
 def pairs_for(dataset: Any, pairs_file: str | os.PathLike[str] | None, split: str = "test",
               subjects: Sequence[int] | None = None, n_pairs: int = 2000, seed: int = 0) -> PairList:
     """The pair list an evaluation uses: read from ``pairs_file`` when it exists (checked against
-    the dataset), else drawn (identities disjoint from training) and written there."""
+    the dataset and the split: its identities must be the split's), else drawn (identities
+    disjoint from training) and written there."""
+    mask, train = split_candidates(dataset.subject, dataset.split, split, subjects)
     if pairs_file is not None and os.path.exists(pairs_file):
         pairs = load_pairs(pairs_file)
         pairs.check_against(dataset.subject, dataset.frame, os.fspath(pairs_file))
+        outside = sorted(set(pairs.subjects) - set(np.unique(dataset.subject[mask]).tolist()))
+        if outside:
+            raise VerificationError(f"pair list holds identities {outside} that are not {split} identities of "
+                                    "this dataset; pass another pair file", os.fspath(pairs_file))
         return pairs
-    mask, train = split_candidates(dataset.subject, dataset.split, split, subjects)
     pairs = make_pairs(dataset.subject, dataset.frame, mask, n_pairs, seed=seed, train_subjects=train)
     if pairs_file is not None:
         save_pairs(pairs, pairs_file)

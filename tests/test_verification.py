@@ -235,6 +235,10 @@ def test_evaluate_verification_protocol(exported, toy, tmp_path):
     # the second run reads the same pairs back from the file (even with other arguments)
     again = evaluate_verification(toy, v, None, pairs_file, n_pairs=10, seed=99).to_dict()
     assert again["true-true"] == tt and again["pairs"]["n_pairs"] == 60
+    # the pairs of another split are refused
+    with pytest.raises(VerificationError, match="not val identities") as exc:
+        evaluate_verification(toy, v, None, pairs_file, split="val")
+    assert str(exc.value).startswith(str(pairs_file))
     fig = tmp_path / "roc.png"
     ev.plot(fig)
     assert fig.stat().st_size > 1000
