@@ -235,8 +235,8 @@ def test_a_bad_source_shows_an_error_and_the_app_survives(qtbot, make_window, tm
 
 
 def test_an_unplugged_sensor_shows_an_error_and_reconnect_works(qtbot, make_window):
-    w = make_window("fake:n=1000,fps=60,live=on,lost_at=30")
-    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=8000)
+    w = make_window("fake:n=1000,fps=60,live=on,lost_at=120")
+    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=10_000)
     assert "The source stopped" in w.banner.text and "unplugged" in w.banner.text
     assert not w.banner.reconnect.isHidden()
     shown = w.panels.frames_shown
@@ -256,6 +256,28 @@ def test_a_bad_model_shows_an_error_and_the_old_model_keeps_running(qtbot, make_
     assert w.model_path == tiny_model and w.pipeline is not None
     _wait_frames(qtbot, w, 3)
     assert w.last_shown.models[0].name == "tiny"
+
+
+def test_a_model_failing_while_running_is_shown_and_another_can_be_chosen(qtbot, make_window, monkeypatch,
+                                                                          tmp_path, tiny_model):
+    import app.headless
+    from pipeline_fakes import FailingGenerator
+
+    real_loader = app.headless.load_generators
+    broken = tmp_path / "breaks.onnx"
+    broken.write_bytes(b"")
+    monkeypatch.setattr(app.headless, "load_generators",
+                        lambda paths, threads=1: [FailingGenerator(fail_at=4)] if paths[0] == broken
+                        else real_loader(paths, threads))
+    w = make_window()
+    _wait_frames(qtbot, w, 2)
+    assert w.set_model(broken)
+    qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=5000)
+    assert w.banner.text.startswith("The model failed: failing.onnx: fake model failed")
+    assert w.set_model(tiny_model) and w.banner.isHidden()
+    shown = w.panels.frames_shown
+    _wait_frames(qtbot, w, 3)
+    assert w.panels.frames_shown > shown and w.last_shown.models[0].name == "tiny"
 
 
 def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):

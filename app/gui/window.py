@@ -27,7 +27,7 @@ from app.gui.plots import MetricsPlots
 from app.gui.session import SessionLog, write_snapshot_data
 from app.gui.settings import AppSettings
 from app.pipeline import FrameResult, Pipeline
-from sensors.errors import FacedepthError
+from sensors.errors import FacedepthError, FormatError, ModelError, SensorError
 from sensors.source import SeekableSource, Source, open_source
 
 TICK_MS = 8            # display poll interval: well under a 30 Hz frame period
@@ -273,8 +273,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_path = Path(path)
         ok = self._rebuild()
         if not ok:
+            message = self.banner.text
             self.model_path = old
             self._rebuild()
+            self._show_error(message)  # the old model runs again; the failure stays in view
         self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
         return ok
 
@@ -285,8 +287,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return True
         ok = self._rebuild()
         if not ok:
+            message = self.banner.text
             self.second_path = old
             self._rebuild()
+            self._show_error(message)
         self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
         return ok
 
@@ -376,6 +380,8 @@ class MainWindow(QtWidgets.QMainWindow):
         pipeline.on_result.append(self._on_result)
         self.pipeline = pipeline
         self._finish_handled = False
+        if self.banner.kind == "error":
+            self.banner.hide()  # whatever failed before, this source and model now run
         self.plots.clear()
         self.panels.set_second_visible(len(gens) > 1)
         names = " vs ".join(g.name for g in gens)
@@ -386,6 +392,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.synthetic_note.setVisible(bool(getattr(info, "synthetic_only", False)))
         if not self.playing:
             pipeline.pause()
+            pipeline.request_step()  # paused: still show a frame of the new source or model
         pipeline.start()
         self.playback.set_playing(self.playing)
         return True
@@ -468,9 +475,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_finished(self, pipeline: Pipeline) -> None:
         self._finish_handled = True
-        if pipeline.error is not None:
+        if isinstance(pipeline.error, ModelError):
+            self._show_error(f"The model failed: {_plain(pipeline.error)}. Choose another model, or press "
+                             "Reconnect to try again.", reconnect=True)
+        elif isinstance(pipeline.error, (SensorError, FormatError)):
             self._show_error(f"The source stopped: {_plain(pipeline.error)}. Press Reconnect, or pick "
                              "another source.", reconnect=True)
+        elif pipeline.error is not None:
+            self._show_error(f"Processing stopped: {_plain(pipeline.error)}. Press Reconnect to start "
+                             "again, or pick another source or model.", reconnect=True)
         elif isinstance(self.source, SeekableSource):
             self.playing = False
             self.playback.set_playing(False)
@@ -507,6 +520,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 "but replaced before the display could draw them")
         with self._rec_lock:
             rec, rec_error = self.recorder, self._rec_error
+        if rec is not None and rec_error is None and getattr(rec, "error", None) is not None:
+            rec_error = _plain(rec.error)  # the writer thread stopped (e.g. the disk is full)
         if rec is not None:
             dropped = getattr(rec, "frames_dropped", 0)
             self.status_labels["recording"].setText(
@@ -515,9 +530,9 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.status_labels["recording"].setText("")
         if rec_error:
-            self._show_error(f"Recording failed: {rec_error}")
             self._rec_error = None
-            self.stop_recording()
+            path = self.stop_recording()
+            self._show_error(f"Recording failed: {rec_error}. The frames written so far are kept in {path}.")
         if self.log is not None and self.verifier is not None:
             self.verification_label.setText(self.log.verification_text())
         elif self.verifier is None:
