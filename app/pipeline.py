@@ -305,7 +305,7 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 try:
-                    frame, captured, read_ms = self._frames.get(timeout_s=0.2)
+                    frame, captured, read_ms = self._frames.get(timeout_s=0.1)  # also the hung-read check rate
                 except TimeoutError:
                     self._check_hung_read()
                     continue

@@ -5,13 +5,14 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
 1. **annotation** -- the source's ``head_center_mm`` (Biwi pose, Pandora head joint, the virtual
    Kinect's ground truth), moved to colour-camera coordinates. Never smoothed.
 2. **colour + depth** -- a face detector (OpenCV's bundled Haar cascades, frontal and both
-   profiles) on a downscaled colour image, then the depth around the face registered into the
-   colour image (``sensors.crop.register_depth``, the crop's own registration). The head's
-   silhouette in depth gives the head centre's image position (its left/right extent, halved,
-   is yaw-independent for a roughly ellipsoidal head) and its distance: the visible face
-   surface lies about :data:`FACE_TO_CENTER_MM` in front of the centre, along the head's
-   forward axis when the orientation is known (``Frame.head_rotation``), else along the
-   viewing ray.
+   profiles) on a downscaled colour image; the face box's centre is mapped into the depth
+   image, where the head's silhouette is measured (``measure_head``): its left/right extent,
+   halved, gives the centre's column (yaw-independent for a roughly ellipsoidal head), a linear
+   fit of the top, widest row, neck and widths gives its row, and the nearest face depth plus
+   :data:`_Z_BEHIND_FRONT_MM` its distance. When the cascades find no face (strong roll, turned
+   or dark faces), the depth image alone is searched for a head on shoulders
+   (``find_head_candidates``) and the best candidate that measures as a head is used (method
+   ``depth``).
 3. **colour only** (webcams, photos) -- the detector, and the distance from the detected box's
    width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``).
 
@@ -37,7 +38,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .crop import register_depth
 from .errors import ConfigError, SensorError
 from .frame import CameraIntrinsics, Frame
 
@@ -49,8 +49,9 @@ MODES = ("auto", "annotation", "detect")
 @dataclass(frozen=True, eq=False)
 class HeadLocation:
     """Where the head is: ``center_color_mm`` (3,) in colour-camera mm; ``method`` one of
-    ``annotation``, ``color+depth``, ``color``; ``face_box_px`` the detector's box (x, y, w, h)
-    in colour-image pixels (None for annotations); ``detect_ms`` the time spent locating."""
+    ``annotation``, ``color+depth``, ``depth``, ``color``; ``face_box_px`` the detector's box
+    (x, y, w, h) in colour-image pixels (for ``depth``, the box a frontal face there would give;
+    None for annotations); ``detect_ms`` the time spent locating."""
 
     center_color_mm: np.ndarray
     method: str
@@ -205,51 +206,273 @@ def center_from_color(frame: Frame, box: tuple[int, int, int, int], config: Loca
 
 
 def center_from_depth(frame: Frame, box: tuple[int, int, int, int], config: LocatorConfig) -> np.ndarray | None:
-    """Colour + depth: the head's depth silhouette around the face box; None without usable depth."""
+    """Colour + depth from a face box: the depth head shape under the box; None without usable depth."""
+    if frame.depth_mm is None or frame.depth_camera is None:
+        return None
     cam = frame.color_camera
     x, y, w, h = box
-    d0 = cam.fx * config.face_box_mm / max(w, 1)  # rough face distance, to bound the registration
-    # a window over the whole head: the box grown sideways and upwards, cells about w/24 wide
-    wx0, wy0, ww, wh = x - 0.75 * w, y - 0.9 * h, 2.5 * w, 2.6 * h
-    nx, ny = 60, max(8, round(60 * wh / ww))
-    z = register_depth(frame, (wx0, wy0, ww, wh), (nx, ny), d0, margin_mm=0.45 * d0 + 150.0)
-    # the face: the box's central part
-    cx0, cx1 = int(nx * (0.75 * w + 0.3 * w) / ww), int(nx * (0.75 * w + 0.7 * w) / ww)
-    cy0, cy1 = int(ny * (0.9 * h + 0.3 * h) / wh), int(ny * (0.9 * h + 0.75 * h) / wh)
-    core = z[cy0:cy1, cx0:cx1]
-    vals = core[core > 0]
-    if vals.size < 0.25 * core.size:
+    d_face = cam.fx * config.face_box_mm / max(w, 1)
+    face_c = _ray(cam, x + w / 2, y + h / 2) * d_face
+    p = frame.depth_to_color.inverse().apply(face_c)
+    if p[2] <= 0:
         return None
-    z_face = float(np.median(vals))
-    # the head: connected surface within a head's depth of the face
-    head = (z > z_face - 80.0) & (z < z_face + 160.0)
-    cols = np.arange(nx)
-    # left/right silhouette at the rows of the face, walking out from the face until a gap
-    rows = range(cy0, cy1)
-    mids = []
-    jc = (cx0 + cx1) // 2
-    for i in rows:
-        line = head[i]
-        if not line[jc]:
+    u, v = frame.depth_camera.project(p[None])[0]
+    shape = measure_head(frame.depth_mm, frame.depth_camera, u, v)
+    if shape is None or not shape.plausible:
+        return None
+    return frame.depth_to_color.apply(shape.center_depth_mm)
+
+
+def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None) -> np.ndarray | None:
+    """Depth alone: the head-and-shoulders candidate whose silhouette measures most like a head
+    (when tracking, the plausible one nearest ``near_color_mm``), in colour-camera mm; None when
+    no candidate measures as a head."""
+    heads = []
+    for u, v, _, score in find_head_candidates(frame.depth_mm, frame.depth_camera):
+        shape = measure_head(frame.depth_mm, frame.depth_camera, u, v)
+        if shape is not None and shape.plausible:
+            heads.append((score * shape.score, frame.depth_to_color.apply(shape.center_depth_mm)))
+    if not heads:
+        return None
+    if near_color_mm is not None:
+        return min(heads, key=lambda h: float(np.linalg.norm(h[1] - near_color_mm)))[1]
+    return max(heads, key=lambda h: h[0])[1]
+
+
+def face_box_for(camera: CameraIntrinsics, center_color_mm: np.ndarray, config: LocatorConfig) -> tuple[int, int, int, int]:
+    """The colour-image box a frontal face detector would give for a head centred here (the
+    inverse of :func:`center_from_color` for a head facing the camera)."""
+    c = np.asarray(center_color_mm, dtype=np.float64)
+    face = c - config.face_to_center_mm * c / np.linalg.norm(c)
+    u, v = camera.project(face[None])[0]
+    w = camera.fx * config.face_box_mm / face[2]
+    return int(round(u - w / 2)), int(round(v - w / 2)), int(round(w)), int(round(w))
+
+
+# --------------------------------------------------------------------------------------------
+# the head in a depth image: candidates from a head-and-shoulders template, then the head's
+# silhouette measured around a candidate
+
+#: the head centre below the top of the silhouette (mm) = _V_COEF . (1, widest-row depth below the
+#: top, neck-row depth below the top, widest width, neck width), all in mm: a robust linear fit to
+#: the virtual Kinect's skull centres, made by ``launch.py evaluate-locator --fit-shape --every 3
+#: --source virtual:seed=11,subjects=300-359,sequence=mixed,frames=1800,sequence_frames=60``
+_V_COEF = np.array([89.909, 0.060, -0.006, 0.126, 0.003])
+#: the head centre behind the nearest part of the face (mm), the median of the same frames
+_Z_BEHIND_FRONT_MM = 106.0
+
+
+@dataclass(frozen=True, eq=False)
+class HeadShape:
+    """A head measured in a depth image (depth-camera pixels and mm).
+
+    ``center_depth_mm`` the estimated head centre (depth-camera coordinates); ``face_px`` a
+    pixel on the face (where a tracker looks next); ``width_mm`` the widest part of the head,
+    ``neck_width_mm`` the narrowest part below it; ``plausible`` whether the measurements fit
+    a human head; ``score`` how well (0..1).
+    """
+
+    center_depth_mm: np.ndarray
+    face_px: tuple[float, float]
+    width_mm: float
+    neck_width_mm: float
+    plausible: bool
+    score: float
+    #: (1, widest-row depth below the top, neck-row depth below the top, widest width, neck
+    #: width) in mm, the top's row in the depth image, and the nearest face depth (calibration)
+    features: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    top_v_px: float = 0.0
+    z_front_mm: float = 0.0
+
+
+def _ray_depth(cam: CameraIntrinsics, u: float, v: float) -> np.ndarray:
+    """The undistorted ray (x/z, y/z, 1) of a depth pixel."""
+    if any(cam.distortion):
+        import cv2
+
+        und = cv2.undistortPoints(np.array([[[u, v]]], np.float64), cam.matrix(),
+                                  np.asarray(cam.distortion, dtype=np.float64))
+        return np.array([und[0, 0, 0], und[0, 0, 1], 1.0])
+    return _ray(cam, u, v)
+
+
+def _runs_through(comp: np.ndarray, col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: is ``col`` set, and the first and last column of the run containing it."""
+    h, w = comp.shape
+    on = comp[:, col]
+    idx = np.arange(w)
+    left_gap = np.where(~comp[:, :col], idx[:col], -1).max(axis=1) if col > 0 else np.full(h, -1)
+    right_gap = np.where(~comp[:, col:], idx[col:], w).min(axis=1)
+    return on, left_gap + 1, right_gap - 1
+
+
+def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float) -> HeadShape | None:
+    """Measure the head whose face covers depth pixel (u, v); None when there is no surface there.
+
+    The head is the connected surface within -150..+160 mm of the depth at (u, v); its
+    silhouette gives the centre: the midpoint of the upper head's left and right edges
+    (independent of yaw for a head that is roughly an ellipsoid), the height from the top of
+    the head, the widest row, the neck and the widths (a linear fit, :data:`_V_COEF`), and the
+    depth from the nearest part of the face.
+    """
+    import cv2
+
+    hgt, wid = depth_mm.shape
+    ui, vi = int(round(u)), int(round(v))
+    if not (0 <= ui < wid and 0 <= vi < hgt):
+        return None
+    patch = depth_mm[max(0, vi - 2):vi + 3, max(0, ui - 2):ui + 3]
+    vals = patch[patch > 0]
+    if vals.size == 0:
+        return None
+    z0 = float(np.median(vals))
+    s = cam.fx / z0  # pixels per mm near the face
+    x0, x1 = max(0, int(ui - 260 * s)), min(wid, int(ui + 260 * s) + 1)
+    y0, y1 = max(0, int(vi - 330 * s)), min(hgt, int(vi + 330 * s) + 1)
+    d = depth_mm[y0:y1, x0:x1]
+    mask = ((d > z0 - 150.0) & (d < z0 + 160.0)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    _, lab = cv2.connectedComponents(mask, connectivity=4)
+    cu, cv_ = ui - x0, vi - y0
+    label = lab[cv_, cu]
+    if label == 0:
+        return None
+    comp = lab == label
+    # the top of the head above the face, then the column through the middle of the upper head
+    band = comp[:, max(0, cu - int(35 * s)):cu + int(35 * s) + 1]
+    rows = np.flatnonzero(band.any(axis=1))
+    if rows.size == 0:
+        return None
+    top = int(rows[0])
+    col = cu
+    for _ in range(2):
+        on, left, right = _runs_through(comp, col)
+        rr = np.arange(comp.shape[0])
+        upper = on & (rr >= top + 15 * s) & (rr <= top + 95 * s)
+        if upper.sum() < 3:
+            return None
+        mid = float(np.median((left[upper] + right[upper]) / 2.0))
+        col = int(round(mid))
+        top_rows = np.flatnonzero(comp[:, col])
+        if top_rows.size:
+            top = min(top, int(top_rows[0])) if abs(col - cu) < 35 * s else int(top_rows[0])
+    on, left, right = _runs_through(comp, col)
+    rr = np.arange(comp.shape[0])
+    width_px = np.where(on, right - left + 1, 0).astype(np.float64)
+    rows_mm = (rr - top) / s
+    upper = on & (rows_mm >= 0) & (rows_mm <= 180)
+    if upper.sum() < 5:
+        return None
+    iw = int(np.argmax(np.where(upper, width_px, -1)))
+    below = on & (rows_mm > rows_mm[iw] + 40) & (rows_mm < rows_mm[iw] + 200)
+    if below.sum() >= 3:
+        ineck = int(np.argmin(np.where(below, width_px, np.inf)))
+        neck_row_mm, neck_w = float(rows_mm[ineck]), float(width_px[ineck] / s)
+    else:  # the head's surface ends (occluded or out of view): no neck measured
+        neck_row_mm, neck_w = float(rows_mm[iw] + 120.0), float(width_px[iw] / s)
+    width_mm = float(width_px[iw] / s)
+    # the front of the face: the nearer depths of the head between its top and the neck
+    head_rows = comp[top:max(top + 1, int(top + neck_row_mm * s))]
+    head_depth = d[top:top + head_rows.shape[0]][head_rows]
+    if head_depth.size < 10:
+        return None
+    z_front = float(np.percentile(head_depth, 10))
+    z_c = z_front + _Z_BEHIND_FRONT_MM
+    feats = np.array([1.0, rows_mm[iw], neck_row_mm, width_mm, neck_w])
+    v_c = y0 + top + float(feats @ _V_COEF) * cam.fy / z_c
+    u_c = x0 + mid
+    center = _ray_depth(cam, u_c, v_c) * z_c
+    plausible = 95.0 <= width_mm <= 280.0 and neck_w < 0.95 * width_mm and (rows_mm[on].max() >= 150.0)
+    score = float(np.exp(-(((width_mm - 150.0) / 45.0) ** 2)) * (1.0 - min(1.0, neck_w / max(width_mm, 1.0))))
+    face_v = y0 + top + (rows_mm[iw] + 40.0) * s
+    return HeadShape(center, (float(u_c), float(face_v)), width_mm, neck_w, bool(plausible), score,
+                     feats, float(y0 + top), z_front)
+
+
+def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """Mean of the integrated image over ``box`` (x0, x1, y0, y1 offsets) around every pixel."""
+    h, w = shape
+    bx0, bx1, by0, by1 = box
+    total = (integ[pad + by1:pad + by1 + h, pad + bx1:pad + bx1 + w]
+             - integ[pad + by0:pad + by0 + h, pad + bx1:pad + bx1 + w]
+             - integ[pad + by1:pad + by1 + h, pad + bx0:pad + bx0 + w]
+             + integ[pad + by0:pad + by0 + h, pad + bx0:pad + bx0 + w])
+    return total / float((bx1 - bx0) * (by1 - by0))
+
+
+def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candidates: int = 6,
+                         z_range_mm: tuple[float, float] = (450.0, 2000.0)) -> list[tuple[float, float, float, float]]:
+    """Places that look like a face on a head and shoulders, best first: (u, v, z_mm, score).
+
+    A template on a quarter-resolution depth image, for each 70 mm slice of distance: the face
+    box is surface, the head's sides and the space above it are background (or no reading),
+    the middle of the face is nearer than its sides, and a neck and shoulders are below.
+    """
+    import cv2
+
+    sub = 4 if cam.width >= 400 else 2
+    d = depth_mm[::sub, ::sub].astype(np.float32)
+    f = cam.fx / sub
+    h, w = d.shape
+    acc = np.zeros((h, w), np.float32)
+    zacc = np.zeros((h, w), np.float32)
+    step = 70.0
+    for zk in np.arange(z_range_mm[0], z_range_mm[1], step):
+        inbin = np.abs(d - zk) <= step / 2
+        if np.count_nonzero(inbin) < 4:
             continue
-        left = jc
-        while left > 0 and line[left - 1]:
-            left -= 1
-        right = jc
-        while right < nx - 1 and line[right + 1]:
-            right += 1
-        if 0 < left and right < nx - 1:
-            mids.append((left + right) / 2.0)
-    if mids:
-        j_mid = float(np.median(mids))
-    else:
-        j_mid = float(jc)
-    del cols
-    u = wx0 + (j_mid + 0.5) * ww / nx
-    v = y + h / 2
-    ray = _ray(cam, u, v)
-    face = ray * z_face
-    return face - config.face_to_center_mm * _forward_axis(frame, config, ray)
+        r = f * 75.0 / zk
+
+        def box(ax0: float, ax1: float, ay0: float, ay1: float) -> tuple[int, int, int, int]:
+            bx0, by0 = int(round(ax0 * r)), int(round(ay0 * r))
+            return bx0, max(int(round(ax1 * r)), bx0 + 1), by0, max(int(round(ay1 * r)), by0 + 1)
+
+        pad = int(round(3.6 * r)) + 2
+        near = ((d >= zk - 100) & (d <= zk + 170)).astype(np.float32)
+        far = (d > zk + 180).astype(np.float32) + np.float32(0.5) * (d == 0)
+        body = ((d >= zk - 250) & (d <= zk + 300)).astype(np.float32)
+
+        def integ(a: np.ndarray) -> np.ndarray:
+            return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0),
+                                sdepth=cv2.CV_64F)
+
+        i_near, i_far, i_body, i_nd = integ(near), integ(far), integ(body), integ(near * d)
+        fg = _box_mean(i_near, pad, (h, w), box(-0.6, 0.6, -1.0, 0.5))
+        side = np.sqrt(_box_mean(i_far, pad, (h, w), box(-2.4, -1.7, -1.9, -0.6))
+                       * _box_mean(i_far, pad, (h, w), box(1.7, 2.4, -1.9, -0.6)))
+        top = _box_mean(i_far, pad, (h, w), box(-0.7, 0.7, -3.2, -2.6))
+        bc, bl, br = box(-0.3, 0.3, -0.5, 0.2), box(-1.05, -0.75, -0.8, 0.2), box(0.75, 1.05, -0.8, 0.2)
+        cn = _box_mean(i_near, pad, (h, w), bc)
+        cd = _box_mean(i_nd, pad, (h, w), bc) / np.maximum(cn, 1e-6)
+        sn = _box_mean(i_near, pad, (h, w), bl) + _box_mean(i_near, pad, (h, w), br)
+        sd = (_box_mean(i_nd, pad, (h, w), bl) + _box_mean(i_nd, pad, (h, w), br)) / np.maximum(sn, 1e-6)
+        relief = np.where((cn > 0.1) & (sn > 0.1), sd - cd, 0.0)
+        shoulders = 0.5 * (_box_mean(i_body, pad, (h, w), box(-2.2, -1.2, 2.2, 3.2))
+                           + _box_mean(i_body, pad, (h, w), box(1.2, 2.2, 2.2, 3.2)))
+        neck = _box_mean(i_body, pad, (h, w), box(-0.4, 0.4, 1.5, 2.2))
+        score = (fg * side * top * np.clip(relief / 50.0, 0, 1) * np.clip(1.5 * shoulders, 0, 1) * neck)
+        score = np.where(inbin, score, 0.0).astype(np.float32)
+        better = score > acc
+        acc[better] = score[better]
+        zacc[better] = zk
+    smooth = cv2.GaussianBlur(acc, (0, 0), 1.5 if sub == 4 else 3.0)
+    # local maxima, best first, at least a head apart
+    dil = cv2.dilate(smooth, np.ones((5, 5), np.uint8))
+    peaks = np.argwhere((smooth >= dil) & (smooth > 0.02))
+    order = np.argsort(-smooth[peaks[:, 0], peaks[:, 1]])
+    out: list[tuple[float, float, float, float]] = []
+    for i in order:
+        py, px = peaks[i]
+        u, v = float(px * sub + (sub - 1) / 2), float(py * sub + (sub - 1) / 2)
+        z = float(zacc[py, px])
+        if z <= 0:  # a peak of the blurred score where no distance slice scored
+            continue
+        if any(math.hypot(u - a, v - b) < 0.6 * cam.fx * 150.0 / z for a, b, _, _ in out):
+            continue
+        out.append((u, v, z, float(smooth[py, px])))
+        if len(out) >= max_candidates:
+            break
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +569,11 @@ class HeadLocator:
             if center is None:
                 center = center_from_color(frame, found, self.config)
                 method = "color"
+        elif frame.depth_mm is not None and frame.depth_camera is not None:
+            # no face in colour (rolled, turned or dark faces defeat the cascades): a head in depth
+            center = center_from_depth_only(frame, self._track.center if self._track is not None else None)
+            if center is not None:
+                found, method = face_box_for(frame.color_camera, center, self.config), "depth"
         ms = (time.perf_counter() - t0) * 1e3
         self.last_detect_ms = ms
         if center is None or found is None or not np.all(np.isfinite(center)) or center[2] <= 0:
