@@ -43,7 +43,9 @@ class Generator(Protocol):
 
 
 class Scorer(Protocol):
-    """What the pipeline needs of a verifier (models.verification.Verifier)."""
+    """What the pipeline needs of a verifier (models.verification.Verifier). A verifier may also
+    have ``crop_config_dict``, the crop geometry it was trained on: a generator whose crops have
+    another window or depth range is then not scored (its scores would mean nothing)."""
 
     threshold: float
 
@@ -174,14 +176,25 @@ class Pipeline:
         true8 = crop.depth8()
         metrics = None
         verification = None
+        verify = self.verifier is not None and self._verifier_takes(crop.config)
         if true8 is not None:
             metrics = depth_metrics(pred8, true8, crop.distance_mm, crop.config.half_range_mm)
-            if self.verifier is not None and metrics is not None:
+            if verify and metrics is not None:
                 verification = float(self.verifier.score(pred8, true8))
         enrolled = None
-        if self.verifier is not None and self.enrolment is not None:
+        if verify and self.enrolment is not None:
             enrolled = float(self.enrolment.score(self.verifier, pred8))
         return ModelResult(getattr(generator, "name", "model"), crop, pred8, metrics, verification, enrolled)
+
+    def _verifier_takes(self, crop_config: CropConfig) -> bool:
+        """Whether the verifier was trained on crops of this geometry (size, window, depth range)."""
+        d = getattr(self.verifier, "crop_config_dict", None)
+        if not d:
+            return True
+        v = CropConfig.from_dict(dict(d))
+        c = crop_config
+        return (v.size_px, v.window_x_mm, v.window_y_mm, v.half_range_mm) == (
+            c.size_px, c.window_x_mm, c.window_y_mm, c.half_range_mm)
 
     def step(self, timeout_s: float | None = None) -> FrameResult:
         """Read the next frame and process it (TimeoutError / EOFError as the source raises)."""

@@ -310,6 +310,9 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_path: str, quiet: bool
                      "train_subjects": [int(s) for s in np.unique(dataset.subject[dataset.split == 0])],
                      "loss": ck.get("loss", "supcon"), "true_depth_only": True},
     }
+    if (out / "config.json").is_file():  # the options the run was trained with
+        with open(out / "config.json", encoding="utf-8") as f:
+            info["training"]["args"] = json.load(f).get("args", {})
     onnx_path = out / "verifier.onnx"
     parity_check = export_verifier(model, onnx_path, metrics["threshold"], info, parity)
     latency = pair_latency_ms(onnx_path, parity)

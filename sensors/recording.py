@@ -254,11 +254,16 @@ class Recorder:
         if max_queue_frames < 1:
             raise ConfigError("max_queue_frames must be at least 1")
         self.path = os.fspath(path)
+        #: the file is written under this name until its first frame is on disk, then renamed to
+        #: ``path``: a recording killed before its first frame leaves no file at ``path``
+        self.partial_path = self.path + ".partial"
+        if os.path.exists(self.path) and not os.path.isfile(self.path):  # a device (/dev/full, a pipe): as it is
+            self.partial_path = self.path
         self.jpeg_quality = int(jpeg_quality)
         self.color_format = color_format
         self.fsync_interval_s = float(fsync_interval_s)
         try:
-            self._file = open(self.path, "wb")
+            self._file = open(self.partial_path, "wb")
         except OSError as exc:
             raise FormatError(f"cannot create the recording ({exc.strerror})", self.path) from None
         try:
@@ -283,7 +288,7 @@ class Recorder:
                 self._file.close()
             except OSError:
                 pass
-            _remove_frameless(self.path)
+            _remove_frameless(self.partial_path)
             raise FormatError(f"cannot write the recording ({exc.strerror or exc})", self.path) from None
         self._queue: queue.Queue = queue.Queue(maxsize=int(max_queue_frames))
         self._frames_written = 0
@@ -364,7 +369,7 @@ class Recorder:
                 except OSError:
                     pass
             if self._frames_written == 0:
-                _remove_frameless(self.path)  # nothing to replay: leave no file the reader must refuse
+                _remove_frameless(self.partial_path)  # nothing to replay: leave no file the reader must refuse
             size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             self._stats = RecordingStats(self.path, self._frames_written, self._frames_dropped, size,
                                          None if self._error is None else str(self._error))
@@ -392,6 +397,9 @@ class Recorder:
             try:
                 self._write_frame(*item)
                 self._mcap.flush()  # closes this frame's chunk and hands it to the OS
+                if self._frames_written == 0 and self.partial_path != self.path:  # the first frame is in
+                    os.fsync(self._file.fileno())
+                    os.replace(self.partial_path, self.path)
                 if time.monotonic() - self._last_sync > self.fsync_interval_s:
                     os.fsync(self._file.fileno())
                     self._last_sync = time.monotonic()

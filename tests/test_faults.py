@@ -376,7 +376,7 @@ def _sizes(tmp_path: Path) -> tuple[int, int]:
     """Bytes of a recording's start (header, schemas, metadata) and of one frame."""
     p = tmp_path / "probe.mcap"
     rec = Recorder(p, color_format="png")
-    start = os.path.getsize(p)
+    start = os.path.getsize(rec.partial_path)  # written under this name until the first frame is in
     for f in _frames(3):
         rec.write(f, wait_s=5.0)
     rec.close()
@@ -390,11 +390,12 @@ def test_a_full_disk_keeps_every_frame_written_before_it(room, tmp_path, monkeyp
     limit = {"start": start // 2, "first frame": start + per_frame // 2,
              "frame 3": start + int(3.5 * per_frame), "frame 7": start + int(7.3 * per_frame)}[room]
     path = tmp_path / "full.mcap"
+    partial = tmp_path / "full.mcap.partial"  # the recorder's name for the file until its first frame
     real_open = open
 
     def full_disk_open(file, mode="r", *args, **kwargs):
-        if "w" in mode and os.fspath(file) == str(path):
-            return FillingFile(str(path), limit)
+        if "w" in mode and os.fspath(file) == str(partial):
+            return FillingFile(str(partial), limit)
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(recording, "open", full_disk_open, raising=False)
@@ -402,7 +403,7 @@ def test_a_full_disk_keeps_every_frame_written_before_it(room, tmp_path, monkeyp
     if room == "start":
         with pytest.raises(FormatError, match="cannot write the recording .No space left on device") as info:
             Recorder(path, color_format="png")
-        assert info.value.path == str(path) and not path.exists()  # no file the reader would refuse
+        assert info.value.path == str(path) and not path.exists() and not partial.exists()  # no file left
         return
     rec = Recorder(path, color_format="png")
     accepted = sum(rec.write(f, wait_s=5.0) for f in frames)
@@ -411,7 +412,7 @@ def test_a_full_disk_keeps_every_frame_written_before_it(room, tmp_path, monkeyp
     assert stats.error is not None and "No space left on device" in stats.error and str(path) in stats.error
     assert stats.frames_written + stats.frames_dropped == 12 and accepted <= 12
     if stats.frames_written == 0:
-        assert room == "first frame" and not path.exists()  # nothing to replay: no file left behind
+        assert room == "first frame" and not path.exists() and not partial.exists()  # no file left behind
         return
     with open_source(f"replay:{path},pace=off") as src:
         back = list(src)

@@ -71,6 +71,25 @@ def test_each_model_gets_the_crop_its_own_metadata_asks_for():
     assert abs(int(b.true8[31:33, 31:33].mean().round()) - int(encode_depth(np.array([710.0]), 800.0, 200.0)[0])) <= 1
 
 
+def test_the_verifier_scores_only_crops_of_the_geometry_it_was_trained_on():
+    class Verifier:
+        threshold = 0.5
+        crop_config_dict = dict(CROP)
+
+        def __init__(self):
+            self.calls = 0
+
+        def score(self, a, b):
+            self.calls += 1
+            return 0.9
+
+    wide = SlowGenerator(name="wide")
+    wide.crop_config_dict = {**CROP, "window_x_mm": 300.0, "window_y_mm": 300.0}
+    v = Verifier()
+    a, b = Pipeline(fake_source(n=3), [SlowGenerator(name="a"), wide], verifier=v).step().models
+    assert a.verification == 0.9 and b.verification is None and v.calls == 1
+
+
 def test_a_real_onnx_generator_runs_in_the_pipeline(tmp_path):
     from models.inference import DepthGenerator
 

@@ -279,6 +279,16 @@ CHILD = textwrap.dedent("""
 """)
 
 
+def test_recording_killed_before_its_first_frame_leaves_no_file_at_its_path(tmp_path):
+    path = tmp_path / "early.mcap"
+    code = (f"import sys, os, signal; sys.path.insert(0, {str(ROOT)!r}); from sensors.recording import Recorder; "
+            f"rec = Recorder({str(path)!r}); print('open', flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert child.returncode == -signal.SIGKILL and child.stdout == "open\n", child.stderr
+    assert not path.exists()  # only the visibly partial file: never a recording the reader refuses
+    assert (tmp_path / "early.mcap.partial").exists()
+
+
 def test_recording_killed_mid_write_keeps_every_flushed_frame(tmp_path):
     path = tmp_path / "killed.mcap"
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))],
