@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from sensors.errors import ModelError
+    from sensors.source import parse_uri
 
+    parse_uri(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
     model = Path(args.model) if args.model else DEFAULT_MODEL
     if not model.exists():
         if args.model:

@@ -157,7 +157,8 @@ def _cli(*args):
     return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("args", [["--no-such-flag"], ["no-such-command"], ["run", "--max-frames", "many"]])
+@pytest.mark.parametrize("args", [["--no-such-flag"], ["no-such-command"], ["run", "--max-frames", "many"],
+                                  ["--source", "nope:x", "--model", "no/such/model.onnx"]])
 def test_cli_argument_errors_exit_2_with_one_line_and_no_traceback(args):
     out = _cli(*args)
     assert out.returncode == 2
