@@ -137,6 +137,30 @@ def test_hand_built_square_fills_the_crop_as_the_formula_predicts_in_colour_and_
     assert np.abs(inside - z).max() <= 1.0  # colour-camera z of the plane, to the sensor's mm
 
 
+@pytest.mark.parametrize("distance_m", [0.6, 1.0, 1.5])
+def test_virtual_kinect_plane_fills_the_crop_as_the_formula_predicts(distance_m):
+    """The virtual Kinect's exact test scene: a 120 mm square facing the colour camera, cropped
+    around its centre with a 240 mm window, covers the central half of the crop in colour and in
+    depth (w = f R / D makes the crop independent of the distance), with no hole inside."""
+    from sensors.source import open_source
+
+    uri = f"virtual:scene=plane,distance={distance_m},plane_mm=120,noise=off,pace=off"
+    with open_source(uri) as src:
+        frame = src.render(0)
+    c = crop_face(frame, frame.head_center_color_mm(), CropConfig())
+    z = 1000.0 * distance_m
+    assert c.distance_mm == pytest.approx(z, abs=0.5)
+    d8 = c.depth8()
+    lit = np.abs(c.color.astype(int) - 50).max(axis=-1) > 5  # the plane before a plain grey, depthless backdrop
+    for mask in (lit, d8 > 0):
+        for line in (mask[50], mask[:, 50]):
+            lo, hi = run_length(line)
+            assert abs(lo - 25) <= 1 and abs(hi - 74) <= 1, (distance_m, lo, hi)
+    inside = c.depth_mm[27:73, 27:73]
+    assert (inside > 0).all(), f"holes on the plane at {distance_m} m"
+    assert np.abs(inside - z).max() <= 1.0  # colour-camera z of a plane facing the colour camera
+
+
 @pytest.mark.parametrize("z", [600.0, 1000.0, 1500.0, 2500.0])
 @pytest.mark.parametrize("tilt_deg", [0.0, 50.0])
 def test_flat_surface_gives_a_hole_free_crop(z, tilt_deg):
