@@ -89,7 +89,7 @@ class LocatorConfig:
     smoothing: bool = True
     smoothing_min_cutoff_hz: float = 1.0
     smoothing_beta: float = 0.02
-    detect_width_px: int = 480
+    detect_width_px: int = 640
     min_face_px: int = 20
     roi_margin: float = 0.8
     face_box_mm: float = 150.0
