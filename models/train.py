@@ -266,7 +266,8 @@ def main(args: argparse.Namespace) -> int:
     if result.rank == 0:
         print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
                           "best": {k: round(v, 5) for k, v in result.best_metrics.items()},
-                          "stopped": result.stopped}, indent=None))
+                          "stopped": result.stopped, "world_size": result.world_size,
+                          "samples_per_process": result.samples_per_process}, indent=None))
     return 0
 
 
@@ -407,6 +408,8 @@ class TrainResult:
     history: list[dict[str, float]]
     stopped: str
     rank: int = 0
+    world_size: int = 1              # processes that trained together (DistributedDataParallel)
+    samples_per_process: int = 0     # training crops each process saw per epoch
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -698,7 +701,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     if tb is not None:
         tb.close()
     return TrainResult(epochs_done=len(history) if main_proc else epoch + 1, best_epoch=best_epoch,
-                       best_metrics=dict(best_metrics), history=history, stopped=stopped, rank=rank)
+                       best_metrics=dict(best_metrics), history=history, stopped=stopped, rank=rank,
+                       world_size=world, samples_per_process=len(sampler) if sampler is not None else len(ds))
 
 
 def lr_at(lr: float, epoch: int, epochs: int) -> float:

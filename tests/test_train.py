@@ -26,6 +26,7 @@ from models.train import (  # noqa: E402
     train,
     validate,
 )
+from models.dataset import load_dataset  # noqa: E402
 from sensors.errors import ConfigError, ModelError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
@@ -202,5 +203,10 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["generator_config"]["widths"] == [8, 16]
-    report = json.loads(stdout.strip().splitlines()[-1])  # rank 0 alone reports
+    reports = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1, stdout  # rank 0 alone reports
+    report = json.loads(reports[0])
     assert report["epochs_done"] == 1 and report["best_epoch"] == 1
+    # two processes really trained together, each on its half of the training crops
+    n_train = int((load_dataset(data_file).split == 0).sum())
+    assert report["world_size"] == 2 and report["samples_per_process"] == n_train // 2
