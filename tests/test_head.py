@@ -197,3 +197,44 @@ def test_colour_only_frames_get_a_distance_from_the_face_size():
             row = score_frame(photo, loc, CropConfig())
             assert row.method == "color", (yaw, distance_m)
             assert row.error_px <= 8.0 and abs(row.distance_error_mm) < 0.12 * 1000 * distance_m, (yaw, distance_m, row)
+
+
+def _two_faces():
+    """A colour-only frame with two faces: a virtual person at 0.8 m and a 0.7x copy of their
+    face further right (smaller: further away), on a plain backdrop."""
+    import cv2
+
+    with _virtual("virtual:seed=21,subject=501,pace=off,room=none") as src:
+        f = src.render_posed(501, yaw_deg=0.0, distance_m=0.8)
+    u, v = f.color_camera.project(f.head_center_color_mm()[None])[0]
+    img = f.color.copy()
+    half = int(f.color_camera.fx * 130 / 800)
+    patch = img[int(v) - half:int(v) + half, int(u) - half:int(u) + half]
+    small = cv2.resize(patch, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    x0, y0 = int(u) + 500, int(v) - small.shape[0] // 2
+    img[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    near = (u, v)
+    far = (x0 + small.shape[1] / 2, y0 + small.shape[0] / 2)
+    return img, f.color_camera, near, far
+
+
+def test_live_tracker_takes_the_nearest_face_switches_on_click_and_redetects_when_lost():
+    img, cam, near, far = _two_faces()
+    frame = lambda i, color=img: Frame(i, i * 33_000_000, color, cam)  # noqa: E731
+
+    def box_centre(loc):
+        x, y, w, h = loc.face_box_px
+        return x + w / 2, y + h / 2
+
+    loc = HeadLocator(LocatorConfig(mode="detect"), live=True)
+    first = loc.locate(frame(0))
+    assert first.method == "color" and math.dist(box_centre(first), near) < 60  # the nearest (largest) face
+    loc.select(far)                                         # the user clicks the other face
+    for i in (1, 2, 3):                                     # and it stays tracked (searched near its last place)
+        got = loc.locate(frame(i))
+        assert got is not None and math.dist(box_centre(got), far) < 40, i
+    blank = np.full_like(img, 90)
+    for i in (4, 5, 6, 7):                                  # the face leaves: "no face", not an exception
+        assert loc.locate(frame(i, blank)) is None
+    back = loc.locate(frame(8))                             # lost, so the whole frame is searched again
+    assert back is not None and math.dist(box_centre(back), near) < 60
