@@ -76,7 +76,7 @@ class MetricsPlots(QtWidgets.QWidget):
         }
         self.threshold_line = pg.InfiniteLine(angle=0, movable=False,
                                               pen=pg.mkPen("#e0e0e0", width=1, style=QtCore.Qt.DotLine),
-                                              label="threshold", labelOpts={"position": 0.1, "color": "#e0e0e0"})
+                                              label="threshold", labelOpts={"position": 0.85, "color": "#e0e0e0"})
         self.threshold_line.setVisible(False)
         self.score_plot.addItem(self.threshold_line)
 
