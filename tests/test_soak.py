@@ -81,7 +81,11 @@ def soak(source: Source, generator_path: Path, recording: Path, record_from: int
                 break
             n = pipeline.frames_processed
             if n >= warmup and (not samples or n - samples[-1][0] >= max(warmup // 4, 10)):
-                samples.append((n, proc.memory_info().rss, proc.num_fds(), threading.active_count()))
+                sample = (n, proc.memory_info().rss, proc.num_fds(), threading.active_count())
+                # kept only while the stream runs: results read after its end (the capture and
+                # inference threads gone) say nothing about growth while running
+                if not pipeline.finished.is_set():
+                    samples.append(sample)
     finally:
         pipeline.stop()
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
