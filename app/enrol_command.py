@@ -52,7 +52,7 @@ def _crop_config(verifier: Any, generator: Any | None) -> Any:
         raise ModelError(f"verifier takes {verifier.size_px}px crops but its crop config says {cfg.size_px}px", verifier.path)
     if generator is not None:
         g = CropConfig.from_dict(dict(generator.crop_config_dict))
-        if (g.size_px, g.window_x_mm, g.window_y_mm, g.half_range_mm) != (cfg.size_px, cfg.window_x_mm, cfg.window_y_mm, cfg.half_range_mm):
+        if not g.same_pixels(cfg):
             raise ModelError(f"the generator's crop ({g.to_dict()}) differs from the verifier's ({cfg.to_dict()})", generator.path)
     return cfg
 

@@ -115,10 +115,15 @@ class Pipeline:
         self.source = source
         self.generators = list(generators)
         self.locator = locator or HeadLocator(live=source.is_live)
-        self.verifier = verifier
+        self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config
         self.enrolment: Any = None  # models.verification.Enrolment, set by the app
         self._crop_configs = [CropConfig.from_dict(dict(g.crop_config_dict)) for g in self.generators]
+        # the crop geometries the verifier was trained on (all of them when it does not say)
+        v_crop = getattr(verifier, "crop_config_dict", None)
+        v_cfg = CropConfig.from_dict(dict(v_crop)) if v_crop else None
+        self._verifiable = {c: verifier is not None and (v_cfg is None or v_cfg.same_pixels(c))
+                            for c in self._crop_configs}
         self.on_result: list[Callable[[FrameResult], None]] = []  # called on the inference thread
         # threading state
         self._frames: Mailbox[tuple[Frame, int, float]] = Mailbox()
@@ -176,7 +181,7 @@ class Pipeline:
         true8 = crop.depth8()
         metrics = None
         verification = None
-        verify = self.verifier is not None and self._verifier_takes(crop.config)
+        verify = self._verifiable[crop.config]
         if true8 is not None:
             metrics = depth_metrics(pred8, true8, crop.distance_mm, crop.config.half_range_mm)
             if verify and metrics is not None:
@@ -185,16 +190,6 @@ class Pipeline:
         if verify and self.enrolment is not None:
             enrolled = float(self.enrolment.score(self.verifier, pred8))
         return ModelResult(getattr(generator, "name", "model"), crop, pred8, metrics, verification, enrolled)
-
-    def _verifier_takes(self, crop_config: CropConfig) -> bool:
-        """Whether the verifier was trained on crops of this geometry (size, window, depth range)."""
-        d = getattr(self.verifier, "crop_config_dict", None)
-        if not d:
-            return True
-        v = CropConfig.from_dict(dict(d))
-        c = crop_config
-        return (v.size_px, v.window_x_mm, v.window_y_mm, v.half_range_mm) == (
-            c.size_px, c.window_x_mm, c.window_y_mm, c.half_range_mm)
 
     def step(self, timeout_s: float | None = None) -> FrameResult:
         """Read the next frame and process it (TimeoutError / EOFError as the source raises)."""

@@ -19,8 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,12 +117,9 @@ def summarise(rows: list[LocatedFrame], radius_px: float = RADIUS_PX) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from sensors.crop import CropConfig
     from sensors.errors import ConfigError
     from sensors.head import HeadLocator, LocatorConfig
-    from sensors.source import open_source
 
     if args.every < 1:
         raise ConfigError(f"--every must be at least 1, got {args.every}")
@@ -128,23 +128,12 @@ def main(args: argparse.Namespace) -> int:
     crop_config = CropConfig(size_px=args.size, window_x_mm=args.window_mm, window_y_mm=args.window_mm)
     locator = HeadLocator(LocatorConfig(mode="detect"), live=args.live == "on")
     rows: list[LocatedFrame] = []
-    read = 0
-    from models.build_dataset import unpaced_uri
-
-    uri = args.source if args.live == "on" else unpaced_uri(args.source)  # offline: every frame, as fast as possible
-    with open_source(uri) as src:
-        bar = tqdm(desc="evaluate-locator", unit="frame", disable=args.quiet)
-        for frame in src:
-            scored = read % args.every == 0
-            read += 1
-            bar.update(1)
+    with _frames(args, live=args.live == "on", desc="evaluate-locator") as (src, frames):
+        for scored, frame in frames:
             if scored or args.live == "on":  # the live tracker sees every frame
                 row = score_frame(frame, locator, crop_config)
                 if scored and row is not None:
                     rows.append(row)
-            if args.max_frames is not None and read >= args.max_frames:
-                break
-        bar.close()
         described = src.describe()
     if not rows:
         raise ConfigError(f"{args.source}: no frame with an annotated head centre and rotation to score")
@@ -185,18 +174,12 @@ def fit_shape(args: argparse.Namespace) -> int:
     is a least-squares fit, refitted twice without residuals beyond 2.5 median absolute
     residuals; the depth offset is the median of (annotated z - nearest face depth).
     """
-    from tqdm import tqdm
-
-    from models.build_dataset import unpaced_uri
     from sensors.head import measure_head
-    from sensors.source import open_source
 
     feats, rows_mm, behind = [], [], []
-    read = 0
-    with open_source(unpaced_uri(args.source)) as src:
-        for frame in tqdm(src, desc="fit-shape", unit="frame", disable=args.quiet):
-            read += 1
-            if (read - 1) % args.every or frame.head_center_mm is None or frame.depth_mm is None:
+    with _frames(args, live=False, desc="fit-shape") as (_, frames):
+        for scored, frame in frames:
+            if not scored or frame.head_center_mm is None or frame.depth_mm is None:
                 continue
             cam, centre = frame.depth_camera, np.asarray(frame.head_center_mm, dtype=np.float64)
             u, v = cam.project((centre - 90.0 * centre / np.linalg.norm(centre))[None])[0]
@@ -207,8 +190,6 @@ def fit_shape(args: argparse.Namespace) -> int:
             feats.append(shape.features)
             behind.append(centre[2] - shape.z_front_mm)
             rows_mm.append((tv, shape.top_v_px, shape.z_front_mm, cam.fy))
-            if args.max_frames is not None and read >= args.max_frames:
-                break
     if len(feats) < 20:
         from sensors.errors import ConfigError
 
@@ -227,3 +208,24 @@ def fit_shape(args: argparse.Namespace) -> int:
     print(f"_V_COEF = np.array([{', '.join(f'{c:.3f}' for c in coef)}])")
     print(f"_Z_BEHIND_FRONT_MM = {z_behind:.1f}")
     return 0
+
+
+
+@contextmanager
+def _frames(args: argparse.Namespace, live: bool, desc: str) -> Iterator[tuple[Any, Iterator[tuple[bool, Any]]]]:
+    """The open source and its frames as (scored, frame): every ``--every``-th is scored,
+    reading stops after ``--max-frames``. Offline (``live`` False) the source runs unpaced, every
+    frame as fast as it can be read; live, paced as it comes."""
+    from tqdm import tqdm
+
+    from models.build_dataset import unpaced_uri
+    from sensors.source import open_source
+
+    def frames(src: Any) -> Iterator[tuple[bool, Any]]:
+        for read, frame in enumerate(tqdm(src, desc=desc, unit="frame", disable=args.quiet)):
+            yield read % args.every == 0, frame
+            if args.max_frames is not None and read + 1 >= args.max_frames:
+                return
+
+    with open_source(args.source if live else unpaced_uri(args.source)) as src:
+        yield src, frames(src)

@@ -97,6 +97,12 @@ class CropConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def same_pixels(self, other: "CropConfig") -> bool:
+        """Whether crops of both configs mean the same thing pixel for pixel: same size, window
+        and depth range (``depth_margin_mm`` never changes an 8-bit crop)."""
+        return (self.size_px, self.window_x_mm, self.window_y_mm, self.half_range_mm) == (
+            other.size_px, other.window_x_mm, other.window_y_mm, other.half_range_mm)
+
     @classmethod
     def from_dict(cls, d: dict) -> "CropConfig":
         """From ``to_dict`` output; missing keys take their defaults, unknown keys are an error."""

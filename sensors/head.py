@@ -217,10 +217,8 @@ def center_from_depth(frame: Frame, box: tuple[int, int, int, int], config: Loca
     if p[2] <= 0:
         return None
     u, v = frame.depth_camera.project(p[None])[0]
-    shape = measure_head(frame.depth_mm, frame.depth_camera, u, v)
-    if shape is None or not shape.plausible:
-        return None
-    return frame.depth_to_color.apply(shape.center_depth_mm)
+    head = _plausible_head(frame, u, v)
+    return None if head is None else head[1]
 
 
 def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None) -> np.ndarray | None:
@@ -229,14 +227,23 @@ def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None
     no candidate measures as a head."""
     heads = []
     for u, v, _, score in find_head_candidates(frame.depth_mm, frame.depth_camera):
-        shape = measure_head(frame.depth_mm, frame.depth_camera, u, v)
-        if shape is not None and shape.plausible:
-            heads.append((score * shape.score, frame.depth_to_color.apply(shape.center_depth_mm)))
+        head = _plausible_head(frame, u, v)
+        if head is not None:
+            heads.append((score * head[0], head[1]))
     if not heads:
         return None
     if near_color_mm is not None:
         return min(heads, key=lambda h: float(np.linalg.norm(h[1] - near_color_mm)))[1]
     return max(heads, key=lambda h: h[0])[1]
+
+
+def _plausible_head(frame: Frame, u: float, v: float) -> tuple[float, np.ndarray] | None:
+    """The head measured at depth pixel (u, v) when it fits a human head: (its score, its
+    centre in colour-camera mm)."""
+    shape = measure_head(frame.depth_mm, frame.depth_camera, u, v)
+    if shape is None or not shape.plausible:
+        return None
+    return shape.score, frame.depth_to_color.apply(shape.center_depth_mm)
 
 
 def face_box_for(camera: CameraIntrinsics, center_color_mm: np.ndarray, config: LocatorConfig) -> tuple[int, int, int, int]:
@@ -266,23 +273,29 @@ _Z_BEHIND_FRONT_MM = 106.0
 class HeadShape:
     """A head measured in a depth image (depth-camera pixels and mm).
 
-    ``center_depth_mm`` the estimated head centre (depth-camera coordinates); ``face_px`` a
-    pixel on the face (where a tracker looks next); ``width_mm`` the widest part of the head,
-    ``neck_width_mm`` the narrowest part below it; ``plausible`` whether the measurements fit
-    a human head; ``score`` how well (0..1).
+    ``center_depth_mm`` the estimated head centre (depth-camera coordinates); ``plausible``
+    whether the measurements fit a human head; ``score`` how well (0..1); ``features`` (1,
+    widest-row depth below the top, neck-row depth below the top, widest width, neck width) in
+    mm, the inputs of the row model :data:`_V_COEF`; ``top_v_px`` the top's row in the depth
+    image; ``z_front_mm`` the nearest face depth (both for fitting the model).
     """
 
     center_depth_mm: np.ndarray
-    face_px: tuple[float, float]
-    width_mm: float
-    neck_width_mm: float
     plausible: bool
     score: float
-    #: (1, widest-row depth below the top, neck-row depth below the top, widest width, neck
-    #: width) in mm, the top's row in the depth image, and the nearest face depth (calibration)
-    features: np.ndarray = field(default_factory=lambda: np.zeros(5))
-    top_v_px: float = 0.0
-    z_front_mm: float = 0.0
+    features: np.ndarray
+    top_v_px: float
+    z_front_mm: float
+
+    @property
+    def width_mm(self) -> float:
+        """The widest part of the head."""
+        return float(self.features[3])
+
+    @property
+    def neck_width_mm(self) -> float:
+        """The narrowest part below it (the widest width again when no neck was seen)."""
+        return float(self.features[4])
 
 
 def _ray_depth(cam: CameraIntrinsics, u: float, v: float) -> np.ndarray:
@@ -384,15 +397,23 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     center = _ray_depth(cam, u_c, v_c) * z_c
     plausible = 95.0 <= width_mm <= 280.0 and neck_w < 0.95 * width_mm and (rows_mm[on].max() >= 150.0)
     score = float(np.exp(-(((width_mm - 150.0) / 45.0) ** 2)) * (1.0 - min(1.0, neck_w / max(width_mm, 1.0))))
-    face_v = y0 + top + (rows_mm[iw] + 40.0) * s
-    return HeadShape(center, (float(u_c), float(face_v)), width_mm, neck_w, bool(plausible), score,
-                     feats, float(y0 + top), z_front)
+    return HeadShape(center, bool(plausible), score, feats, float(y0 + top), z_front)
 
 
-def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
-    """Mean of the integrated image over ``box`` (x0, x1, y0, y1 offsets) around every pixel."""
+def _padded_integral(a: np.ndarray, pad: int) -> np.ndarray:
+    """The integral image of ``a`` padded with ``pad`` zeros on every side."""
+    import cv2
+
+    return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), sdepth=cv2.CV_64F)
+
+
+def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], r: float,
+              box: tuple[float, float, float, float]) -> np.ndarray:
+    """Mean of a padded integral image (:func:`_padded_integral`) over ``box`` around every pixel:
+    (x0, x1, y0, y1) offsets in units of ``r`` pixels, rounded, at least one pixel wide."""
     h, w = shape
-    bx0, bx1, by0, by1 = box
+    bx0, by0 = int(round(box[0] * r)), int(round(box[2] * r))
+    bx1, by1 = max(int(round(box[1] * r)), bx0 + 1), max(int(round(box[3] * r)), by0 + 1)
     total = (integ[pad + by1:pad + by1 + h, pad + bx1:pad + bx1 + w]
              - integ[pad + by0:pad + by0 + h, pad + bx1:pad + bx1 + w]
              - integ[pad + by1:pad + by1 + h, pad + bx0:pad + bx0 + w]
@@ -421,35 +442,27 @@ def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candid
         inbin = np.abs(d - zk) <= step / 2
         if np.count_nonzero(inbin) < 4:
             continue
-        r = f * 75.0 / zk
-
-        def box(ax0: float, ax1: float, ay0: float, ay1: float) -> tuple[int, int, int, int]:
-            bx0, by0 = int(round(ax0 * r)), int(round(ay0 * r))
-            return bx0, max(int(round(ax1 * r)), bx0 + 1), by0, max(int(round(ay1 * r)), by0 + 1)
-
+        r = f * 75.0 / zk  # pixels per 75 mm (half a face's width) at this distance
         pad = int(round(3.6 * r)) + 2
         near = ((d >= zk - 100) & (d <= zk + 170)).astype(np.float32)
         far = (d > zk + 180).astype(np.float32) + np.float32(0.5) * (d == 0)
         body = ((d >= zk - 250) & (d <= zk + 300)).astype(np.float32)
+        i_near, i_far, i_body, i_nd = (_padded_integral(a, pad) for a in (near, far, body, near * d))
 
-        def integ(a: np.ndarray) -> np.ndarray:
-            return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0),
-                                sdepth=cv2.CV_64F)
+        def mean(integ: np.ndarray, *box: float, pad: int = pad, r: float = r) -> np.ndarray:
+            return _box_mean(integ, pad, (h, w), r, box)
 
-        i_near, i_far, i_body, i_nd = integ(near), integ(far), integ(body), integ(near * d)
-        fg = _box_mean(i_near, pad, (h, w), box(-0.6, 0.6, -1.0, 0.5))
-        side = np.sqrt(_box_mean(i_far, pad, (h, w), box(-2.4, -1.7, -1.9, -0.6))
-                       * _box_mean(i_far, pad, (h, w), box(1.7, 2.4, -1.9, -0.6)))
-        top = _box_mean(i_far, pad, (h, w), box(-0.7, 0.7, -3.2, -2.6))
-        bc, bl, br = box(-0.3, 0.3, -0.5, 0.2), box(-1.05, -0.75, -0.8, 0.2), box(0.75, 1.05, -0.8, 0.2)
-        cn = _box_mean(i_near, pad, (h, w), bc)
-        cd = _box_mean(i_nd, pad, (h, w), bc) / np.maximum(cn, 1e-6)
-        sn = _box_mean(i_near, pad, (h, w), bl) + _box_mean(i_near, pad, (h, w), br)
-        sd = (_box_mean(i_nd, pad, (h, w), bl) + _box_mean(i_nd, pad, (h, w), br)) / np.maximum(sn, 1e-6)
+        fg = mean(i_near, -0.6, 0.6, -1.0, 0.5)
+        side = np.sqrt(mean(i_far, -2.4, -1.7, -1.9, -0.6) * mean(i_far, 1.7, 2.4, -1.9, -0.6))
+        top = mean(i_far, -0.7, 0.7, -3.2, -2.6)
+        bc, bl, br = (-0.3, 0.3, -0.5, 0.2), (-1.05, -0.75, -0.8, 0.2), (0.75, 1.05, -0.8, 0.2)
+        cn = mean(i_near, *bc)
+        cd = mean(i_nd, *bc) / np.maximum(cn, 1e-6)
+        sn = mean(i_near, *bl) + mean(i_near, *br)
+        sd = (mean(i_nd, *bl) + mean(i_nd, *br)) / np.maximum(sn, 1e-6)
         relief = np.where((cn > 0.1) & (sn > 0.1), sd - cd, 0.0)
-        shoulders = 0.5 * (_box_mean(i_body, pad, (h, w), box(-2.2, -1.2, 2.2, 3.2))
-                           + _box_mean(i_body, pad, (h, w), box(1.2, 2.2, 2.2, 3.2)))
-        neck = _box_mean(i_body, pad, (h, w), box(-0.4, 0.4, 1.5, 2.2))
+        shoulders = 0.5 * (mean(i_body, -2.2, -1.2, 2.2, 3.2) + mean(i_body, 1.2, 2.2, 2.2, 3.2))
+        neck = mean(i_body, -0.4, 0.4, 1.5, 2.2)
         score = (fg * side * top * np.clip(relief / 50.0, 0, 1) * np.clip(1.5 * shoulders, 0, 1) * neck)
         score = np.where(inbin, score, 0.0).astype(np.float32)
         better = score > acc
