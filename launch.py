@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("models.export", "export a trained generator checkpoint to one self-contained ONNX file"),
     "evaluate": ("models.evaluate", "score generators and baselines on a crop dataset: JSON report and figure"),
     "evaluate-locator": ("models.locate_eval", "score head localisation against annotated head centres, in crop pixels per yaw bin"),
+    "train-refiner": ("models.train_refiner", "train the head-centre refiner on annotated frames and export head_refiner.onnx"),
     "train-verifier": ("models.train_verifier", "train the face verifier on true depth crops and export verifier.onnx"),
     "enrol": ("app.enrol_command", "capture a person's depth reference for live face verification"),
     "record": ("app.record_command", "record a source to an MCAP file (ROS 2 messages; replay with replay:FILE.mcap)"),

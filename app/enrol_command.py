@@ -66,9 +66,10 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
 
     from sensors.crop import crop_face
     from sensors.errors import ModelError, SensorError
+    from models.head_refine import load_refiner
     from sensors.head import HeadLocator
 
-    locator = HeadLocator(live=source.is_live)
+    locator = HeadLocator(live=source.is_live, refiner=load_refiner())
     generator = None
     cfg = None
     kind = None

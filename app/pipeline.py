@@ -114,7 +114,11 @@ class Pipeline:
             raise ValueError("the pipeline needs at least one generator")
         self.source = source
         self.generators = list(generators)
-        self.locator = locator or HeadLocator(live=source.is_live)
+        if locator is None:
+            from models.head_refine import load_refiner
+
+            locator = HeadLocator(live=source.is_live, refiner=load_refiner())
+        self.locator = locator
         self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config
         self.enrolment: Any = None  # models.verification.Enrolment, set by the app

@@ -139,6 +139,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     crop.add_argument("--locator", choices=("auto", "annotation", "detect"), default="auto",
                       help="head localisation: the source's annotation when present (auto), only "
                            "annotations, or always detection")
+    crop.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
+                      help="head-centre refiner for detected heads (default: the shipped "
+                           "models/weights/head_refiner.onnx; none: without)")
     crop.add_argument("--min-valid", type=_positive_int, default=DEFAULT_MIN_VALID, metavar="N",
                       help="skip crops with fewer valid depth pixels (%(default)s)")
     out = p.add_argument_group("output")
@@ -158,6 +161,7 @@ class BuildSettings:
     crop: dict[str, Any]
     locator_mode: str
     min_valid: int
+    refiner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,10 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
     from sensors.source import SeekableSource
 
     config = CropConfig.from_dict(settings.crop)
-    locator = HeadLocator(LocatorConfig(mode=settings.locator_mode, smoothing=False), live=False)
+    from .head_refine import load_refiner
+
+    refiner = load_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
+    locator = HeadLocator(LocatorConfig(mode=settings.locator_mode, smoothing=False), live=False, refiner=refiner)
     src = _open(unit.uri)
     res = UnitResult(unit.source_index, unit.start or 0)
 
@@ -373,7 +380,11 @@ def main(args: argparse.Namespace) -> int:
         raise FormatError("output folder does not exist", out_dir)
     config = CropConfig(size_px=args.size, window_x_mm=args.window_mm,
                         window_y_mm=args.window_y_mm or args.window_mm, half_range_mm=args.half_range_mm)
-    settings = BuildSettings(config.to_dict(), args.locator, args.min_valid)
+    from .head_refine import DEFAULT_PATH, load_refiner
+
+    if args.locator != "annotation":
+        load_refiner(args.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
+    settings = BuildSettings(config.to_dict(), args.locator, args.min_valid, args.refiner or DEFAULT_PATH)
     sources = [dict(s) for s in args.sources]
     units, totals = plan_units(sources, args.every, args.max_frames)
     t0 = time.monotonic()
@@ -384,6 +395,7 @@ def main(args: argparse.Namespace) -> int:
         if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset",
         "crop": config.to_dict(),
         "locator": args.locator,
+        "refiner": args.refiner or "models/weights/head_refiner.onnx",
         "min_valid_pixels": args.min_valid,
         "split_by": "source" if all(s["split"] for s in sources) else args.split_by,
         "val_subjects": args.val_subjects,

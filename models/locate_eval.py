@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-mm", type=float, default=240.0, metavar="R", help="crop window R_x = R_y, mm [240]")
     p.add_argument("--size", type=int, default=100, metavar="S", help="crop side, pixels [100]")
     p.add_argument("--report", default=None, metavar="FILE.json", help="write the JSON report here")
+    p.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
+                   help="head-centre refiner (default: the shipped models/weights/head_refiner.onnx; "
+                        "none: the detector and depth silhouette alone)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--fit-shape", action="store_true",
                    help="instead: fit the head-silhouette model of sensors/head.py (the centre's row and depth "
@@ -126,7 +130,10 @@ def main(args: argparse.Namespace) -> int:
     if args.fit_shape:
         return fit_shape(args)
     crop_config = CropConfig(size_px=args.size, window_x_mm=args.window_mm, window_y_mm=args.window_mm)
-    locator = HeadLocator(LocatorConfig(mode="detect"), live=args.live == "on")
+    from .head_refine import DEFAULT_PATH, load_refiner
+
+    refiner = load_refiner(args.refiner or DEFAULT_PATH)
+    locator = HeadLocator(LocatorConfig(mode="detect"), live=args.live == "on", refiner=refiner)
     rows: list[LocatedFrame] = []
     with _frames(args, live=args.live == "on", desc="evaluate-locator") as (src, frames):
         for scored, frame in frames:
@@ -138,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
     if not rows:
         raise ConfigError(f"{args.source}: no frame with an annotated head centre and rotation to score")
     report = {"source": args.source, "live": args.live == "on", "every": args.every,
+              "refiner": None if refiner is None else os.path.relpath(refiner.path),
               "crop": crop_config.to_dict(), "source_describe": described, **summarise(rows)}
     print(format_table(report))
     if args.report:

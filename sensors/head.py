@@ -13,6 +13,11 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
    or dark faces), the depth image alone is searched for a head on shoulders
    (``find_head_candidates``) and the best candidate that measures as a head is used (method
    ``depth``).
+   A detected centre in a frame with depth can then be refined by a learned model given to the
+   locator (``HeadLocator(refiner=...)``; ``models.head_refine``: a small network that reads a
+   wide crop around the centre and says where the skull centre is; the app and the offline
+   commands use the shipped one). This module only calls it: sensors import nothing else of
+   the project.
 3. **colour only** (webcams, photos) -- the detector, and the distance from the detected box's
    width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``).
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -44,6 +50,18 @@ from .frame import CameraIntrinsics, Frame
 #: the face surface lies this far in front of the head centre (mm)
 FACE_TO_CENTER_MM = 90.0
 MODES = ("auto", "annotation", "detect")
+#: a refiner's head probability below this rejects a centre
+HEAD_PROBABILITY = 0.5
+
+
+class Refiner(Protocol):
+    """A learned judge and refinement of head centres (``models.head_refine.HeadRefiner``)."""
+
+    def __call__(self, frame: Frame, center_color_mm: np.ndarray) -> np.ndarray:
+        """The refined centre (colour-camera mm); the given one when it cannot do better."""
+
+    def head_probability(self, frame: Frame, center_color_mm: np.ndarray) -> float:
+        """How likely a head is centred about here (0..1)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,12 +69,14 @@ class HeadLocation:
     """Where the head is: ``center_color_mm`` (3,) in colour-camera mm; ``method`` one of
     ``annotation``, ``color+depth``, ``depth``, ``color``; ``face_box_px`` the detector's box
     (x, y, w, h) in colour-image pixels (for ``depth``, the box a frontal face there would give;
-    None for annotations); ``detect_ms`` the time spent locating."""
+    None for annotations); ``detect_ms`` the time spent locating; ``refined`` whether the
+    locator's refiner moved the detected centre."""
 
     center_color_mm: np.ndarray
     method: str
     face_box_px: tuple[int, int, int, int] | None = None
     detect_ms: float = 0.0
+    refined: bool = False
 
     def __post_init__(self) -> None:
         c = np.asarray(self.center_color_mm, dtype=np.float64).reshape(3).copy()
@@ -221,15 +241,33 @@ def center_from_depth(frame: Frame, box: tuple[int, int, int, int], config: Loca
     return None if head is None else head[1]
 
 
-def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None) -> np.ndarray | None:
-    """Depth alone: the head-and-shoulders candidate whose silhouette measures most like a head
-    (when tracking, the plausible one nearest ``near_color_mm``), in colour-camera mm; None when
-    no candidate measures as a head."""
+def depth_heads(frame: Frame, raw: bool = False) -> list[tuple[float, np.ndarray]]:
+    """Every head-and-shoulders candidate of the depth image whose silhouette measures as a
+    head: (score, centre in colour-camera mm), in the search's order. ``raw``: also each
+    candidate's own guess, :data:`FACE_TO_CENTER_MM` behind the face it found (for a judge
+    that can tell heads apart, when the silhouette is merged with a seat or a wall)."""
     heads = []
-    for u, v, _, score in find_head_candidates(frame.depth_mm, frame.depth_camera):
+    for u, v, z, score in find_head_candidates(frame.depth_mm, frame.depth_camera):
         head = _plausible_head(frame, u, v)
         if head is not None:
             heads.append((score * head[0], head[1]))
+        if raw:
+            ray = _ray_depth(frame.depth_camera, u, v)
+            face = ray * z
+            heads.append((score, frame.depth_to_color.apply(face + FACE_TO_CENTER_MM * ray / np.linalg.norm(ray))))
+    return heads
+
+
+def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None,
+                           refiner: Refiner | None = None) -> np.ndarray | None:
+    """Depth alone: the head-and-shoulders candidate whose silhouette measures most like a head
+    (with a refiner: among all candidates, measured or raw, the one it judges most likely a
+    head, if it accepts any; when tracking, the accepted one nearest ``near_color_mm``), in
+    colour-camera mm; None when there is none."""
+    heads = depth_heads(frame, raw=refiner is not None)
+    if refiner is not None:
+        judged = [(refiner.head_probability(frame, c), c) for _, c in heads]
+        heads = [(p, c) for p, c in judged if p >= HEAD_PROBABILITY]
     if not heads:
         return None
     if near_color_mm is not None:
@@ -387,6 +425,7 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     # the front of the face: the nearer depths of the head between its top and the neck
     head_rows = comp[top:max(top + 1, int(top + neck_row_mm * s))]
     head_depth = d[top:top + head_rows.shape[0]][head_rows]
+    head_depth = head_depth[head_depth > 0]  # the closing above also takes in holes of the reading
     if head_depth.size < 10:
         return None
     z_front = float(np.percentile(head_depth, 10))
@@ -541,16 +580,22 @@ class _Track:
 
 
 class HeadLocator:
-    """Finds the head in each frame. See the module docstring for the methods and tracking."""
+    """Finds the head in each frame. See the module docstring for the methods and tracking.
+
+    ``refiner``, when given, refines every detected centre in a frame with depth (before the
+    live smoothing); annotations are never refined.
+    """
 
     #: a face jumping further than this between frames restarts the smoothing (mm)
     JUMP_MM = 150.0
 
-    def __init__(self, config: LocatorConfig = LocatorConfig(), live: bool = False) -> None:
+    def __init__(self, config: LocatorConfig = LocatorConfig(), live: bool = False,
+                 refiner: Refiner | None = None) -> None:
         if not isinstance(config, LocatorConfig):
             raise ConfigError(f"expected a LocatorConfig, got {type(config).__name__}")
         self.config = config
         self.live = live
+        self.refiner = refiner
         self._detector: FaceDetector | None = None
         self._track: _Track | None = None
         self._select_px: tuple[float, float] | None = None
@@ -575,18 +620,28 @@ class HeadLocator:
         found = self._detect(frame)
         center: np.ndarray | None = None
         method = "color"
+        has_depth = frame.depth_mm is not None and frame.depth_camera is not None
+        refiner = self.refiner if has_depth else None
         if found is not None:
-            if frame.depth_mm is not None:
+            if has_depth:
                 center = center_from_depth(frame, found, self.config)
                 method = "color+depth"
             if center is None:
                 center = center_from_color(frame, found, self.config)
                 method = "color"
-        elif frame.depth_mm is not None and frame.depth_camera is not None:
-            # no face in colour (rolled, turned or dark faces defeat the cascades): a head in depth
-            center = center_from_depth_only(frame, self._track.center if self._track is not None else None)
-            if center is not None:
-                found, method = face_box_for(frame.color_camera, center, self.config), "depth"
+        if has_depth and (center is None or (
+                refiner is not None and refiner.head_probability(frame, center) < HEAD_PROBABILITY)):
+            # no face in colour (rolled, turned or dark faces defeat the cascades), or one the
+            # refiner does not take for a head: a head in depth
+            alt = center_from_depth_only(frame, self._track.center if self._track is not None else None, refiner)
+            if alt is not None:
+                center, method = alt, "depth"
+                found = face_box_for(frame.color_camera, center, self.config)
+        refined = False
+        if center is not None and refiner is not None and np.all(np.isfinite(center)):
+            better = refiner(frame, center)
+            refined = not np.array_equal(better, center)
+            center = better
         ms = (time.perf_counter() - t0) * 1e3
         self.last_detect_ms = ms
         if center is None or found is None or not np.all(np.isfinite(center)) or center[2] <= 0:
@@ -603,7 +658,7 @@ class HeadLocator:
             if self.config.smoothing:
                 center = self._filter(center, frame.timestamp_ns)
             self._track = _Track(found, raw)
-        return HeadLocation(center, method, found, ms)
+        return HeadLocation(center, method, found, ms, refined)
 
     def select(self, point_px: tuple[float, float]) -> None:
         """Track the face nearest to this colour-image point from the next frame on."""
