@@ -79,7 +79,7 @@ BENCH_FORMAT = 1
 VIRTUAL_SOURCE = "virtual:seed=0,pace=off"
 #: every stage the report times, in table order
 STAGES = (
-    "decode.jpeg_1080p", "decode.jpeg_reduced2", "read.replay_frame", "register", "locate.annotation",
+    "decode.jpeg_1080p", "decode.jpeg_reduced2", "read.replay_frame", "register", "locate.annotation", "locate.refine",
     "locate.detect_fresh", "locate.detect_tracking", "crop", "encode", "generator", "metrics", "verifier_pair",
     "record.write",
 )
@@ -406,9 +406,18 @@ def bench_stages(sample: RecordingSample, recording: Path, generator: Any, verif
         for s in ("locate.annotation", "register", "crop"):
             stages[s] = unavailable("the recording has no head annotations")
 
-    # face detection: afresh on every frame (offline use), and tracking consecutive frames (live)
+    # face detection, with the shipped head refiner as the app uses it: afresh on every frame
+    # (offline use), and tracking consecutive frames (live)
+    from models.head_refine import load_refiner
+
+    refiner = load_refiner() if frames[0].depth_mm is not None else None
+    if refiner is not None and idx:
+        stages["locate.refine"] = timed(lambda i: refiner(frames[pick(i)], heads[pick(i)].center_color_mm))
+        notes["locate.refine"] = f"the head refiner's {refiner.spec.iterations} steps from a head centre (crop and network each)"
+    else:
+        stages["locate.refine"] = unavailable("no depth, no annotated heads, or no shipped head refiner")
     for name, live in (("locate.detect_fresh", False), ("locate.detect_tracking", True)):
-        locator = HeadLocator(LocatorConfig(mode="detect"), live=live)
+        locator = HeadLocator(LocatorConfig(mode="detect"), live=live, refiner=refiner)
         found = [0, 0]
 
         def detect(i: int, locator: HeadLocator = locator, found: list[int] = found) -> None:
@@ -418,6 +427,8 @@ def bench_stages(sample: RecordingSample, recording: Path, generator: Any, verif
         stages[name] = timed(detect)
         notes[name] = f"face found in {found[0]} of {found[1]} calls"
     notes["locate.detect_fresh"] += "; the whole frame searched every time"
+    for name in ("locate.detect_fresh", "locate.detect_tracking"):
+        notes[name] += "; with the head refiner" if refiner is not None else "; without a head refiner"
     notes["locate.detect_tracking"] += (f"; the {k} sample frames in order, cycled; the search region follows the "
                                         "last face once there is one")
 

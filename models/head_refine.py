@@ -56,8 +56,8 @@ class RefinerSpec:
     """How the refiner is applied: its input crop, the number of steps, the largest step it may take."""
 
     crop: CropConfig = CropConfig(size_px=64, window_x_mm=320.0, window_y_mm=320.0, half_range_mm=150.0)
-    iterations: int = 2
-    max_step_mm: float = 60.0
+    iterations: int = 3
+    max_step_mm: float = 150.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"crop": self.crop.to_dict(), "iterations": self.iterations, "max_step_mm": self.max_step_mm}

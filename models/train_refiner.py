@@ -7,7 +7,7 @@ with annotated head centres, and export it to ONNX::
 Samples
     For every annotated frame (with depth) the true head centre is moved by a random offset
     (``--perturb-mm``: normal in x and y with that standard deviation, half of it and a fifth
-    of it in turn, 1.5 times that in z), the refiner's wide crop is cut around
+    of it in turn, twice that in z), the refiner's wide crop is cut around
     the moved centre exactly as at run time (``models.head_refine.refine_input``), and the
     target is where the true centre lies in that crop (``refine_target``). ``--samples-per-frame``
     offsets per frame, and ``--negatives-per-frame`` crops that are not centred on the head (the
@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed [0]")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    p.add_argument("--export-only", action="store_true",
+                   help="no training: export DIR/best.pt to DIR/head_refiner.onnx (with this version's spec)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -109,7 +111,7 @@ def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm:
                 yaw = euler_deg_from_rotation(frame.head_rotation)[0] if frame.head_rotation is not None else np.nan
                 for k in range(samples_per_frame):
                     sd = perturb_mm * (1.0, 0.5, 0.2)[k % 3]
-                    add(frame, truth + rng.normal(0.0, 1.0, 3) * np.array([sd, sd, 1.5 * sd]), truth, yaw)
+                    add(frame, truth + rng.normal(0.0, 1.0, 3) * np.array([sd, sd, 2.0 * sd]), truth, yaw)
                 if negatives_per_frame < 1:
                     continue
                 wrong = [c for _, c in depth_heads(frame, raw=True) if np.linalg.norm(c - truth) > NEGATIVE_MM]
@@ -235,6 +237,11 @@ def main(args: argparse.Namespace) -> int:
     mm_per_px = crop.window_x_mm / crop.size_px
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.export_only:
+        if not (out / "best.pt").is_file():
+            raise ConfigError(f"--export-only: {out / 'best.pt'} does not exist")
+        x = np.random.default_rng(0).integers(0, 256, (16, 2, crop.size_px, crop.size_px), dtype=np.uint8)
+        return _export_best(out, build_net(crop.size_px), spec, args, x)
     common = {"crop": crop.to_dict(), "samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
               "negatives_per_frame": args.negatives_per_frame}
     train = _cached_samples(out / "samples_train.npz", {**common, "uris": args.source, "seed": args.seed},
@@ -306,11 +313,17 @@ def main(args: argparse.Namespace) -> int:
               f"within {WITHIN_MM:g} mm {m['val_within']:.3f} (before {m['val_within_before']:.3f})  "
               f"dz {m['val_dz_mm_median']:.1f} mm  heads missed {m['val_head_missed']:.3f} false heads "
               f"{m['val_false_head']:.3f}  ({row['epoch_s']:.0f} s){'  *best' if improved else ''}", flush=True)
+    return _export_best(out, net, spec, args, val["x"][:16])
+
+
+def _export_best(out: Path, net: Any, spec: Any, args: argparse.Namespace, parity_x: np.ndarray) -> int:
+    import torch
+
     ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     net.load_state_dict(ck["model"])
     info = {"spec": spec.to_dict(), "training": {"sources": args.source, "val_source": args.val_source,
             "epoch": ck["epoch"], "best": ck["best"], "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}}
-    parity = export_refiner(net, out / "head_refiner.onnx", info, val["x"][:16])
+    parity = export_refiner(net, out / "head_refiner.onnx", info, parity_x)
     print(f"wrote {out / 'head_refiner.onnx'} (epoch {ck['epoch']}; ONNX vs PyTorch max diff {parity:.1e})")
     return 0
 
