@@ -119,3 +119,40 @@ def load_dataset(path: str | os.PathLike[str]) -> CropDataset:
         raise FormatError(exc.message, path) from None
     except json.JSONDecodeError:
         raise FormatError("dataset metadata is not valid JSON", path) from None
+
+
+def with_extra_training(first: CropDataset, extra: list[tuple[str, CropDataset]]) -> CropDataset:
+    """``first`` followed by the TRAINING crops of each ``(name, dataset)`` in ``extra``: more
+    people to train on, while validation and test stay those of ``first``.
+
+    The crop geometry must match, and no extra training identity may be one of ``first``'s
+    validation or test identities (FormatError naming the file). The metadata is ``first``'s,
+    with the extra files' training sources added to ``sources`` and their names listed under
+    ``extra_training_data``.
+    """
+    held_out = set(np.unique(first.subject[first.split != SPLITS["train"]]).tolist())
+    parts = [first]
+    meta = dict(first.meta)
+    sources = list(meta.get("sources", []))
+    for name, ds in extra:
+        if ds.size_px != first.size_px or ds.meta.get("crop") != first.meta.get("crop"):
+            raise FormatError(f"crop geometry {ds.meta.get('crop')} differs from the first dataset's "
+                              f"{first.meta.get('crop')}", name)
+        train = ds.subset(ds.split == SPLITS["train"])
+        leak = sorted(held_out & set(np.unique(train.subject).tolist()))
+        if leak:
+            raise FormatError(f"training identities {leak[:5]} are validation or test identities of the first dataset", name)
+        if (train.depth_clean is None) != (first.depth_clean is None):
+            raise FormatError("one dataset has noise-free depth and the other does not", name)
+        parts.append(train)
+        sources += [s for s in ds.meta.get("sources", []) if s.get("split") == "train"]
+    meta["sources"] = sources
+    meta["extra_training_data"] = [os.path.basename(name) for name, _ in extra]
+
+    def cat(attr: str) -> np.ndarray | None:
+        arrays = [getattr(p, attr) for p in parts]
+        return None if arrays[0] is None else np.concatenate(arrays)
+
+    return CropDataset(color=cat("color"), depth=cat("depth"), distance_mm=cat("distance_mm"), subject=cat("subject"),
+                       frame=cat("frame"), pose_deg=cat("pose_deg"), split=cat("split"),
+                       depth_clean=cat("depth_clean"), meta=meta)

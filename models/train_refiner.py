@@ -1,25 +1,26 @@
 """``launch.py train-refiner``: train the head-centre refiner (``models.head_refine``) on sources
 with annotated head centres, and export it to ONNX::
 
-    python launch.py train-refiner --source virtual:seed=31,subjects=1000-1299,frames=4000 \\
-        --val-source virtual:seed=33,subjects=1500-1539,sequence=free,frames=600 --out runs/refiner
+    python launch.py train-refiner --source virtual:seed=31,subjects=1000-1399,frames=6000 \\
+        --val-source virtual:seed=33,subjects=1500-1539,sequence=free,frames=900 --out runs/refiner
 
-Samples
-    For every annotated frame (with depth) the true head centre is moved by a random offset
-    (``--perturb-mm``: normal in x and y with that standard deviation, half of it and a fifth
-    of it in turn, twice that in z), the refiner's wide crop is cut around
-    the moved centre exactly as at run time (``models.head_refine.refine_input``), and the
-    target is where the true centre lies in that crop (``refine_target``). ``--samples-per-frame``
-    offsets per frame, and ``--negatives-per-frame`` crops that are not centred on the head (the
-    depth search's wrong candidates first, then random points of the scene; ``make_samples``). Samples are cached in ``DIR/samples_train.npz`` / ``samples_val.npz``
-    (only the uint8 planes and targets; a cache made with other options is rebuilt).
+Samples (``make_samples``)
+    For every annotated frame with depth, ``--samples-per-frame`` heads: the true centre moved
+    by a random offset (normal; in x and y with standard deviation ``--perturb-mm``, half of it
+    and a fifth of it in turn, twice that in z), the refiner's wide crop cut around the moved
+    centre exactly as at run time (``models.head_refine.refine_input``), and as target where
+    the true centre lies in that crop (``refine_target``). And ``--negatives-per-frame`` crops
+    that are not centred on a head: the depth search's candidates far from the true centre,
+    then points behind random depth readings. Samples are cached in ``DIR/samples_train.npz``
+    and ``samples_val.npz`` (uint8 planes and targets; a cache made with other options is
+    rebuilt).
 
 Training
-    The network below: binary cross-entropy on its head logit, plus on heads a smooth-L1 loss
-    on (x, y offset in crop pixels, depth difference / DZ_SCALE_MM); AdamW with a one-cycle schedule, random mirror images (the x offset flips
-    sign). Validation reports the error of one step in mm in the image plane and the share of
-    validation samples brought within ``WITHIN_MM`` (5 face-crop pixels at R = 240 mm, S = 100),
-    and how often heads are rejected and non-heads accepted.
+    Binary cross-entropy on the head logit, plus on heads a smooth-L1 loss on (x, y offset in
+    crop pixels, depth difference / DZ_SCALE_MM); AdamW with a one-cycle schedule; random mirror
+    images (the x offset flips sign). Validation reports one step's image-plane error on heads
+    (median, and the share within ``WITHIN_MM``: 5 face-crop pixels at R = 240 mm, S = 100) and
+    how often heads are rejected and non-heads accepted.
 
 Output in ``--out``: ``config.json`` (arguments, spec), ``last.pt`` / ``best.pt``, ``curves.csv``,
 ``head_refiner.onnx`` (the best epoch's network, checked against PyTorch). Copy it to

@@ -43,7 +43,9 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, metavar="FILE.npz", help="crop dataset (launch.py build-dataset)")
+    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
+                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
+                        "(validation and test stay the first file's)")
     g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, curves, verifier.onnx")
     g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
@@ -126,7 +128,7 @@ class _Data:
         self.by_subject = {s: ix for s, ix in self.by_subject.items() if len(ix) >= 2}
         if len(self.by_subject) < 2:
             raise FormatError(f"the training split holds {len(self.by_subject)} identities with two or more crops; "
-                              "the verifier needs at least 2", args.data)
+                              "the verifier needs at least 2", args.data[0])
         self.subjects = np.array(sorted(self.by_subject))
         self.p = min(args.identities, len(self.subjects))
         self.k = args.per_identity
@@ -283,7 +285,7 @@ def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str
     return {"pair_wall_ms_median": float(np.median(walls) * 1e3), "pair_cpu_ms_mean": float(cpu * 1e3)}
 
 
-def export_best(out: Path, dataset: Any, pairs: Any, data_path: str, quiet: bool = False) -> dict[str, Any]:
+def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: bool = False) -> dict[str, Any]:
     """Export DIR/best.pt to DIR/verifier.onnx with the validation threshold; write export.json."""
     import numpy as np
     import torch
@@ -305,7 +307,7 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_path: str, quiet: bool
                        "accuracy_at_threshold": metrics["val_accuracy"], "pairs": len(pairs),
                        "subjects": list(pairs.subjects)},
         "crop": dict(dataset.meta.get("crop", {})),
-        "training": {"data": os.path.basename(data_path), "epoch": ck["epoch"],
+        "training": {"data": data_names, "epoch": ck["epoch"],
                      "sources": dataset.meta.get("sources", []),
                      "train_subjects": [int(s) for s in np.unique(dataset.subject[dataset.split == 0])],
                      "loss": ck.get("loss", "supcon"), "true_depth_only": True},
@@ -335,16 +337,19 @@ def main(args: argparse.Namespace) -> int:
 
     from sensors.errors import ConfigError, ModelError
 
-    from .dataset import load_dataset
+    from .dataset import load_dataset, with_extra_training
     from .verifier_net import LOSSES, VerifierBranch, VerifierConfig
 
     _check_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data[0])
+    if len(args.data) > 1:
+        dataset = with_extra_training(dataset, [(p, load_dataset(p)) for p in args.data[1:]])
+    data_names = ", ".join(os.path.basename(p) for p in args.data)
     pairs = _validation_pairs(dataset, args, out)
     if args.export_only:
-        export_best(out, dataset, pairs, args.data, args.quiet)
+        export_best(out, dataset, pairs, data_names, args.quiet)
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -387,7 +392,7 @@ def main(args: argparse.Namespace) -> int:
         if start > args.epochs:
             print(f"{out / 'last.pt'} already holds {ck['epoch']} epochs; raise --epochs to train more")
     config_doc = {"command": "train-verifier", "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                  "branch": config.to_dict(), "data": {"file": os.path.abspath(args.data), "crops": len(dataset),
+                  "branch": config.to_dict(), "data": {"files": [os.path.abspath(p) for p in args.data], "crops": len(dataset),
                   "train_crops": data.n_train, "train_subjects": [int(s) for s in data.subjects],
                   "val_subjects": list(pairs.subjects), "crop": dataset.meta.get("crop", {})},
                   "steps_per_epoch": steps, "device": str(device)}
@@ -432,5 +437,5 @@ def main(args: argparse.Namespace) -> int:
         if True:
             print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
                   f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
-    export_best(out, dataset, pairs, args.data, args.quiet)
+    export_best(out, dataset, pairs, data_names, args.quiet)
     return 0

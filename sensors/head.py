@@ -582,8 +582,10 @@ class _Track:
 class HeadLocator:
     """Finds the head in each frame. See the module docstring for the methods and tracking.
 
-    ``refiner``, when given, refines every detected centre in a frame with depth (before the
-    live smoothing); annotations are never refined.
+    ``refiner``, when given, judges and refines detected centres in frames with depth: a face
+    box whose centre it does not take for a head gives way to the depth search's candidate it
+    judges most likely a head, and the centre kept is refined (before the live smoothing).
+    Annotations are never judged nor refined.
     """
 
     #: a face jumping further than this between frames restarts the smoothing (mm)
