@@ -125,8 +125,9 @@ def with_extra_training(first: CropDataset, extra: list[tuple[str, CropDataset]]
     """``first`` followed by the TRAINING crops of each ``(name, dataset)`` in ``extra``: more
     people to train on, while validation and test stay those of ``first``.
 
-    The crop geometry must match, and no extra training identity may be one of ``first``'s
-    validation or test identities (FormatError naming the file). The metadata is ``first``'s,
+    Subject ids name people across the files (build them with one ``identity_seed`` and
+    disjoint subject ranges). The crop geometry must match, and no extra training identity may
+    be one of ``first``'s validation or test identities (FormatError naming the file). The metadata is ``first``'s,
     with the extra files' training sources added to ``sources`` and their names listed under
     ``extra_training_data``.
     """

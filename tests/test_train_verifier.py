@@ -177,3 +177,35 @@ def test_augmentation_flip_and_erase():
     data.flip_prob, data.erase_prob = 0.0, 1.0
     erased = data._augment(x)
     assert np.all((erased > 0).sum(axis=(1, 2)) < (x > 0).sum(axis=(1, 2)))
+
+
+def test_more_data_files_add_training_identities_only(data_file, tmp_path):
+    """--data twice: the second file's training crops join; validation and test stay the first's;
+    a second file that trains on the first's held-out people is refused, naming it."""
+    from dataclasses import replace
+
+    from models.dataset import SPLITS, with_extra_training
+    from sensors.errors import FormatError
+
+    first = load_dataset(data_file)
+    extra = toy_depth_dataset(n_subjects=8, per_subject=6, seed=9, val=2, test=0)
+    extra = replace(extra, subject=extra.subject + 100, meta={**extra.meta, "sources": [{"uri": "toy2", "split": "train"}]})
+    merged = with_extra_training(first, [("more.npz", extra)])
+    n_extra_train = int((extra.split == SPLITS["train"]).sum())
+    assert len(merged) == len(first) + n_extra_train
+    assert np.array_equal(merged.subject[:len(first)], first.subject)
+    assert set(np.unique(merged.subject[merged.split != 0])) == set(np.unique(first.subject[first.split != 0]))
+    assert merged.meta["extra_training_data"] == ["more.npz"] and {"uri": "toy2", "split": "train"} in merged.meta["sources"]
+    leaky = replace(extra, subject=np.where(extra.split == 0, first.subject[first.split == 1][0], extra.subject))
+    with pytest.raises(FormatError, match="leaky.npz"):
+        with_extra_training(first, [("leaky.npz", leaky)])
+
+    extra_file = tmp_path / "more.npz"
+    extra.save(extra_file)
+    out = tmp_path / "run"
+    args = ["--epochs", "1", "--steps-per-epoch", "5", "--identities", "8", "--per-identity", "4",
+            "--val-pairs", "100", "--quiet", "--device", "cpu"]
+    assert launch.main(["train-verifier", "--data", str(data_file), "--data", str(extra_file), "--out", str(out), *args]) == 0
+    info = Verifier(out / "verifier.onnx").info
+    assert info["training"]["data"] == f"{data_file.name}, more.npz"
+    assert set(info["training"]["train_subjects"]) == set(np.unique(merged.subject[merged.split == 0]).tolist())
