@@ -395,7 +395,7 @@ def main(args: argparse.Namespace) -> int:
         if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset",
         "crop": config.to_dict(),
         "locator": args.locator,
-        "refiner": args.refiner or "models/weights/head_refiner.onnx",
+        "refiner": None if args.locator == "annotation" else (args.refiner or "models/weights/head_refiner.onnx"),
         "min_valid_pixels": args.min_valid,
         "split_by": "source" if all(s["split"] for s in sources) else args.split_by,
         "val_subjects": args.val_subjects,
