@@ -66,10 +66,9 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
 
     from sensors.crop import crop_face
     from sensors.errors import ModelError, SensorError
-    from models.head_refine import load_refiner
-    from sensors.head import HeadLocator
+    from models.head_refine import default_locator
 
-    locator = HeadLocator(live=source.is_live, refiner=load_refiner())
+    locator = default_locator(source.is_live)
     generator = None
     cfg = None
     kind = None

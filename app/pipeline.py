@@ -115,9 +115,9 @@ class Pipeline:
         self.source = source
         self.generators = list(generators)
         if locator is None:
-            from models.head_refine import load_refiner
+            from models.head_refine import default_locator
 
-            locator = HeadLocator(live=source.is_live, refiner=load_refiner())
+            locator = default_locator(source.is_live)
         self.locator = locator
         self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config

@@ -26,6 +26,7 @@ records the command, the crop config, the locator and every source.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -216,6 +217,14 @@ def _close_all() -> None:
         src.close()
 
 
+@functools.lru_cache(maxsize=2)
+def _worker_refiner(path: str | None) -> Any:
+    """The head refiner at ``path``, loaded once per worker process (not once per work unit)."""
+    from .head_refine import load_refiner
+
+    return load_refiner(path)
+
+
 def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
     """Read, locate and crop the frames of one work unit."""
     import numpy as np
@@ -226,9 +235,7 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
     from sensors.source import SeekableSource
 
     config = CropConfig.from_dict(settings.crop)
-    from .head_refine import load_refiner
-
-    refiner = load_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
+    refiner = _worker_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
     locator = HeadLocator(LocatorConfig(mode=settings.locator_mode, smoothing=False), live=False, refiner=refiner)
     src = _open(unit.uri)
     res = UnitResult(unit.source_index, unit.start or 0)
@@ -380,10 +387,10 @@ def main(args: argparse.Namespace) -> int:
         raise FormatError("output folder does not exist", out_dir)
     config = CropConfig(size_px=args.size, window_x_mm=args.window_mm,
                         window_y_mm=args.window_y_mm or args.window_mm, half_range_mm=args.half_range_mm)
-    from .head_refine import DEFAULT_PATH, load_refiner
+    from .head_refine import DEFAULT_PATH
 
     if args.locator != "annotation":
-        load_refiner(args.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
+        _worker_refiner(args.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
     settings = BuildSettings(config.to_dict(), args.locator, args.min_valid, args.refiner or DEFAULT_PATH)
     sources = [dict(s) for s in args.sources]
     units, totals = plan_units(sources, args.every, args.max_frames)

@@ -137,23 +137,27 @@ class HeadRefiner:
             raise FormatError(f"not a readable head refiner ({str(exc).splitlines()[0]})", self.path) from None
         self.info = info
         self._input = self._session.get_inputs()[0].name
-        self._last: tuple[tuple, tuple[RefineStep, np.ndarray]] | None = None
+        # the steps already taken on the newest frame, by centre: a candidate judged and then
+        # refined, or judged among several, is looked at once
+        self._frame_key: tuple | None = None
+        self._seen: dict[bytes, tuple[RefineStep, np.ndarray] | None] = {}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(N, 2, S, S) uint8 inputs -> (N, 4) outputs: offset x, y, depth difference, head logit."""
         return self._session.run(None, {self._input: np.ascontiguousarray(x, np.uint8)})[0]
 
     def _step(self, frame: Frame, center: np.ndarray) -> tuple[RefineStep, np.ndarray] | None:
-        key = (id(frame), frame.index, frame.timestamp_ns, center.tobytes())
-        if self._last is not None and self._last[0] == key:  # judged, then refined from the same centre
-            return self._last[1]
-        try:
-            x, step = refine_input(frame, center, self.spec.crop)
-        except SensorError:  # no depth, or a centre behind the camera
-            return None
-        got = step, self.predict(x[None])[0]
-        self._last = (key, got)
-        return got
+        frame_key = (id(frame), frame.index, frame.timestamp_ns)
+        if frame_key != self._frame_key:
+            self._frame_key, self._seen = frame_key, {}
+        key = center.tobytes()
+        if key not in self._seen:
+            try:
+                x, step = refine_input(frame, center, self.spec.crop)
+                self._seen[key] = step, self.predict(x[None])[0]
+            except SensorError:  # no depth, or a centre behind the camera
+                self._seen[key] = None
+        return self._seen[key]
 
     def head_probability(self, frame: Frame, center_color_mm: np.ndarray) -> float:
         """How likely a head is centred within a few cm of ``center_color_mm`` (0..1; 0 without depth)."""
@@ -182,3 +186,11 @@ def load_refiner(path: str | os.PathLike[str] | None = DEFAULT_PATH) -> HeadRefi
     if os.fspath(path) == DEFAULT_PATH and not os.path.isfile(DEFAULT_PATH):
         return None
     return HeadRefiner(path)
+
+
+def default_locator(live: bool) -> Any:
+    """The app's head locator (``sensors.head.HeadLocator`` with its default config) with the
+    shipped refiner when it is there: one place for the pipeline and ``enrol``."""
+    from sensors.head import HeadLocator
+
+    return HeadLocator(live=live, refiner=load_refiner())

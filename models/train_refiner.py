@@ -198,6 +198,8 @@ def evaluate(net: Any, x: np.ndarray, y: np.ndarray, mm_per_px: float) -> dict[s
     within WITHIN_MM (and before the step); the head / not-head decision's error rate."""
     import torch
 
+    from .head_refine import DZ_SCALE_MM
+
     net.eval()
     with torch.no_grad():
         pred = np.concatenate([net(torch.from_numpy(x[k:k + 512])).numpy() for k in range(0, len(x), 512)])
@@ -208,15 +210,9 @@ def evaluate(net: Any, x: np.ndarray, y: np.ndarray, mm_per_px: float) -> dict[s
     said_head = pred[:, 3] > 0.0
     return {"val_error_mm_median": float(np.median(err)), "val_within": float(np.mean(err <= WITHIN_MM)),
             "val_within_before": float(np.mean(before <= WITHIN_MM)),
-            "val_dz_mm_median": float(np.median(np.abs(p[:, 2] - t[:, 2]))) * _dz_scale(),
+            "val_dz_mm_median": float(np.median(np.abs(p[:, 2] - t[:, 2]))) * DZ_SCALE_MM,
             "val_head_missed": float(np.mean(~said_head[head])),
             "val_false_head": float(np.mean(said_head[~head])) if (~head).any() else 0.0}
-
-
-def _dz_scale() -> float:
-    from .head_refine import DZ_SCALE_MM
-
-    return DZ_SCALE_MM
 
 
 def main(args: argparse.Namespace) -> int:

@@ -681,7 +681,6 @@ class HeadLocator:
         return self._detector
 
     def _detect(self, frame: Frame) -> tuple[int, int, int, int] | None:
-        det = self._detector_()
         if self.live and self._track is not None:
             box = self._detect_near(frame, self._track.box)
             if box is not None:
@@ -700,7 +699,6 @@ class HeadLocator:
             near = [b for b in boxes if _box_distance(b, tx + tw / 2, ty + th / 2) < max(tw, th)]
             if near:
                 return max(near, key=lambda b: b[2] * b[3])
-        del det
         return self._nearest(frame, boxes)
 
     def _nearest(self, frame: Frame, boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
