@@ -11,9 +11,10 @@ Samples (``make_samples``)
     centre exactly as at run time (``models.head_refine.refine_input``), and as target where
     the true centre lies in that crop (``refine_target``). And ``--negatives-per-frame`` crops
     that are not centred on a head: the depth search's candidates far from the true centre,
-    then points behind random depth readings. Samples are cached in ``DIR/samples_train.npz``
-    and ``samples_val.npz`` (uint8 planes and targets; a cache made with other options is
-    rebuilt).
+    then points behind random depth readings. Samples are cached per source in
+    ``DIR/samples_train_<hash>.npz`` and ``samples_val_<hash>.npz`` (uint8 planes and targets;
+    the hash covers the source, the seed and the options), so a run that adds a source builds
+    only that source's samples.
 
 Training
     Binary cross-entropy on the head logit, plus on heads a smooth-L1 loss on (x, y offset in
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -56,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
     p.add_argument("--samples-per-frame", type=int, default=4, help="offsets per frame [4]")
     p.add_argument("--negatives-per-frame", type=int, default=2, help="not-a-head samples per frame [2]")
+    p.add_argument("--ray-negatives-per-frame", type=int, default=1,
+                   help="not-a-head samples per frame on the true centre's own ray, at another distance [1]")
     p.add_argument("--perturb-mm", type=float, default=30.0, help="largest offset standard deviation in x and y, mm [30]")
     p.add_argument("--epochs", type=int, default=12, help="epochs [12]")
     p.add_argument("--batch", type=int, default=64, help="batch size [64]")
@@ -72,8 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # samples
 
 
-def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm: float, seed: int,
-                 negatives_per_frame: int = 2, quiet: bool = True, desc: str = "samples") -> dict[str, np.ndarray]:
+def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm: float, seed: int | list[int],
+                 negatives_per_frame: int = 2, ray_negatives_per_frame: int = 0, quiet: bool = True,
+                 desc: str = "samples") -> dict[str, np.ndarray]:
     """From annotated frames: inputs (N, 2, S, S) uint8; targets (N, 4) float32 (x, y offset in
     crop pixels, depth difference / DZ_SCALE_MM, 1 for a head); the frames' yaw (N,).
 
@@ -81,7 +86,10 @@ def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm:
     (targets 0, 0, 0, 0), ``negatives_per_frame`` per frame: first the depth search's plausible
     heads (``sensors.head.depth_heads``) that lie more than NEGATIVE_MM from the true centre (a
     headrest, a door, a hand: the mistakes the refiner must catch), then points 100 mm behind
-    random depth readings of the frame, equally far from the head.
+    random depth readings of the frame, equally far from the head. And ``ray_negatives_per_frame``
+    on the ray through the true centre, at 0.5-0.8 or 1.25-3 times its distance: the face is
+    where it should be in the colour image but the depth says the head is elsewhere (what a
+    face box gives when its distance is guessed from its size and the guess is wrong).
     """
     from tqdm import tqdm
 
@@ -113,8 +121,6 @@ def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm:
                 for k in range(samples_per_frame):
                     sd = perturb_mm * (1.0, 0.5, 0.2)[k % 3]
                     add(frame, truth + rng.normal(0.0, 1.0, 3) * np.array([sd, sd, 2.0 * sd]), truth, yaw)
-                if negatives_per_frame < 1:
-                    continue
                 wrong = [c for _, c in depth_heads(frame, raw=True) if np.linalg.norm(c - truth) > NEGATIVE_MM]
                 wrong = [wrong[j] for j in rng.permutation(len(wrong))]
                 for _ in range(8 * negatives_per_frame):
@@ -125,6 +131,9 @@ def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm:
                         wrong.append(c)
                 for c in wrong[:negatives_per_frame]:
                     add(frame, c, None, yaw)
+                for _ in range(ray_negatives_per_frame):
+                    scale = rng.uniform(0.5, 0.8) if rng.random() < 0.4 else rng.uniform(1.25, 3.0)
+                    add(frame, truth * scale, None, yaw)
     if not xs:
         from sensors.errors import ConfigError
 
@@ -143,16 +152,27 @@ def _random_surface_point(frame: Any, rng: np.random.Generator) -> np.ndarray | 
     return frame.depth_to_color.apply(p)
 
 
-def _cached_samples(path: Path, key: dict[str, Any], **kw: Any) -> dict[str, np.ndarray]:
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) == json.dumps(key, sort_keys=True):
-                return {k: z[k] for k in ("x", "y", "yaw_deg")}
-    s = make_samples(**kw)
-    tmp = path.with_suffix(".partial.npz")
-    np.savez(tmp, key=np.array(json.dumps(key, sort_keys=True)), **s)
-    os.replace(tmp, path)
-    return s
+def cached_samples(out: Path, split: str, uris: list[str], seed: int, common: dict[str, Any],
+                   **kw: Any) -> dict[str, np.ndarray]:
+    """The samples of every source in ``uris``, each cached in its own ``DIR/samples_<split>_<hash>.npz``
+    (keyed by the source, the seed and the sampling options ``common``), so that a run which adds a
+    source reuses the samples of the others."""
+    parts = []
+    for k, uri in enumerate(uris):
+        key = json.dumps({**common, "uri": uri, "seed": [seed, k]}, sort_keys=True)
+        path = out / f"samples_{split}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+        part = None
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    part = {name: z[name] for name in ("x", "y", "yaw_deg")}
+        if part is None:
+            part = make_samples(uris=[uri], seed=[seed, k], **kw)
+            tmp = path.with_suffix(".partial.npz")
+            np.savez(tmp, key=np.array(key), **part)
+            os.replace(tmp, path)
+        parts.append(part)
+    return {name: np.concatenate([p[name] for p in parts]) for name in ("x", "y", "yaw_deg")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,8 +243,8 @@ def main(args: argparse.Namespace) -> int:
 
     from .head_refine import RefinerSpec
 
-    if args.negatives_per_frame < 0:
-        raise ConfigError("--negatives-per-frame must not be negative")
+    if args.negatives_per_frame < 0 or args.ray_negatives_per_frame < 0:
+        raise ConfigError("--negatives-per-frame and --ray-negatives-per-frame must not be negative")
     if args.samples_per_frame < 1 or args.epochs < 1 or args.batch < 2 or not args.perturb_mm > 0:
         raise ConfigError("--samples-per-frame, --epochs must be >= 1, --batch >= 2 and --perturb-mm > 0")
     if args.threads:
@@ -240,15 +260,12 @@ def main(args: argparse.Namespace) -> int:
         x = np.random.default_rng(0).integers(0, 256, (16, 2, crop.size_px, crop.size_px), dtype=np.uint8)
         return _export_best(out, build_net(crop.size_px), spec, args, x)
     common = {"crop": crop.to_dict(), "samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
-              "negatives_per_frame": args.negatives_per_frame}
-    train = _cached_samples(out / "samples_train.npz", {**common, "uris": args.source, "seed": args.seed},
-                            uris=args.source, crop=crop, samples_per_frame=args.samples_per_frame,
-                            perturb_mm=args.perturb_mm, seed=args.seed, negatives_per_frame=args.negatives_per_frame,
-                            quiet=args.quiet, desc="train samples")
-    val = _cached_samples(out / "samples_val.npz", {**common, "uris": [args.val_source], "seed": args.seed + 1},
-                          uris=[args.val_source], crop=crop, samples_per_frame=args.samples_per_frame,
-                          perturb_mm=args.perturb_mm, seed=args.seed + 1, negatives_per_frame=args.negatives_per_frame,
-                          quiet=args.quiet, desc="val samples")
+              "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame}
+    kw = {"crop": crop, "samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
+          "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame,
+          "quiet": args.quiet}
+    train = cached_samples(out, "train", args.source, args.seed, common, desc="train samples", **kw)
+    val = cached_samples(out, "val", [args.val_source], args.seed + 1, common, desc="val samples", **kw)
     print(f"samples: {len(train['y'])} train ({int(train['y'][:, 3].sum())} heads), {len(val['y'])} validation",
           flush=True)
 

@@ -52,6 +52,8 @@ FACE_TO_CENTER_MM = 90.0
 MODES = ("auto", "annotation", "detect")
 #: a refiner's head probability below this rejects a centre
 HEAD_PROBABILITY = 0.5
+#: when the refiner accepts none of the depth search's candidates, it is run from this many of them
+RESCUE_CANDIDATES = 3
 
 
 class Refiner(Protocol):
@@ -263,11 +265,23 @@ def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None
     """Depth alone: the head-and-shoulders candidate whose silhouette measures most like a head
     (with a refiner: among all candidates, measured or raw, the one it judges most likely a
     head, if it accepts any; when tracking, the accepted one nearest ``near_color_mm``), in
-    colour-camera mm; None when there is none."""
+    colour-camera mm; None when there is none.
+
+    When the refiner accepts no candidate (a hand or an object over the face pulls the
+    silhouette's centre off the skull, or the face is too near for the sensor and only the
+    shoulders show), it is run from the first :data:`RESCUE_CANDIDATES` candidates of the
+    search, and a centre it then accepts is taken."""
     heads = depth_heads(frame, raw=refiner is not None)
     if refiner is not None:
         judged = [(refiner.head_probability(frame, c), c) for _, c in heads]
-        heads = [(p, c) for p, c in judged if p >= HEAD_PROBABILITY]
+        accepted = [(p, c) for p, c in judged if p >= HEAD_PROBABILITY]
+        if not accepted:
+            for _, c in heads[:RESCUE_CANDIDATES]:
+                moved = refiner(frame, c)
+                p = refiner.head_probability(frame, moved)
+                if p >= HEAD_PROBABILITY:
+                    accepted.append((p, moved))
+        heads = accepted
     if not heads:
         return None
     if near_color_mm is not None:

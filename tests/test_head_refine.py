@@ -94,6 +94,32 @@ def test_a_centre_the_refiner_rejects_is_replaced_by_a_head_found_in_depth():
             assert plain.error_px > 20.0 and judged.method == "depth" and judged.error_px < 8.0, (i, plain, judged)
 
 
+class _Walker(_Oracle):
+    """A stand-in refiner that accepts only centres within 20 mm of the truth and walks any
+    centre within 300 mm of it onto it."""
+
+    def __call__(self, frame, center):
+        truth = frame.head_center_color_mm()
+        return truth if np.linalg.norm(np.asarray(center) - truth) < 300.0 else np.asarray(center)
+
+    def head_probability(self, frame, center):
+        return float(np.linalg.norm(np.asarray(center) - frame.head_center_color_mm()) < 20.0)
+
+
+def test_when_no_depth_candidate_is_a_head_the_refiner_is_run_from_the_first_ones():
+    """A hand over the face: no candidate of the depth search lies on the skull, so a judge alone
+    finds no head; run from the first candidates, the refiner reaches it."""
+    from sensors.head import center_from_depth_only, depth_heads
+    from sensors.source import open_source
+
+    with open_source("virtual:seed=21,subjects=500-539,sequence=free,frames=3000,pace=off") as src:
+        frame = src.render(2928)
+    truth = frame.head_center_color_mm()
+    assert min(np.linalg.norm(c - truth) for _, c in depth_heads(frame, raw=True)) > 20.0
+    got = center_from_depth_only(frame, refiner=_Walker())
+    assert got is not None and np.linalg.norm(got - truth) < 1e-6
+
+
 def test_the_shipped_refiner_brings_detected_centres_closer(frames):
     """People the refiner never saw, a calm sequence: the located crop centres are within 5 crop
     px with and without it, and it takes the median error to less than three quarters (the
@@ -135,14 +161,25 @@ def test_train_refiner_writes_a_loadable_refiner(tmp_path):
                          "--val-source", "virtual:seed=33,subjects=1500-1501,frames=12,sequence_frames=30",
                          "--out", str(tmp_path), "--epochs", "2", "--batch", "16", "--threads", "1", "--quiet"])
     assert train_refiner.main(args) == 0
-    for name in ("config.json", "curves.csv", "best.pt", "last.pt", "samples_train.npz", "head_refiner.onnx"):
+    for name in ("config.json", "curves.csv", "best.pt", "last.pt", "head_refiner.onnx"):
         assert (tmp_path / name).is_file(), name
+    cache = sorted(tmp_path.glob("samples_train_*.npz"))
+    assert len(cache) == 1
     r = HeadRefiner(tmp_path / "head_refiner.onnx")
     assert r.spec == RefinerSpec()
     assert r.info["training"]["sources"] == args.source
     out = r.predict(np.zeros((3, 2, 64, 64), np.uint8))
     assert out.shape == (3, 4) and np.all(np.isfinite(out))
     assert 0.0 <= r.head_probability(_one_frame(), np.array([0.0, 0.0, 1000.0])) <= 1.0
+
+    # a second run that adds a source builds that source's samples only
+    stamp = cache[0].stat().st_mtime_ns
+    extra = "virtual:seed=37,subjects=1600-1601,occluders=often,frames=12,sequence_frames=30"
+    args2 = p.parse_args([*sum((["--source", u] for u in [*args.source, extra]), []), "--val-source", args.val_source,
+                          "--out", str(tmp_path), "--epochs", "1", "--batch", "16", "--threads", "1", "--quiet"])
+    assert train_refiner.main(args2) == 0
+    assert len(list(tmp_path.glob("samples_train_*.npz"))) == 2
+    assert cache[0].stat().st_mtime_ns == stamp
 
 
 def _one_frame():

@@ -23,6 +23,9 @@ from .shapes import PointSet, sdf_points
 # --------------------------------------------------------------------------------------------
 
 OCCLUDER_KINDS = ("hand", "bottle", "phone")
+#: how often occluders appear: never; now and then (2-12 s apart, the default); often (every
+#: sequence starts with one and they come 0.5-2 s apart: occluded frames for training)
+OCCLUDER_RATES = ("off", "on", "often")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class SequencePlan:
 
 
 def plan_sequence(seed: int, index: int, subject: int, kind: str, distance_m: tuple[float, float],
-                  occluders: bool, frames: int, room: str = "mixed") -> SequencePlan:
+                  occluders: str, frames: int, room: str = "mixed") -> SequencePlan:
     """The plan of sequence ``index`` of a stream (a pure function of the arguments)."""
     g = rng("sequence", seed, index)
     dur = frames / FPS
@@ -157,15 +160,18 @@ def plan_sequence(seed: int, index: int, subject: int, kind: str, distance_m: tu
     # occluders
     events = []
     cap = scarf = False
-    if occluders:
-        cap = bool(g.random() < 0.12)
-        scarf = bool(g.random() < 0.12)
-        t = g.uniform(0.5, 8.0)
+    if occluders not in OCCLUDER_RATES:
+        raise ValueError(f"occluders must be one of {OCCLUDER_RATES}, got {occluders!r}")
+    if occluders != "off":
+        often = occluders == "often"
+        cap = bool(g.random() < (0.25 if often else 0.12))
+        scarf = bool(g.random() < (0.25 if often else 0.12))
+        t = g.uniform(0.0, 0.4) if often else g.uniform(0.5, 8.0)
         while t < dur:
             kind_o = str(g.choice(OCCLUDER_KINDS, p=[0.55, 0.2, 0.25]))
             span = g.uniform(1.5, 4.5) if kind_o != "phone" else g.uniform(3.0, 7.0)
             events.append(Event(kind_o, t, t + span, int(g.integers(0, 4))))
-            t += span + g.uniform(2.0, 12.0)
+            t += span + (g.uniform(0.5, 2.0) if often else g.uniform(2.0, 12.0))
     return SequencePlan(
         index=index, seed=seed, subject=subject, kind=kind, room=room, room_seed=int(g.integers(1 << 31)),
         head_anchor_mm=np.array([x, y, z]), torso_yaw_deg=float(g.uniform(-10, 10)),
