@@ -128,7 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                      help="read at most N frames of each source")
     src.add_argument("--every", type=_positive_int, default=1, metavar="K",
-                     help="keep every K-th frame of each source (seekable sources)")
+                     help="keep every K-th frame of each source (recordings, datasets and the virtual Kinect "
+                          "with frames=N jump to them; other sources are read through)")
     crop = p.add_argument_group("crop")
     crop.add_argument("--size", type=_positive_int, default=100, metavar="S", help="crop side in pixels (100)")
     crop.add_argument("--window-mm", type=_positive_float, default=240.0, metavar="R",
@@ -232,7 +233,6 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
     from sensors.crop import CropConfig, crop_face
     from sensors.errors import FormatError, SensorError
     from sensors.head import HeadLocator, LocatorConfig, euler_deg_from_rotation
-    from sensors.source import SeekableSource
 
     config = CropConfig.from_dict(settings.crop)
     refiner = _worker_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
@@ -244,11 +244,12 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
         res.skipped[reason] = res.skipped.get(reason, 0) + 1
 
     if unit.start is not None:
-        assert isinstance(src, SeekableSource) and unit.stop is not None
+        assert unit.stop is not None
         positions: Any = range(unit.start, unit.stop, unit.every)
     else:
         positions = iter(int, 1)  # forever: read until the stream ends or the limit
     count = 0
+    passed = 0  # frames of a stream that cannot seek, read through to keep every K-th
     for pos in positions:
         if unit.limit is not None and count >= unit.limit:
             break
@@ -256,6 +257,10 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
             if unit.start is not None and (pos == unit.start or unit.every > 1):
                 src.seek(pos)
             frame = src.read(timeout_s=10.0)
+            if unit.start is None:
+                passed += 1
+                if (passed - 1) % unit.every:
+                    continue
         except EOFError:
             break
         except FormatError:
@@ -305,7 +310,7 @@ def _process_unit_star(args: tuple[WorkUnit, BuildSettings]) -> UnitResult:
 def plan_units(sources: list[dict], every: int, max_frames: int | None) -> tuple[list[WorkUnit], list[int | None]]:
     """Work units for every source, and each source's number of frames to read (None: unknown)."""
     from sensors.errors import ConfigError
-    from sensors.source import SeekableSource, open_source
+    from sensors.source import open_source, seekable_length
 
     units: list[WorkUnit] = []
     totals: list[int | None] = []
@@ -316,8 +321,8 @@ def plan_units(sources: list[dict], every: int, max_frames: int | None) -> tuple
             if src.is_live and max_frames is None:
                 raise ConfigError(f"source {s['uri']} is live: give --max-frames to bound it")
             s["describe"] = src.describe()
-            if isinstance(src, SeekableSource):
-                n = len(src)
+            n = seekable_length(src)
+            if n is not None:
                 stop = n
                 if max_frames is not None:
                     stop = min(n, max_frames * every)
@@ -327,7 +332,7 @@ def plan_units(sources: list[dict], every: int, max_frames: int | None) -> tuple
                     units.append(WorkUnit(i, s["uri"], start, min(stop, start + step), every, None))
             else:
                 totals.append(max_frames)
-                units.append(WorkUnit(i, s["uri"], None, None, 1, max_frames))
+                units.append(WorkUnit(i, s["uri"], None, None, every, max_frames))
         finally:
             src.close()
     return units, totals

@@ -279,6 +279,15 @@ class SeekableSource(Source):
         """Position of the next frame read() will return."""
 
 
+def seekable_length(src: Source) -> int | None:
+    """How many frames ``src`` can jump between with ``seek(index)``: a SeekableSource's length,
+    or the length of a finite stream that can make any of its frames on demand (the virtual
+    Kinect with ``frames=N``, its ``seekable_frames``); None for a source that cannot seek."""
+    if isinstance(src, SeekableSource):
+        return len(src)
+    return getattr(src, "seekable_frames", None)
+
+
 class Pacer:
     """Holds a stream to a frame rate (or to recorded timestamps), never running ahead.
 

@@ -128,3 +128,37 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
     r = subprocess.run([sys.executable, "launch.py", "build-dataset", "--source", "nosuch:x", "--out",
                         str(tmp_path / "x.npz")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown source scheme" in r.stderr
+
+
+def test_every_kth_frame_of_the_virtual_kinect_in_parallel_units(tmp_path):
+    """The virtual Kinect with frames=N jumps straight to every K-th frame, split into work
+    units for both workers; without frames=N it is read through, keeping every K-th."""
+    import models.build_dataset as bd
+
+    uri = "virtual:seed=3,subjects=0-1,sequence_frames=30,frames=12"
+    units, totals = bd.plan_units([{"uri": uri}], every=4, max_frames=None)
+    assert totals == [3] and len(units) == 1
+    old = bd.CHUNK_FRAMES
+    bd.CHUNK_FRAMES = 1
+    try:
+        units, _ = bd.plan_units([{"uri": uri}], every=4, max_frames=None)
+        assert [(u.start, u.stop) for u in units] == [(0, 4), (4, 8), (8, 12)]
+        out = tmp_path / "v.npz"
+        assert _build("--source", uri, "--every", "4", "--out", str(out), "--workers", "2") == 0
+    finally:
+        bd.CHUNK_FRAMES = old
+    ds = load_dataset(out)
+    assert ds.frame.tolist() == [0, 4, 8]
+    with open_source(uri + ",pace=off") as src:
+        frame = src.render(8)
+        src.seek(11)
+        assert src.read().index == 11
+        from sensors.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="cannot seek to frame 12"):
+            src.seek(12)
+    np.testing.assert_array_equal(ds.depth[2], crop_face(frame, frame.head_center_color_mm(), CropConfig()).depth8())
+    endless = tmp_path / "e.npz"
+    assert _build("--source", "virtual:seed=3,subjects=0-1", "--every", "3", "--max-frames", "2",
+                  "--out", str(endless), "--workers", "1") == 0
+    assert load_dataset(endless).frame.tolist() == [0, 3]

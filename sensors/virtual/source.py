@@ -207,6 +207,20 @@ class VirtualKinect(Source):
             self._heads.clear()
             self._stages.clear()
 
+    @property
+    def seekable_frames(self) -> int | None:
+        """With ``frames=N``, the stream's N frames can be made in any order (``seek``); None when unlimited."""
+        return self.options.frames
+
+    def seek(self, index: int) -> None:
+        """Make the next read() return the stream's frame ``index`` (0-based, after ``start``)."""
+        n = self.options.frames
+        if n is None or not 0 <= index < n:
+            raise ConfigError(f"source {self.uri}: cannot seek to frame {index} (frames={n})")
+        self._next = self.options.start + int(index)
+        self._pacer.reset()
+        self._first_due = self._next
+
     def restart_clock(self) -> None:
         self._pacer.reset()
         self._first_due = self._next
