@@ -337,6 +337,30 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, threshold: float)
     )
 
 
+#: pose-difference bins of ``rates_by_yaw_difference`` (|yaw_a - yaw_b|, degrees: [lo, hi))
+YAW_DIFFERENCE_BINS_DEG = (0, 15, 30, 45, 180)
+
+
+def rates_by_yaw_difference(scores: np.ndarray, same: np.ndarray, threshold: float,
+                            yaw_difference_deg: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Where a verifier fails: per bin of the two crops' yaw difference, how many same-person
+    pairs score at least ``threshold`` (``same_accepted``) and how many different-person pairs
+    score below it (``different_rejected``), with the pair counts (rates are None for an empty
+    bin; pairs without a yaw are left out)."""
+    scores, same = _check_scores(scores, same)
+    dy = np.abs(np.asarray(yaw_difference_deg, dtype=np.float64))
+    accept = scores >= threshold
+    out: dict[str, dict[str, Any]] = {}
+    for lo, hi in zip(YAW_DIFFERENCE_BINS_DEG[:-1], YAW_DIFFERENCE_BINS_DEG[1:]):
+        sel = (dy >= lo) & (dy < hi)
+        s, d = sel & same, sel & ~same
+        out[f"{lo}-{hi}"] = {"same_pairs": int(s.sum()),
+                             "same_accepted": float(accept[s].mean()) if s.any() else None,
+                             "different_pairs": int(d.sum()),
+                             "different_rejected": float((~accept[d]).mean()) if d.any() else None}
+    return out
+
+
 def plot_roc(curves: dict[str, RocCurve], path: str | os.PathLike[str], title: str = "Face verification on depth",
              annotations: dict[str, str] | None = None) -> None:
     """Write a ROC figure (one line per named curve; ``annotations`` adds text to a legend entry)."""

@@ -19,6 +19,7 @@ from models.pairs import (
     roc_curve,
     save_pairs,
     split_candidates,
+    rates_by_yaw_difference,
     verification_metrics,
 )
 from sensors.errors import FormatError, VerificationError
@@ -181,6 +182,17 @@ def test_accuracy_and_metrics_at_a_threshold_by_hand():
     assert m.accuracy == pytest.approx(5 / 6) and m.far == 0.0 and m.frr == pytest.approx(1 / 3)
     assert m.eer == pytest.approx(1 / 3) and m.auc == pytest.approx(8 / 9)
     assert m.n_pairs == 6 and m.n_same == 3 and m.to_dict()["threshold"] == 0.75
+
+
+def test_rates_by_yaw_difference_by_hand():
+    scores = np.array([0.9, 0.3, 0.8, 0.7, 0.2, 0.6])
+    same = np.array([True, True, True, False, False, False])
+    # yaw differences: 5, 10 (bin 0-15); 20, 25 (15-30); 50, -60 (45-180)
+    rates = rates_by_yaw_difference(scores, same, 0.65, np.array([5.0, -10.0, 20.0, 25.0, 50.0, -60.0]))
+    assert rates["0-15"] == {"same_pairs": 2, "same_accepted": 0.5, "different_pairs": 0, "different_rejected": None}
+    assert rates["15-30"] == {"same_pairs": 1, "same_accepted": 1.0, "different_pairs": 1, "different_rejected": 0.0}
+    assert rates["30-45"] == {"same_pairs": 0, "same_accepted": None, "different_pairs": 0, "different_rejected": None}
+    assert rates["45-180"] == {"same_pairs": 0, "same_accepted": None, "different_pairs": 2, "different_rejected": 1.0}
 
 
 def test_metrics_refuse_one_class_and_bad_scores():
