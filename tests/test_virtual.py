@@ -306,11 +306,24 @@ def test_subject_ranges_and_frame_count():
 @pytest.mark.parametrize("uri", [
     "virtual:bogus=1", "virtual:sequence=wild", "virtual:distance=0.1-0.3", "virtual:distance=far",
     "virtual:subjects=5-2", "virtual:pace=maybe", "virtual:subject=1,subjects=1-3", "virtual:frames=-1",
-    "virtual:room=garden", "virtual:scene=cube",
+    "virtual:room=garden", "virtual:scene=cube", "virtual:occluders=sometimes",
 ])
 def test_bad_options_are_config_errors(uri):
     with pytest.raises(ConfigError):
         _vk(uri)
+
+
+def test_occluders_often_puts_something_over_most_frames():
+    from sensors.virtual.scene import frame_state
+
+    def occluded_share(rate: str) -> float:
+        src = _vk(f"virtual:seed=37,occluders={rate},sequence_frames=30,frames=3000")
+        states = [frame_state(src.sequence_of(i), (i % 30) / 30.0) for i in range(0, 3000, 7)]
+        return float(np.mean([st.occluder_amount > 0.3 for st in states]))
+
+    assert _vk("virtual:occluders=yes").options.occluders == "on"
+    assert occluded_share("off") == 0.0
+    assert occluded_share("on") < 0.1 < 0.8 < occluded_share("often")
 
 
 def test_paced_source_runs_at_30_fps():
