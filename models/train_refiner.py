@@ -152,14 +152,14 @@ def _random_surface_point(frame: Any, rng: np.random.Generator) -> np.ndarray | 
     return frame.depth_to_color.apply(p)
 
 
-def cached_samples(out: Path, split: str, uris: list[str], seed: int, common: dict[str, Any],
-                   **kw: Any) -> dict[str, np.ndarray]:
-    """The samples of every source in ``uris``, each cached in its own ``DIR/samples_<split>_<hash>.npz``
-    (keyed by the source, the seed and the sampling options ``common``), so that a run which adds a
-    source reuses the samples of the others."""
+def cached_samples(out: Path, split: str, uris: list[str], seed: int, crop: Any, quiet: bool = True,
+                   **options: Any) -> dict[str, np.ndarray]:
+    """The samples of every source in ``uris`` (``make_samples`` with the sampling ``options``),
+    each cached in its own ``DIR/samples_<split>_<hash>.npz`` keyed by the source, the seed, the
+    crop and the options, so that a run which adds a source reuses the samples of the others."""
     parts = []
     for k, uri in enumerate(uris):
-        key = json.dumps({**common, "uri": uri, "seed": [seed, k]}, sort_keys=True)
+        key = json.dumps({**options, "crop": crop.to_dict(), "uri": uri, "seed": [seed, k]}, sort_keys=True)
         path = out / f"samples_{split}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
         part = None
         if path.exists():
@@ -167,7 +167,7 @@ def cached_samples(out: Path, split: str, uris: list[str], seed: int, common: di
                 if str(z["key"]) == key:
                     part = {name: z[name] for name in ("x", "y", "yaw_deg")}
         if part is None:
-            part = make_samples(uris=[uri], seed=[seed, k], **kw)
+            part = make_samples(uris=[uri], crop=crop, seed=[seed, k], quiet=quiet, desc=f"{split} samples", **options)
             tmp = path.with_suffix(".partial.npz")
             np.savez(tmp, key=np.array(key), **part)
             os.replace(tmp, path)
@@ -259,13 +259,10 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--export-only: {out / 'best.pt'} does not exist")
         x = np.random.default_rng(0).integers(0, 256, (16, 2, crop.size_px, crop.size_px), dtype=np.uint8)
         return _export_best(out, build_net(crop.size_px), spec, args, x)
-    common = {"crop": crop.to_dict(), "samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
-              "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame}
-    kw = {"crop": crop, "samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
-          "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame,
-          "quiet": args.quiet}
-    train = cached_samples(out, "train", args.source, args.seed, common, desc="train samples", **kw)
-    val = cached_samples(out, "val", [args.val_source], args.seed + 1, common, desc="val samples", **kw)
+    options = {"samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
+               "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame}
+    train = cached_samples(out, "train", args.source, args.seed, crop, args.quiet, **options)
+    val = cached_samples(out, "val", [args.val_source], args.seed + 1, crop, args.quiet, **options)
     print(f"samples: {len(train['y'])} train ({int(train['y'][:, 3].sum())} heads), {len(val['y'])} validation",
           flush=True)
 

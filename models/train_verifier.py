@@ -434,8 +434,7 @@ def main(args: argparse.Namespace) -> int:
             _save(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "branch": config.to_dict(),
                                     "best": best, "loss": args.loss})
         _write_curves(out, rows)
-        if True:
-            print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
-                  f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
+        print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
+              f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
     export_best(out, dataset, pairs, data_names, args.quiet)
     return 0

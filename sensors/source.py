@@ -105,6 +105,15 @@ def parse_uri(uri: str) -> SourceURI:
     return SourceURI(scheme, target, options)
 
 
+def _on_off(s: str) -> bool:
+    s = s.lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(s)
+
+
 class Options:
     """Typed access to a URI's options that reports unknown keys and bad values clearly."""
 
@@ -131,15 +140,16 @@ class Options:
         return self._get(key, default, float, "a number")
 
     def bool(self, key: str, default: bool = False) -> bool:
-        def conv(s: str) -> bool:
-            s = s.lower()
-            if s in ("1", "true", "yes", "on"):
-                return True
-            if s in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(s)
+        return self._get(key, default, _on_off, "on or off")
 
-        return self._get(key, default, conv, "on or off")
+    def switch(self, key: str, default: str, levels: tuple[str, ...]) -> str:
+        """``"on"`` / ``"off"`` (spelt as :meth:`bool` takes them) or one of the further ``levels``."""
+
+        def conv(s: str) -> str:
+            s = s.lower()
+            return s if s in levels else ("on" if _on_off(s) else "off")
+
+        return self._get(key, default, conv, ", ".join(("on", "off", *levels)))
 
     def int_range(self, key: str, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
         """``A-B`` (inclusive) or a single ``K``."""

@@ -23,9 +23,6 @@ from .shapes import PointSet, sdf_points
 # --------------------------------------------------------------------------------------------
 
 OCCLUDER_KINDS = ("hand", "bottle", "phone")
-#: how often occluders appear: never; now and then (2-12 s apart, the default); often (every
-#: sequence starts with one and they come 0.5-2 s apart: occluded frames for training)
-OCCLUDER_RATES = ("off", "on", "often")
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,11 @@ class SequencePlan:
 
 def plan_sequence(seed: int, index: int, subject: int, kind: str, distance_m: tuple[float, float],
                   occluders: str, frames: int, room: str = "mixed") -> SequencePlan:
-    """The plan of sequence ``index`` of a stream (a pure function of the arguments)."""
+    """The plan of sequence ``index`` of a stream (a pure function of the arguments).
+
+    ``occluders``: ``"off"``; ``"on"``, now and then (2-12 s apart, the source's default);
+    ``"often"``, every sequence starts with one and they come 0.5-2 s apart (occluded frames for
+    training)."""
     g = rng("sequence", seed, index)
     dur = frames / FPS
     z = 1000.0 * g.uniform(distance_m[0], distance_m[1])
@@ -160,8 +161,6 @@ def plan_sequence(seed: int, index: int, subject: int, kind: str, distance_m: tu
     # occluders
     events = []
     cap = scarf = False
-    if occluders not in OCCLUDER_RATES:
-        raise ValueError(f"occluders must be one of {OCCLUDER_RATES}, got {occluders!r}")
     if occluders != "off":
         often = occluders == "often"
         cap = bool(g.random() < (0.25 if often else 0.12))

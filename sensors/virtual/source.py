@@ -24,7 +24,7 @@ from .head import HeadModel, build_head, sample_identity
 from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
 from .plane import PlaneScene
 from .render import Renderer, Stage
-from .scene import OCCLUDER_RATES, SequencePlan, frame_state, plan_sequence
+from .scene import SequencePlan, frame_state, plan_sequence
 
 SEQUENCE_KINDS = ("calm", "free", "mixed")
 #: how long close() waits for a background sequence build before leaving it to finish alone
@@ -69,9 +69,7 @@ class VirtualOptions:
         frames = o.int("frames", None)
         start = o.int("start", 0)
         pace = o.bool("pace", True)
-        occluders = (o.str("occluders", "on") or "on").lower()
-        occluders = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}.get(
-            occluders, occluders)
+        occluders = o.switch("occluders", "on", ("often",))
         noise = o.bool("noise", True)
         scene = (o.str("scene", "people") or "people").lower()
         seq_frames = o.int("sequence_frames", 300)
@@ -85,8 +83,6 @@ class VirtualOptions:
             raise ConfigError(f"subject numbers must be >= 0, got {subjects[0]} in source {uri}")
         if sequence not in SEQUENCE_KINDS:
             raise ConfigError(f"option sequence={sequence!r} in source {uri} must be calm, free or mixed")
-        if occluders not in OCCLUDER_RATES:
-            raise ConfigError(f"option occluders={occluders!r} in source {uri} must be on, off or often")
         if scene not in ("people", "plane"):
             raise ConfigError(f"option scene={scene!r} in source {uri} must be people or plane")
         dist = (0.6, 1.5) if scene == "people" else (1.0, 1.0)
