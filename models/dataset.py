@@ -146,7 +146,8 @@ def with_extra_training(first: CropDataset, extra: list[tuple[str, CropDataset]]
         if (train.depth_clean is None) != (first.depth_clean is None):
             raise FormatError("one dataset has noise-free depth and the other does not", name)
         parts.append(train)
-        sources += [s for s in ds.meta.get("sources", []) if s.get("split") == "train"]
+        # build-dataset's sources say their split; a bare URI (other tools' files) is kept as it is
+        sources += [s for s in ds.meta.get("sources", []) if not isinstance(s, dict) or s.get("split") == "train"]
     meta["sources"] = sources
     meta["extra_training_data"] = [os.path.basename(name) for name, _ in extra]
 

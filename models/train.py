@@ -111,6 +111,8 @@ class TrainConfig:
 
     data: str
     out: str
+    #: more crop datasets whose training crops are added (``models.dataset.with_extra_training``)
+    extra_data: tuple[str, ...] = ()
     mode: str = "cgan"
     epochs: int = 20
     batch_size: int = 16
@@ -142,6 +144,7 @@ class TrainConfig:
         for k in ("blur_sigma", "jpeg_quality"):
             if k in aug:
                 aug[k] = tuple(aug[k])
+        d["extra_data"] = tuple(d.get("extra_data", ()))
         known = {f for f in cls.__dataclass_fields__}
         return cls(augment=AugmentConfig(**aug), **{k: v for k, v in d.items() if k in known})
 
@@ -151,7 +154,9 @@ class TrainConfig:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, metavar="FILE.npz", help="crop dataset (launch.py build-dataset)")
+    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
+                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
+                        "(more people), validation stays the first file's")
     g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, config, curves, samples")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     g.add_argument("--init", default=None, metavar="CKPT",
@@ -213,9 +218,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError("--resume: no config.json in the run folder", args.out) from None
         except (json.JSONDecodeError, TypeError) as exc:
             raise FormatError(f"--resume: config.json is not readable ({exc})", cfg_path) from None
-        base = replace(base, data=args.data, out=args.out)
+        base = replace(base, data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
     else:
-        base = TrainConfig(data=args.data, out=args.out)
+        base = TrainConfig(data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
     cfg = replace(base, init=args.init if args.init is not None else base.init, **given)
     if args.no_augment:
         cfg = replace(cfg, augment=replace(cfg.augment, enabled=False))
@@ -224,7 +229,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def command_for(cfg: TrainConfig) -> str:
     """The ``launch.py train`` command line that reproduces ``cfg`` (every result-defining option)."""
-    parts = ["python", "launch.py", "train", "--data", cfg.data, "--out", cfg.out, "--mode", cfg.mode,
+    parts = ["python", "launch.py", "train", "--data", cfg.data]
+    for extra in cfg.extra_data:
+        parts += ["--data", extra]
+    parts += ["--out", cfg.out, "--mode", cfg.mode,
              "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--lr", f"{cfg.lr:g}", "--beta1", f"{cfg.beta1:g}",
              "--seed", str(cfg.seed)]
     if cfg.mode == "cgan":
@@ -484,7 +492,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
-    from models.dataset import load_dataset
+    from models.dataset import load_dataset, with_extra_training
     from models.networks import Discriminator, GeneratorConfig
 
     if cfg.mode not in ("cgan", "ae"):
@@ -514,6 +522,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     # ---- data
     data = load_dataset(cfg.data)
+    if cfg.extra_data:
+        data = with_extra_training(data, [(p, load_dataset(p)) for p in cfg.extra_data])
     crop = crop_config_from_meta(data.meta, data.size_px)
     clean = data.depth_clean is not None
     train_set = data.select_split("train")
@@ -573,6 +583,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     data_info = {
         "file": os.path.basename(cfg.data), "sha256": file_sha256(cfg.data), "samples": len(data),
+        "extra_training_files": [{"file": os.path.basename(p), "sha256": file_sha256(p)} for p in cfg.extra_data],
         "train": len(train_set), "val": len(val_set), "test": int((data.split == 2).sum()),
         "train_subjects": sorted(int(s) for s in np.unique(train_set.subject)),
         "val_subjects": sorted(int(s) for s in np.unique(val_set.subject)),

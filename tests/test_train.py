@@ -122,6 +122,36 @@ def test_cli_resume_and_its_errors(data_file, tmp_path, capsys):
     assert "no config.json" in err and err.count("\n") == 1
 
 
+def test_more_data_files_add_training_people_and_are_recorded(data_file, tmp_path, capsys):
+    more = make_crops(n=24, size=48, subjects=4, seed=5)
+    more = replace(more, subject=more.subject + 50)  # other people
+    more.save(tmp_path / "more.npz")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data_file), "--data", str(tmp_path / "more.npz"), "--out", str(out), "--mode", "ae",
+            "--epochs", "1", "--batch-size", "6", "--widths", "8,16,24", "--threads", "1", "--no-progress"]
+    assert launch.main(args) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    first, extra = load_dataset(data_file), load_dataset(tmp_path / "more.npz")
+    expected_train = set(first.subject[first.split == 0].tolist()) | set(extra.subject[extra.split == 0].tolist())
+    assert set(ckpt["data"]["train_subjects"]) == expected_train
+    # validation stays the first file's: the extra file's validation people are not used at all
+    assert set(ckpt["data"]["val_subjects"]) == set(first.subject[first.split == 1].tolist())
+    assert ckpt["data"]["train"] == int((first.split == 0).sum() + (extra.split == 0).sum())
+    assert [f["file"] for f in ckpt["data"]["extra_training_files"]] == ["more.npz"]
+    assert f"--data {data_file} --data {tmp_path / 'more.npz'} --out" in ckpt["train_config"]["command"]
+    # --resume keeps the extra file from config.json when --data is given as at the start
+    assert launch.main(args[:7] + ["--resume", "--epochs", "2", "--no-progress", "--threads", "1"]) == 0
+    assert list(load_checkpoint(out / "last.pt")["train_config"]["extra_data"]) == [str(tmp_path / "more.npz")]
+    # an extra file holding a validation person of the first file is refused in one line
+    leaky = replace(more, subject=np.where(more.split == 0, first.subject[first.split == 1][0], more.subject))
+    leaky.save(tmp_path / "leaky.npz")
+    capsys.readouterr()
+    assert launch.main(["train", "--data", str(data_file), "--data", str(tmp_path / "leaky.npz"), "--out",
+                        str(tmp_path / "x"), "--epochs", "1", "--widths", "8,16,24", "--threads", "1", "--no-progress"]) == 1  # a data error
+    err = capsys.readouterr().err
+    assert "leaky.npz" in err and "validation or test identities" in err and err.count("\n") == 1
+
+
 def test_fine_tuning_starts_from_the_given_weights(data_file, tmp_path):
     train(_cfg(data_file, tmp_path / "base", mode="cgan", epochs=1), progress=False)
     base = load_checkpoint(tmp_path / "base" / "last.pt")
