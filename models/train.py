@@ -218,6 +218,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError("--resume: no config.json in the run folder", args.out) from None
         except (json.JSONDecodeError, TypeError) as exc:
             raise FormatError(f"--resume: config.json is not readable ({exc})", cfg_path) from None
+        if len(args.data) != 1 + len(base.extra_data):
+            saved = " ".join(f"--data {d}" for d in (base.data, *base.extra_data))
+            raise ConfigError(f"--resume: the run trains on {1 + len(base.extra_data)} data files ({saved}); "
+                              f"give the same --data list", args.out)
         base = replace(base, data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
     else:
         base = TrainConfig(data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)

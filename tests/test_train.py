@@ -142,6 +142,11 @@ def test_more_data_files_add_training_people_and_are_recorded(data_file, tmp_pat
     # --resume keeps the extra file from config.json when --data is given as at the start
     assert launch.main(args[:7] + ["--resume", "--epochs", "2", "--no-progress", "--threads", "1"]) == 0
     assert list(load_checkpoint(out / "last.pt")["train_config"]["extra_data"]) == [str(tmp_path / "more.npz")]
+    # resuming with fewer (or more) files than the run trains on is refused, not silently changed
+    capsys.readouterr()
+    assert launch.main(args[:3] + args[5:7] + ["--resume", "--epochs", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "2 data files" in err and "more.npz" in err and err.count("\n") == 1
     # an extra file holding a validation person of the first file is refused in one line
     leaky = replace(more, subject=np.where(more.split == 0, first.subject[first.split == 1][0], more.subject))
     leaky.save(tmp_path / "leaky.npz")
