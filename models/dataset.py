@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,15 @@ def load_dataset(path: str | os.PathLike[str]) -> CropDataset:
         raise FormatError(exc.message, path) from None
     except json.JSONDecodeError:
         raise FormatError("dataset metadata is not valid JSON", path) from None
+
+
+def load_datasets(paths: Sequence[str | os.PathLike[str]]) -> CropDataset:
+    """The first file of ``paths`` with the TRAINING crops of the others added
+    (:func:`with_extra_training`): what ``--data A --data B ...`` of the training commands means."""
+    first = load_dataset(paths[0])
+    if len(paths) == 1:
+        return first
+    return with_extra_training(first, [(os.fspath(p), load_dataset(p)) for p in paths[1:]])
 
 
 def with_extra_training(first: CropDataset, extra: list[tuple[str, CropDataset]]) -> CropDataset:

@@ -111,7 +111,7 @@ class TrainConfig:
 
     data: str
     out: str
-    #: more crop datasets whose training crops are added (``models.dataset.with_extra_training``)
+    #: more crop datasets whose training crops are added (``models.dataset.load_datasets``)
     extra_data: tuple[str, ...] = ()
     mode: str = "cgan"
     epochs: int = 20
@@ -496,7 +496,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
-    from models.dataset import load_dataset, with_extra_training
+    from models.dataset import load_datasets
     from models.networks import Discriminator, GeneratorConfig
 
     if cfg.mode not in ("cgan", "ae"):
@@ -525,9 +525,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     out = Path(cfg.out)
 
     # ---- data
-    data = load_dataset(cfg.data)
-    if cfg.extra_data:
-        data = with_extra_training(data, [(p, load_dataset(p)) for p in cfg.extra_data])
+    data = load_datasets([cfg.data, *cfg.extra_data])
     crop = crop_config_from_meta(data.meta, data.size_px)
     clean = data.depth_clean is not None
     train_set = data.select_split("train")

@@ -337,15 +337,13 @@ def main(args: argparse.Namespace) -> int:
 
     from sensors.errors import ConfigError, ModelError
 
-    from .dataset import load_dataset, with_extra_training
+    from .dataset import load_datasets
     from .verifier_net import LOSSES, VerifierBranch, VerifierConfig
 
     _check_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(args.data[0])
-    if len(args.data) > 1:
-        dataset = with_extra_training(dataset, [(p, load_dataset(p)) for p in args.data[1:]])
+    dataset = load_datasets(args.data)
     data_names = ", ".join(os.path.basename(p) for p in args.data)
     pairs = _validation_pairs(dataset, args, out)
     if args.export_only:

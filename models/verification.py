@@ -482,11 +482,9 @@ def evaluate_verification(
     curves: dict[str, RocCurve] = {}
     tt = np.sum(true_emb[a] * true_emb[b], axis=1)
     results["true-true"] = verification_metrics(tt, same, t).to_dict()
-    pose = getattr(dataset, "pose_deg", None)
-    if pose is not None and len(pose) == len(dataset.subject):
-        yaw = np.asarray(pose, dtype=np.float64)[:, 0]
-        results["true-true"]["by_yaw_difference_deg"] = rates_by_yaw_difference(
-            tt, same, t, yaw[pairs.first] - yaw[pairs.second])
+    yaw = np.asarray(dataset.pose_deg[:, 0], dtype=np.float64)  # NaN (unknown) pairs fall in no bin
+    results["true-true"]["by_yaw_difference_deg"] = rates_by_yaw_difference(
+        tt, same, t, yaw[pairs.first] - yaw[pairs.second])
     curves["true-true"] = roc_curve(tt, same)
     for name, gen in (generators or {}).items():
         if isinstance(gen, np.ndarray):
