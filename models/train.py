@@ -28,6 +28,15 @@ discriminator's sigmoid folded into the loss for numerical stability. Masked pix
 -1 (level 0) in both the real and the generated depth the discriminator sees, so a hole is
 never a tell.
 
+Identity loss (optional, not in the paper): with ``--id-verifier CKPT`` (a ``train-verifier``
+checkpoint, frozen) the generator loss gains ``--id-weight`` (default 0.1) times
+``1 - cos(e(G(x)), e(y))``, the cosine distance between the verifier's embeddings of the
+generated and the true depth of the same crop (``identity_loss``). It asks the generator to keep
+what tells people apart, where the per-pixel MSE weighs every pixel alike. The verifier is
+trained on true depth only and fixed; validation then also reports ``val_id_similarity`` (the
+mean cosine similarity on the validation crops). Evaluate with ANOTHER verifier than the loss's:
+a generator trained against one network can learn that network's blind spots.
+
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
 pilot runs on virtual-Kinect crops (40 training identities) batch 16 / beta1 0.9 reached a
@@ -69,6 +78,8 @@ from sensors.errors import ConfigError, FormatError, ModelError
 #: default adversarial weight lambda: the adversarial term moves the generator towards sharp,
 #: plausible surfaces without outweighing the per-pixel MSE (measured: see models/README.md)
 ADV_WEIGHT = 0.002
+#: default weight of the identity loss (``--id-verifier``), against the MSE's ~0.03 in tanh units
+ID_WEIGHT = 0.1
 #: one-sided label smoothing of the real label in the discriminator loss
 REAL_LABEL = 0.9
 #: loss weight of background (level 0) pixels of clean targets, relative to valid ones
@@ -120,6 +131,9 @@ class TrainConfig:
     lr_d: float = 2e-4
     beta1: float = 0.9
     adv_weight: float = ADV_WEIGHT
+    #: a train-verifier checkpoint whose embeddings give the identity loss (off when None)
+    id_verifier: str | None = None
+    id_weight: float = 0.0
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -166,6 +180,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cgan: MSE + adversarial loss (the method); ae: MSE only (the baseline) [cgan]")
     g.add_argument("--adv-weight", type=float, default=None, metavar="LAMBDA",
                    help=f"weight of the adversarial loss in the generator loss [{ADV_WEIGHT}]")
+    g.add_argument("--id-verifier", default=None, metavar="CKPT",
+                   help="add an identity loss: 1 - cosine similarity of this verifier's embeddings (a train-verifier "
+                        "best.pt) of the generated and the true depth; use another verifier than the one you evaluate with")
+    g.add_argument("--id-weight", type=float, default=None, metavar="W",
+                   help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -198,11 +217,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     over the defaults."""
     given = {
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight, "seed": args.seed, "device": args.device,
+        "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
+        "id_weight": args.id_weight, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    if args.id_verifier is not None:
+        given["id_verifier"] = args.id_verifier
+        given.setdefault("id_weight", ID_WEIGHT)
     if args.widths is not None:
         try:
             widths = [int(w) for w in args.widths.split(",")]
@@ -247,6 +270,8 @@ def command_for(cfg: TrainConfig) -> str:
         g = GeneratorConfig.from_dict(cfg.generator)
         if g != GeneratorConfig():
             parts += ["--widths", ",".join(str(w) for w in g.widths)]
+    if cfg.id_verifier:
+        parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -480,6 +505,34 @@ def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
     return Generator(GeneratorConfig.from_dict(ckpt_or_config) if ckpt_or_config else GeneratorConfig())
 
 
+def identity_loss(verifier, fake, target_u8):
+    """Mean over the batch of 1 - cos(e(G(x)), e(y)): how far the verifier's embedding of the
+    generated depth is from that of the true depth of the same crop. ``fake`` (N, 1, S, S) tanh
+    output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen ``VerifierBranch``. The
+    generated depth reaches the verifier as inference hands it over (``tanh_to_levels``), without
+    the rounding: what rounds to level 0 is background."""
+    import torch
+
+    levels = ((fake[:, 0] + 1.0) * 127.5).clamp(max=255.0)
+    levels = levels * (levels >= 0.5).detach()
+    with torch.no_grad():
+        e_true = verifier(target_u8)
+    return (1.0 - (verifier(levels) * e_true).sum(dim=1)).mean()
+
+
+def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, batch_size: int = 256) -> float:
+    """Mean cosine similarity of the verifier's embeddings of predicted and true level crops."""
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(pred8), batch_size):
+            a = verifier(torch.from_numpy(pred8[i:i + batch_size]).to(device))
+            b = verifier(torch.from_numpy(true8[i:i + batch_size]).to(device))
+            total += float((a * b).sum())
+    return total / max(len(pred8), 1)
+
+
 def masked_mse(pred, target, mask):
     """Weighted mean squared error: sum(w (p - t)^2) / sum(w)."""
     import torch
@@ -501,6 +554,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     if cfg.mode not in ("cgan", "ae"):
         raise ConfigError(f"unknown mode {cfg.mode!r}; expected cgan or ae")
+    if cfg.id_weight < 0 or (cfg.id_weight > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -580,6 +635,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         best_value, best_epoch, best_metrics = last.get("best_value"), last.get("best_epoch", -1), last.get("best_metrics", {})
         if "rng" in last:
             _set_rng_state(last["rng"])
+    id_net = None
+    if cfg.id_verifier:
+        from models.train_verifier import load_branch
+
+        id_net = load_branch(cfg.id_verifier).to(device).requires_grad_(False)
+        if id_net.config.size_px != data.size_px:
+            raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
+                              f"{data.size_px} px", cfg.id_verifier)
     Gt = DDP(G) if distributed else G
     Dt = DDP(D) if distributed and D is not None else D
 
@@ -593,6 +656,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         "synthetic": data_is_synthetic(data.meta),
         "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
     }
+    if cfg.id_verifier:
+        data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier)}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -618,7 +683,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         G.train()
         if D is not None:
             D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0}
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0}
         steps = 0
         out_of_time = False
         bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
@@ -648,11 +713,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             else:
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
+            if id_net is not None:
+                id_loss = identity_loss(id_net, fake, target_u8.to(device))
+                loss_g = loss_g + cfg.id_weight * id_loss
+            else:
+                id_loss = torch.zeros((), device=device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             steps += 1
-            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d)):
+            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss)):
                 sums[k] += float(v.detach())
             if progress and main_proc:
                 bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
@@ -668,6 +738,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             val = validate(G, val_set.color, val_target, (clean, cfg.background_weight), val_set.distance_mm,
                            crop["half_range_mm"], device, cfg.batch_size * 2)
             row.update({"val_loss": val["val_loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}})
+            if id_net is not None:
+                row["val_id_similarity"] = identity_similarity(id_net, val["pred8"], val_target, device)
             current = val["val_loss"] if cfg.select_metric == "val_loss" else val["metrics"].get(cfg.select_metric)
             if current is not None and (best_value is None or (current > best_value if higher_better else current < best_value)):
                 best_value, best_epoch, improved = current, epoch + 1, True
@@ -699,6 +771,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             sel = row.get(f"val_{cfg.select_metric}", row.get(cfg.select_metric))
             tqdm.write(f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
                        + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
+                       + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
                        + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
                        + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
         if out_of_time:
@@ -829,7 +902,7 @@ def write_curves(history: list[dict[str, float]], out: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     panels = [
         ("loss (tanh units)", ["train_mse", "val_loss"], True),
-        ("adversarial", ["train_adv", "train_loss_d"], False),
+        ("adversarial, identity", ["train_adv", "train_loss_d", "train_id", "val_id_similarity"], False),
         ("validation mm", ["val_l1_mm", "val_rmse_mm"], False),
         ("validation delta", ["val_delta<1.25^1/4", "val_delta<1.25^1/3", "val_delta<1.25^1/2", "val_delta<1.25"], False),
     ]

@@ -265,6 +265,25 @@ def _load(path: Path) -> dict[str, Any]:
         raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path) from None
 
 
+def branch_from_checkpoint(ck: dict[str, Any]) -> Any:
+    """The trained branch (eval mode) of a loaded ``train-verifier`` checkpoint."""
+    from .verifier_net import VerifierBranch, VerifierConfig
+
+    model = VerifierBranch(VerifierConfig.from_dict(ck["branch"]))
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+def load_branch(path: str | os.PathLike[str]) -> Any:
+    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
+    from sensors.errors import ModelError
+
+    ck = _load(Path(path))
+    if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
+        raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
+    return branch_from_checkpoint(ck)
+
+
 def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str, float]:
     """Median wall and mean CPU milliseconds to score one pair (batch of two), one thread."""
     import numpy as np
@@ -291,12 +310,8 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: boo
     import torch
 
     from .verifier_export import export_verifier
-    from .verifier_net import VerifierBranch, VerifierConfig
-
     ck = _load(out / "best.pt")
-    model = VerifierBranch(VerifierConfig.from_dict(ck["branch"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
+    model = branch_from_checkpoint(ck)
     metrics = validate(model, dataset, pairs, torch.device("cpu"))
     val_idx = np.flatnonzero(dataset.split == 1)
     parity = dataset.depth[val_idx[np.linspace(0, len(val_idx) - 1, min(16, len(val_idx))).astype(int)]]

@@ -245,3 +245,68 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
     # two processes really trained together, each on its half of the training crops
     n_train = int((load_dataset(data_file).split == 0).sum())
     assert report["world_size"] == 2 and report["samples_per_process"] == n_train // 2
+
+
+def _verifier_checkpoint(path, size_px, seed=0):
+    """A train-verifier checkpoint of an untrained branch (the identity loss only needs its embedding)."""
+    from models.verifier_net import VerifierBranch, VerifierConfig
+
+    torch.manual_seed(seed)
+    cfg = VerifierConfig(size_px=size_px, widths=(8, 16, 16), extra_convs=(0, 0, 0), embedding_dim=16)
+    torch.save({"model": VerifierBranch(cfg).state_dict(), "branch": cfg.to_dict(), "epoch": 0}, path)
+    return path
+
+
+def test_identity_loss_by_hand():
+    from models.train import identity_loss, to_tanh
+    from models.train_verifier import load_branch
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        v = load_branch(_verifier_checkpoint(Path(d) / "v.pt", 48))
+    true8 = make_crops(n=4, size=48, seed=2).depth_clean
+    same = to_tanh(torch.from_numpy(true8), "cpu")
+    assert float(identity_loss(v, same, torch.from_numpy(true8)).detach()) < 1e-5  # the true depth itself: cos 1
+    fake = same.flip(-1).clone().requires_grad_(True)  # another surface
+    loss = identity_loss(v, fake, torch.from_numpy(true8))
+    assert 0.0 < float(loss) <= 2.0
+    loss.backward()
+    assert float(fake.grad.abs().sum()) > 0  # the loss reaches the generator's output
+
+
+def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
+    from models.train import identity_similarity
+    from models.train_verifier import load_branch
+
+    vpath = _verifier_checkpoint(tmp_path / "verifier.pt", 48)
+    common = dict(mode="ae", epochs=4, lr=3e-3, batch_size=3)
+    plain = train(_cfg(data_file, tmp_path / "plain", **common), progress=False)
+    with_id = train(_cfg(data_file, tmp_path / "id", id_verifier=str(vpath), id_weight=1.0, **common), progress=False)
+    # same seed, data and schedule: the identity term is the only difference
+    v = load_branch(vpath)
+    val = load_dataset(data_file).select_split("val")
+    sims = {}
+    for name in ("plain", "id"):
+        G = build_generator(load_checkpoint(tmp_path / name / "last.pt")).eval()
+        pred8 = validate(G, val.color, val.target, (True, 0.1), val.distance_mm, 150.0, torch.device("cpu"))["pred8"]
+        sims[name] = identity_similarity(v, pred8, val.target, torch.device("cpu"))
+    assert sims["id"] > sims["plain"] + 0.02
+    assert with_id.history[-1]["val_id_similarity"] == pytest.approx(sims["id"], abs=1e-4)
+    assert "val_id_similarity" not in plain.history[-1]
+    ckpt = load_checkpoint(tmp_path / "id" / "last.pt")
+    assert ckpt["data"]["id_verifier"]["file"] == "verifier.pt" and len(ckpt["data"]["id_verifier"]["sha256"]) == 64
+    assert f"--id-verifier {vpath} --id-weight 1" in ckpt["train_config"]["command"]
+    # bad combinations are one-line errors
+    base = ["train", "--data", str(data_file), "--out", str(tmp_path / "x"), "--epochs", "1", "--widths", "8,16,24",
+            "--threads", "1", "--no-progress"]
+    capsys.readouterr()
+    assert launch.main(base + ["--id-weight", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--id-verifier" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-verifier", str(tmp_path / "id" / "last.pt")]) != 0
+    err = capsys.readouterr().err
+    assert "last.pt" in err and "not a verifier checkpoint" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-verifier", str(_verifier_checkpoint(tmp_path / "v64.pt", 64))]) == 2
+    err = capsys.readouterr().err
+    assert "v64.pt" in err and "64 px" in err and err.count("\n") == 1
