@@ -29,13 +29,16 @@ discriminator's sigmoid folded into the loss for numerical stability. Masked pix
 never a tell.
 
 Identity loss (optional, not in the paper): with ``--id-verifier CKPT`` (a ``train-verifier``
-checkpoint, frozen) the generator loss gains ``--id-weight`` (default 0.1) times
+checkpoint, frozen) the generator loss gains ``--id-weight`` (default 0.5) times
 ``1 - cos(e(G(x)), e(y))``, the cosine distance between the verifier's embeddings of the
 generated and the true depth of the same crop (``identity_loss``). It asks the generator to keep
 what tells people apart, where the per-pixel MSE weighs every pixel alike. The verifier is
 trained on true depth only and fixed; validation then also reports ``val_id_similarity`` (the
-mean cosine similarity on the validation crops). Evaluate with ANOTHER verifier than the loss's:
-a generator trained against one network can learn that network's blind spots.
+mean cosine similarity on the validation crops). ``--id-region face`` (the default) shows the
+verifier the generated depth inside the true face's outline only; ``crop`` the whole generated
+crop, which lets the generator shape its background to please the verifier. Evaluate with
+ANOTHER verifier than the loss's: a generator trained against one network can learn that
+network's blind spots.
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -78,8 +81,15 @@ from sensors.errors import ConfigError, FormatError, ModelError
 #: default adversarial weight lambda: the adversarial term moves the generator towards sharp,
 #: plausible surfaces without outweighing the per-pixel MSE (measured: see models/README.md)
 ADV_WEIGHT = 0.002
-#: default weight of the identity loss (``--id-verifier``), against the MSE's ~0.03 in tanh units
-ID_WEIGHT = 0.1
+#: default weight of the identity loss (``--id-verifier``); the MSE is ~0.03 in tanh units, the
+#: loss ~0.3. Pilot (stage-2 cGAN, 12,000 crops, models/README.md): 0.5 kept identity best on the
+#: validation people; 1 and 2 cost 2-4 mm of validation L1 and kept it no better
+ID_WEIGHT = 0.5
+#: ``--id-region``: "face" shows the identity loss's verifier the generated depth inside the TRUE
+#: face's outline only (the generated background stays the MSE's business); "crop" the whole
+#: generated crop, as inference hands it over (the generator can then shape its background to
+#: please the verifier: models/README.md, "What the identity loss buys")
+ID_REGIONS = ("face", "crop")
 #: one-sided label smoothing of the real label in the discriminator loss
 REAL_LABEL = 0.9
 #: loss weight of background (level 0) pixels of clean targets, relative to valid ones
@@ -134,6 +144,8 @@ class TrainConfig:
     #: a train-verifier checkpoint whose embeddings give the identity loss (off when None)
     id_verifier: str | None = None
     id_weight: float = 0.0
+    #: what of the generated crop the identity loss's verifier sees (``ID_REGIONS``)
+    id_region: str = "face"
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -185,6 +197,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "best.pt) of the generated and the true depth; use another verifier than the one you evaluate with")
     g.add_argument("--id-weight", type=float, default=None, metavar="W",
                    help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
+    g.add_argument("--id-region", choices=ID_REGIONS, default=None,
+                   help="face: the identity loss sees the generated depth inside the true face's outline only; "
+                        "crop: the whole generated crop [face]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -218,7 +233,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
-        "id_weight": args.id_weight, "seed": args.seed, "device": args.device,
+        "id_weight": args.id_weight, "id_region": args.id_region, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -271,7 +286,7 @@ def command_for(cfg: TrainConfig) -> str:
         if g != GeneratorConfig():
             parts += ["--widths", ",".join(str(w) for w in g.widths)]
     if cfg.id_verifier:
-        parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}"]
+        parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}", "--id-region", cfg.id_region]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -505,16 +520,19 @@ def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
     return Generator(GeneratorConfig.from_dict(ckpt_or_config) if ckpt_or_config else GeneratorConfig())
 
 
-def identity_loss(verifier, fake, target_u8):
+def identity_loss(verifier, fake, target_u8, region: str = "face"):
     """Mean over the batch of 1 - cos(e(G(x)), e(y)): how far the verifier's embedding of the
     generated depth is from that of the true depth of the same crop. ``fake`` (N, 1, S, S) tanh
     output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen ``VerifierBranch``. The
     generated depth reaches the verifier as inference hands it over (``tanh_to_levels``), without
-    the rounding: what rounds to level 0 is background."""
+    the rounding: what rounds to level 0 is background; with ``region`` "face" only inside the
+    true depth's valid pixels (``ID_REGIONS``)."""
     import torch
 
     levels = ((fake[:, 0] + 1.0) * 127.5).clamp(max=255.0)
     levels = levels * (levels >= 0.5).detach()
+    if region == "face":
+        levels = levels * (target_u8 > 0)
     with torch.no_grad():
         e_true = verifier(target_u8)
     return (1.0 - (verifier(levels) * e_true).sum(dim=1)).mean()
@@ -556,6 +574,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"unknown mode {cfg.mode!r}; expected cgan or ae")
     if cfg.id_weight < 0 or (cfg.id_weight > 0 and not cfg.id_verifier):
         raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_region not in ID_REGIONS:
+        raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -714,7 +734,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
             if id_net is not None:
-                id_loss = identity_loss(id_net, fake, target_u8.to(device))
+                id_loss = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region)
                 loss_g = loss_g + cfg.id_weight * id_loss
             else:
                 id_loss = torch.zeros((), device=device)

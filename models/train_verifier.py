@@ -278,6 +278,8 @@ def load_branch(path: str | os.PathLike[str]) -> Any:
     """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
     from sensors.errors import ModelError
 
+    if not Path(path).is_file():
+        raise ModelError("verifier checkpoint does not exist", path)
     ck = _load(Path(path))
     if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
         raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)

@@ -270,9 +270,14 @@ def test_identity_loss_by_hand():
     assert float(identity_loss(v, same, torch.from_numpy(true8)).detach()) < 1e-5  # the true depth itself: cos 1
     fake = same.flip(-1).clone().requires_grad_(True)  # another surface
     loss = identity_loss(v, fake, torch.from_numpy(true8))
-    assert 0.0 < float(loss) <= 2.0
+    assert 0.0 < float(loss.detach()) <= 2.0
     loss.backward()
     assert float(fake.grad.abs().sum()) > 0  # the loss reaches the generator's output
+    # "face": the generated background (outside the true outline) is not seen; "crop": it is
+    noisy = torch.where(torch.from_numpy(true8 > 0)[:, None], same, torch.full_like(same, 0.2))
+    target = torch.from_numpy(true8)
+    assert float(identity_loss(v, noisy, target, "face").detach()) < 1e-5
+    assert float(identity_loss(v, noisy, target, "crop").detach()) > 1e-3
 
 
 def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
@@ -282,21 +287,26 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
     vpath = _verifier_checkpoint(tmp_path / "verifier.pt", 48)
     common = dict(mode="ae", epochs=4, lr=3e-3, batch_size=3)
     plain = train(_cfg(data_file, tmp_path / "plain", **common), progress=False)
-    with_id = train(_cfg(data_file, tmp_path / "id", id_verifier=str(vpath), id_weight=1.0, **common), progress=False)
+    runs = {region: train(_cfg(data_file, tmp_path / region, id_verifier=str(vpath), id_weight=1.0, id_region=region,
+                               **common), progress=False) for region in ("crop", "face")}
     # same seed, data and schedule: the identity term is the only difference
     v = load_branch(vpath)
     val = load_dataset(data_file).select_split("val")
+    face = val.target > 0
     sims = {}
-    for name in ("plain", "id"):
+    for name in ("plain", "crop", "face"):
         G = build_generator(load_checkpoint(tmp_path / name / "last.pt")).eval()
         pred8 = validate(G, val.color, val.target, (True, 0.1), val.distance_mm, 150.0, torch.device("cpu"))["pred8"]
-        sims[name] = identity_similarity(v, pred8, val.target, torch.device("cpu"))
-    assert sims["id"] > sims["plain"] + 0.02
-    assert with_id.history[-1]["val_id_similarity"] == pytest.approx(sims["id"], abs=1e-4)
+        sims[name] = (identity_similarity(v, pred8, val.target, torch.device("cpu")),  # the crop as handed over
+                      identity_similarity(v, pred8 * face, val.target, torch.device("cpu")))  # inside the true outline
+    assert sims["crop"][0] > sims["plain"][0] + 0.02
+    face_id = [r["train_id"] for r in runs["face"].history]  # the face-only identity loss it minimises
+    assert face_id[-1] < 0.8 * face_id[0]
+    assert runs["crop"].history[-1]["val_id_similarity"] == pytest.approx(sims["crop"][0], abs=1e-4)
     assert "val_id_similarity" not in plain.history[-1]
-    ckpt = load_checkpoint(tmp_path / "id" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "face" / "last.pt")
     assert ckpt["data"]["id_verifier"]["file"] == "verifier.pt" and len(ckpt["data"]["id_verifier"]["sha256"]) == 64
-    assert f"--id-verifier {vpath} --id-weight 1" in ckpt["train_config"]["command"]
+    assert f"--id-verifier {vpath} --id-weight 1 --id-region face" in ckpt["train_config"]["command"]
     # bad combinations are one-line errors
     base = ["train", "--data", str(data_file), "--out", str(tmp_path / "x"), "--epochs", "1", "--widths", "8,16,24",
             "--threads", "1", "--no-progress"]
@@ -304,7 +314,13 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
     assert launch.main(base + ["--id-weight", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--id-verifier" in err and err.count("\n") == 1
-    assert launch.main(base + ["--id-verifier", str(tmp_path / "id" / "last.pt")]) != 0
+    with pytest.raises(SystemExit) as exc:
+        launch.main(base + ["--id-verifier", str(vpath), "--id-region", "hair"])
+    assert exc.value.code == 2 and "--id-region" in capsys.readouterr().err
+    assert launch.main(base + ["--id-verifier", str(tmp_path / "missing.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "does not exist" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-verifier", str(tmp_path / "face" / "last.pt")]) != 0
     err = capsys.readouterr().err
     assert "last.pt" in err and "not a verifier checkpoint" in err and err.count("\n") == 1
     assert launch.main(base + ["--id-verifier", str(_verifier_checkpoint(tmp_path / "v64.pt", 64))]) == 2
