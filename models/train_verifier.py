@@ -249,7 +249,7 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path, missing_hint: str = " (train first, or drop --resume / --export-only)") -> dict[str, Any]:
     import pickle
     import zipfile
 
@@ -258,7 +258,7 @@ def _load(path: Path) -> dict[str, Any]:
     from sensors.errors import ModelError
 
     if not path.is_file():
-        raise ModelError("checkpoint does not exist (train first, or drop --resume / --export-only)", path)
+        raise ModelError(f"checkpoint does not exist{missing_hint}", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
@@ -278,9 +278,7 @@ def load_branch(path: str | os.PathLike[str]) -> Any:
     """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
     from sensors.errors import ModelError
 
-    if not Path(path).is_file():
-        raise ModelError("verifier checkpoint does not exist", path)
-    ck = _load(Path(path))
+    ck = _load(Path(path), missing_hint="")
     if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
         raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
     return branch_from_checkpoint(ck)
