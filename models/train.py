@@ -38,7 +38,11 @@ mean cosine similarity on the validation crops). ``--id-region face`` (the defau
 verifier the generated depth inside the true face's outline only; ``crop`` the whole generated
 crop, which lets the generator shape its background to please the verifier. Evaluate with
 ANOTHER verifier than the loss's: a generator trained against one network can learn that
-network's blind spots.
+network's blind spots. ``--id-negatives W`` adds W times a term that keeps each generated crop
+from passing as the OTHER people of its batch: for every pair of a generated crop and the true
+depth of another person's crop, ``max(0, cos - t)``, with ``t`` the loss verifier's own
+validation threshold (stored in its checkpoint), summed over the other people and averaged over
+the batch's crops (``identity_loss``). Only pairs that the loss's verifier would accept count.
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -72,7 +76,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -146,6 +150,8 @@ class TrainConfig:
     id_weight: float = 0.0
     #: what of the generated crop the identity loss's verifier sees (``ID_REGIONS``)
     id_region: str = "face"
+    #: weight of the identity loss's other-people term (``identity_loss``; 0: off)
+    id_negatives: float = 0.0
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -200,6 +206,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--id-region", choices=ID_REGIONS, default=None,
                    help="face: the identity loss sees the generated depth inside the true face's outline only; "
                         "crop: the whole generated crop [face]")
+    g.add_argument("--id-negatives", type=float, default=None, metavar="W",
+                   help="weight of a term that keeps the generated depth from passing, by the loss's verifier and its "
+                        "threshold, as the other people of the batch [0: off]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -233,7 +242,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
-        "id_weight": args.id_weight, "id_region": args.id_region, "seed": args.seed, "device": args.device,
+        "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -287,6 +296,8 @@ def command_for(cfg: TrainConfig) -> str:
             parts += ["--widths", ",".join(str(w) for w in g.widths)]
     if cfg.id_verifier:
         parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}", "--id-region", cfg.id_region]
+        if cfg.id_negatives:
+            parts += ["--id-negatives", f"{cfg.id_negatives:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -418,9 +429,9 @@ def augment_sample(color: np.ndarray, target: np.ndarray, mask: np.ndarray, aug:
 class _TrainSet:
     """Map-style dataset of augmented training crops (uint8 NHWC in, float tensors out)."""
 
-    def __init__(self, color: np.ndarray, target: np.ndarray, clean: bool, background_weight: float,
-                 aug: AugmentConfig, seed: int) -> None:
-        self.color, self.target, self.aug, self.seed = color, target, aug, seed
+    def __init__(self, color: np.ndarray, target: np.ndarray, subject: np.ndarray, clean: bool,
+                 background_weight: float, aug: AugmentConfig, seed: int) -> None:
+        self.color, self.target, self.subject, self.aug, self.seed = color, target, subject, aug, seed
         self.clean, self.background_weight = clean, background_weight
         self.epoch = 0
 
@@ -436,7 +447,7 @@ class _TrainSet:
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
             c, t, m = augment_sample(c, t, m, self.aug, rng)
         return (torch.from_numpy(np.ascontiguousarray(c)), torch.from_numpy(np.ascontiguousarray(t)),
-                torch.from_numpy(np.ascontiguousarray(m)))
+                torch.from_numpy(np.ascontiguousarray(m)), int(self.subject[i]))
 
 
 def to_input(color_u8, device):
@@ -520,9 +531,20 @@ def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
     return Generator(GeneratorConfig.from_dict(ckpt_or_config) if ckpt_or_config else GeneratorConfig())
 
 
-def identity_loss(verifier, fake, target_u8, region: str = "face"):
-    """Mean over the batch of 1 - cos(e(G(x)), e(y)): how far the verifier's embedding of the
-    generated depth is from that of the true depth of the same crop. ``fake`` (N, 1, S, S) tanh
+class IdentityLoss(NamedTuple):
+    """The identity loss's terms (tensors): ``same``, the mean over the batch of 1 - cos(e(G(x_i)),
+    e(y_i)); ``others``, per generated crop the sum over the true depth of OTHER people's crops of
+    max(0, cos(e(G(x_i)), e(y_j)) - threshold), averaged over the batch (0 when not asked for)."""
+
+    same: Any
+    others: Any
+
+
+def identity_loss(verifier, fake, target_u8, region: str = "face", subject=None,
+                  threshold: float | None = None) -> IdentityLoss:
+    """How far the verifier's embedding of the generated depth is from that of the true depth of
+    the same crop (and, given the crops' ``subject`` ids and a ``threshold``, how far above it the
+    generated depth scores against other people's true depth). ``fake`` (N, 1, S, S) tanh
     output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen ``VerifierBranch``. The
     generated depth reaches the verifier as inference hands it over (``tanh_to_levels``), without
     the rounding: what rounds to level 0 is background; with ``region`` "face" only inside the
@@ -535,7 +557,14 @@ def identity_loss(verifier, fake, target_u8, region: str = "face"):
         levels = levels * (target_u8 > 0)
     with torch.no_grad():
         e_true = verifier(target_u8)
-    return (1.0 - (verifier(levels) * e_true).sum(dim=1)).mean()
+    e_fake = verifier(levels)
+    same = (1.0 - (e_fake * e_true).sum(dim=1)).mean()
+    if subject is None or threshold is None:
+        return IdentityLoss(same, torch.zeros((), device=fake.device))
+    subject = subject.to(fake.device)
+    other = subject[:, None] != subject[None, :]
+    excess = torch.relu(e_fake @ e_true.T - threshold) * other
+    return IdentityLoss(same, excess.sum(dim=1).mean())
 
 
 def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, batch_size: int = 256) -> float:
@@ -574,6 +603,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"unknown mode {cfg.mode!r}; expected cgan or ae")
     if cfg.id_weight < 0 or (cfg.id_weight > 0 and not cfg.id_verifier):
         raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_negatives < 0 or (cfg.id_negatives > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-negatives {cfg.id_negatives:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
@@ -612,7 +643,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     if cfg.max_train_samples:
         train_set = train_set.subset(np.arange(min(cfg.max_train_samples, len(train_set))))
     tr_target = train_set.target
-    ds = _TrainSet(train_set.color, tr_target, clean, cfg.background_weight, cfg.augment, cfg.seed)
+    ds = _TrainSet(train_set.color, tr_target, train_set.subject, clean, cfg.background_weight, cfg.augment, cfg.seed)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=world, rank=rank,
@@ -655,11 +686,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         best_value, best_epoch, best_metrics = last.get("best_value"), last.get("best_epoch", -1), last.get("best_metrics", {})
         if "rng" in last:
             _set_rng_state(last["rng"])
-    id_net = None
+    id_net, id_threshold = None, None
     if cfg.id_verifier:
-        from models.train_verifier import load_branch
+        from models.train_verifier import load_branch, validation_threshold
 
         id_net = load_branch(cfg.id_verifier).to(device).requires_grad_(False)
+        if cfg.id_negatives:
+            id_threshold = validation_threshold(cfg.id_verifier)
         if id_net.config.size_px != data.size_px:
             raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
                               f"{data.size_px} px", cfg.id_verifier)
@@ -677,7 +710,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
     }
     if cfg.id_verifier:
-        data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier)}
+        data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
+                                    "threshold": id_threshold}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -703,12 +737,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         G.train()
         if D is not None:
             D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0}
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0}
         steps = 0
         out_of_time = False
         bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                    disable=not (progress and main_proc), dynamic_ncols=True)
-        for color_u8, target_u8, mask in bar:
+        for color_u8, target_u8, mask, subject in bar:
             x = to_input(color_u8, device)
             y = to_tanh(target_u8, device)
             m = mask.to(device).unsqueeze(1).float()
@@ -734,15 +768,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
             if id_net is not None:
-                id_loss = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region)
-                loss_g = loss_g + cfg.id_weight * id_loss
+                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_threshold)
+                id_loss, id_others = id_terms.same, id_terms.others
+                loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others
             else:
-                id_loss = torch.zeros((), device=device)
+                id_loss = id_others = torch.zeros((), device=device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             steps += 1
-            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss)):
+            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
+                         ("id_others", id_others)):
                 sums[k] += float(v.detach())
             if progress and main_proc:
                 bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
@@ -792,6 +828,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             tqdm.write(f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
                        + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
                        + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
+                       + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
                        + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
                        + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
         if out_of_time:
@@ -922,7 +959,7 @@ def write_curves(history: list[dict[str, float]], out: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     panels = [
         ("loss (tanh units)", ["train_mse", "val_loss"], True),
-        ("adversarial, identity", ["train_adv", "train_loss_d", "train_id", "val_id_similarity"], False),
+        ("adversarial, identity", ["train_adv", "train_loss_d", "train_id", "train_id_others", "val_id_similarity"], False),
         ("validation mm", ["val_l1_mm", "val_rmse_mm"], False),
         ("validation delta", ["val_delta<1.25^1/4", "val_delta<1.25^1/3", "val_delta<1.25^1/2", "val_delta<1.25"], False),
     ]

@@ -284,6 +284,18 @@ def load_branch(path: str | os.PathLike[str]) -> Any:
     return branch_from_checkpoint(ck)
 
 
+def validation_threshold(path: str | os.PathLike[str]) -> float:
+    """The decision threshold a ``train-verifier`` best.pt chose on its validation identities."""
+    from sensors.errors import ModelError
+
+    ck = _load(Path(path), missing_hint="")
+    try:
+        return float(ck["best"]["threshold"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError("the verifier checkpoint holds no validation threshold (launch.py train-verifier's best.pt)",
+                         path) from None
+
+
 def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str, float]:
     """Median wall and mean CPU milliseconds to score one pair (batch of two), one thread."""
     import numpy as np

@@ -247,13 +247,17 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
     assert report["world_size"] == 2 and report["samples_per_process"] == n_train // 2
 
 
-def _verifier_checkpoint(path, size_px, seed=0):
-    """A train-verifier checkpoint of an untrained branch (the identity loss only needs its embedding)."""
+def _verifier_checkpoint(path, size_px, seed=0, threshold=None):
+    """A train-verifier checkpoint of an untrained branch (the identity loss only needs its embedding,
+    its other-people term the validation threshold a best.pt holds)."""
     from models.verifier_net import VerifierBranch, VerifierConfig
 
     torch.manual_seed(seed)
     cfg = VerifierConfig(size_px=size_px, widths=(8, 16, 16), extra_convs=(0, 0, 0), embedding_dim=16)
-    torch.save({"model": VerifierBranch(cfg).state_dict(), "branch": cfg.to_dict(), "epoch": 0}, path)
+    ck = {"model": VerifierBranch(cfg).state_dict(), "branch": cfg.to_dict(), "epoch": 0}
+    if threshold is not None:
+        ck["best"] = {"threshold": threshold}
+    torch.save(ck, path)
     return path
 
 
@@ -267,17 +271,45 @@ def test_identity_loss_by_hand():
         v = load_branch(_verifier_checkpoint(Path(d) / "v.pt", 48))
     true8 = make_crops(n=4, size=48, seed=2).depth_clean
     same = to_tanh(torch.from_numpy(true8), "cpu")
-    assert float(identity_loss(v, same, torch.from_numpy(true8)).detach()) < 1e-5  # the true depth itself: cos 1
+    assert float(identity_loss(v, same, torch.from_numpy(true8)).same.detach()) < 1e-5  # the true depth itself: cos 1
     fake = same.flip(-1).clone().requires_grad_(True)  # another surface
-    loss = identity_loss(v, fake, torch.from_numpy(true8))
+    loss = identity_loss(v, fake, torch.from_numpy(true8)).same
     assert 0.0 < float(loss.detach()) <= 2.0
     loss.backward()
     assert float(fake.grad.abs().sum()) > 0  # the loss reaches the generator's output
     # "face": the generated background (outside the true outline) is not seen; "crop": it is
     noisy = torch.where(torch.from_numpy(true8 > 0)[:, None], same, torch.full_like(same, 0.2))
     target = torch.from_numpy(true8)
-    assert float(identity_loss(v, noisy, target, "face").detach()) < 1e-5
-    assert float(identity_loss(v, noisy, target, "crop").detach()) > 1e-3
+    assert float(identity_loss(v, noisy, target, "face").same.detach()) < 1e-5
+    assert float(identity_loss(v, noisy, target, "crop").same.detach()) > 1e-3
+    assert float(identity_loss(v, noisy, target, "face").others) == 0.0  # not asked for
+
+
+def test_identity_loss_other_people_term_by_hand():
+    from models.train import identity_loss, to_tanh
+    from models.train_verifier import load_branch
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        v = load_branch(_verifier_checkpoint(Path(d) / "v.pt", 48))
+    true8 = torch.from_numpy(make_crops(n=4, size=48, seed=2).depth_clean)
+    fake = to_tanh(true8, "cpu").flip(-1).clone().requires_grad_(True)
+    with torch.no_grad():
+        cos = v(((fake[:, 0] + 1) * 127.5) * (true8 > 0)) @ v(true8).T  # generated i against true j
+    people = torch.tensor([5, 6, 7, 8])
+    # threshold -1: every other person's pair counts with cos + 1; the crop's own pair never
+    terms = identity_loss(v, fake, true8, "face", people, -1.0)
+    expect = sum(float(cos[i, j]) + 1.0 for i in range(4) for j in range(4) if i != j) / 4
+    assert float(terms.others.detach()) == pytest.approx(expect, rel=1e-4)
+    # crops of the same person are not "others"; nothing scores above a threshold of 1
+    assert float(identity_loss(v, fake, true8, "face", torch.tensor([5, 5, 5, 5]), -1.0).others.detach()) == 0.0
+    pairs = identity_loss(v, fake, true8, "face", torch.tensor([5, 5, 6, 6]), -1.0).others
+    assert float(pairs.detach()) == pytest.approx(sum(float(cos[i, j]) + 1.0 for i in range(4) for j in range(4)
+                                             if (i < 2) != (j < 2)) / 4, rel=1e-4)
+    assert float(identity_loss(v, fake, true8, "face", people, 1.0).others.detach()) == 0.0
+    terms.others.backward()
+    assert float(fake.grad.abs().sum()) > 0  # it reaches the generator's output
 
 
 def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
@@ -326,3 +358,22 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
     assert launch.main(base + ["--id-verifier", str(_verifier_checkpoint(tmp_path / "v64.pt", 64))]) == 2
     err = capsys.readouterr().err
     assert "v64.pt" in err and "64 px" in err and err.count("\n") == 1
+    # the other-people term needs the verifier's validation threshold (a best.pt holds it)
+    assert launch.main(base + ["--id-verifier", str(vpath), "--id-negatives", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "verifier.pt" in err and "threshold" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-negatives", "1"]) == 2
+    assert "--id-verifier" in capsys.readouterr().err
+
+
+def test_the_other_people_term_trains_and_is_recorded(data_file, tmp_path):
+    vpath = _verifier_checkpoint(tmp_path / "best.pt", 48, threshold=-0.5)  # every pair counts: the term is active
+    result = train(_cfg(data_file, tmp_path / "neg", mode="ae", epochs=1, batch_size=3, id_verifier=str(vpath),
+                        id_weight=0.5, id_negatives=0.25), progress=False)
+    row = result.history[-1]
+    assert row["train_id_others"] > 0
+    assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_id"] + 0.25 * row["train_id_others"],
+                                                rel=1e-4)
+    ckpt = load_checkpoint(tmp_path / "neg" / "last.pt")
+    assert ckpt["data"]["id_verifier"]["threshold"] == -0.5
+    assert "--id-region face --id-negatives 0.25" in ckpt["train_config"]["command"]
