@@ -688,11 +688,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             _set_rng_state(last["rng"])
     id_net, id_threshold = None, None
     if cfg.id_verifier:
-        from models.train_verifier import load_branch, validation_threshold
+        from models.train_verifier import load_verifier
 
-        id_net = load_branch(cfg.id_verifier).to(device).requires_grad_(False)
+        loaded = load_verifier(cfg.id_verifier)
+        id_net = loaded.branch.to(device).requires_grad_(False)
         if cfg.id_negatives:
-            id_threshold = validation_threshold(cfg.id_verifier)
+            if loaded.threshold is None:
+                raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
+                                 "(launch.py train-verifier's best.pt)", cfg.id_verifier)
+            id_threshold = loaded.threshold
         if id_net.config.size_px != data.size_px:
             raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
                               f"{data.size_px} px", cfg.id_verifier)

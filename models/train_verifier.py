@@ -38,7 +38,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -274,26 +274,29 @@ def branch_from_checkpoint(ck: dict[str, Any]) -> Any:
     return model.eval()
 
 
-def load_branch(path: str | os.PathLike[str]) -> Any:
-    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
+class LoadedVerifier(NamedTuple):
+    """A ``train-verifier`` checkpoint's trained branch (eval mode) and the decision threshold its
+    best epoch chose on the validation identities (None when the file holds none)."""
+
+    branch: Any
+    threshold: float | None
+
+
+def load_verifier(path: str | os.PathLike[str]) -> LoadedVerifier:
+    """The branch and validation threshold of a ``train-verifier`` checkpoint file (best.pt /
+    last.pt), read once; ModelError if not one."""
     from sensors.errors import ModelError
 
     ck = _load(Path(path), missing_hint="")
     if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
         raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
-    return branch_from_checkpoint(ck)
+    threshold = (ck.get("best") or {}).get("threshold")
+    return LoadedVerifier(branch_from_checkpoint(ck), None if threshold is None else float(threshold))
 
 
-def validation_threshold(path: str | os.PathLike[str]) -> float:
-    """The decision threshold a ``train-verifier`` best.pt chose on its validation identities."""
-    from sensors.errors import ModelError
-
-    ck = _load(Path(path), missing_hint="")
-    try:
-        return float(ck["best"]["threshold"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelError("the verifier checkpoint holds no validation threshold (launch.py train-verifier's best.pt)",
-                         path) from None
+def load_branch(path: str | os.PathLike[str]) -> Any:
+    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
+    return load_verifier(path).branch
 
 
 def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str, float]:
