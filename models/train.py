@@ -42,7 +42,8 @@ network's blind spots. ``--id-negatives W`` adds W times a term that keeps each 
 from passing as the OTHER people of its batch: for every pair of a generated crop and the true
 depth of another person's crop, ``max(0, cos - t)``, with ``t`` the loss verifier's own
 validation threshold (stored in its checkpoint), summed over the other people and averaged over
-the batch's crops (``identity_loss``). Only pairs that the loss's verifier would accept count.
+the batch's crops (``identity_loss``). Only pairs that the loss's verifier would accept count;
+``--id-margin M`` lowers that bar to ``t - M``, so near misses count too.
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -152,6 +153,8 @@ class TrainConfig:
     id_region: str = "face"
     #: weight of the identity loss's other-people term (``identity_loss``; 0: off)
     id_negatives: float = 0.0
+    #: the other-people term counts pairs above the loss verifier's threshold minus this
+    id_margin: float = 0.0
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -209,6 +212,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--id-negatives", type=float, default=None, metavar="W",
                    help="weight of a term that keeps the generated depth from passing, by the loss's verifier and its "
                         "threshold, as the other people of the batch [0: off]")
+    g.add_argument("--id-margin", type=float, default=None, metavar="M",
+                   help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -242,7 +247,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
-        "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives, "seed": args.seed, "device": args.device,
+        "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
+        "id_margin": args.id_margin, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -298,6 +304,8 @@ def command_for(cfg: TrainConfig) -> str:
         parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}", "--id-region", cfg.id_region]
         if cfg.id_negatives:
             parts += ["--id-negatives", f"{cfg.id_negatives:g}"]
+            if cfg.id_margin:
+                parts += ["--id-margin", f"{cfg.id_margin:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -605,6 +613,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_negatives < 0 or (cfg.id_negatives > 0 and not cfg.id_verifier):
         raise ConfigError(f"--id-negatives {cfg.id_negatives:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
+        raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
@@ -715,7 +725,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     }
     if cfg.id_verifier:
         data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
-                                    "threshold": id_threshold}
+                                    "threshold": id_threshold, "margin": cfg.id_margin}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -772,7 +782,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
             if id_net is not None:
-                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_threshold)
+                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject,
+                                         None if id_threshold is None else id_threshold - cfg.id_margin)
                 id_loss, id_others = id_terms.same, id_terms.others
                 loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others
             else:
