@@ -696,7 +696,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         best_value, best_epoch, best_metrics = last.get("best_value"), last.get("best_epoch", -1), last.get("best_metrics", {})
         if "rng" in last:
             _set_rng_state(last["rng"])
-    id_net, id_threshold = None, None
+    id_net, id_threshold, id_bar = None, None, None
     if cfg.id_verifier:
         from models.train_verifier import load_verifier
 
@@ -707,6 +707,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
                                  "(launch.py train-verifier's best.pt)", cfg.id_verifier)
             id_threshold = loaded.threshold
+            id_bar = id_threshold - cfg.id_margin  # what the other-people term counts above
         if id_net.config.size_px != data.size_px:
             raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
                               f"{data.size_px} px", cfg.id_verifier)
@@ -782,8 +783,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
             if id_net is not None:
-                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject,
-                                         None if id_threshold is None else id_threshold - cfg.id_margin)
+                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_bar)
                 id_loss, id_others = id_terms.same, id_terms.others
                 loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others
             else:

@@ -371,14 +371,24 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
 
 
 def test_the_other_people_term_trains_and_is_recorded(data_file, tmp_path):
-    # threshold 0.5 minus a margin of 1.5: the bar is -1, every pair counts, the term is active
-    vpath = _verifier_checkpoint(tmp_path / "best.pt", 48, threshold=0.5)
+    vpath = _verifier_checkpoint(tmp_path / "best.pt", 48, threshold=-0.5)  # every pair counts: the term is active
     result = train(_cfg(data_file, tmp_path / "neg", mode="ae", epochs=1, batch_size=3, id_verifier=str(vpath),
-                        id_weight=0.5, id_negatives=0.25, id_margin=1.5), progress=False)
+                        id_weight=0.5, id_negatives=0.25), progress=False)
     row = result.history[-1]
     assert row["train_id_others"] > 0
     assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_id"] + 0.25 * row["train_id_others"],
                                                 rel=1e-4)
     ckpt = load_checkpoint(tmp_path / "neg" / "last.pt")
+    assert ckpt["data"]["id_verifier"]["threshold"] == -0.5
+    assert "--id-region face --id-negatives 0.25" in ckpt["train_config"]["command"]
+
+
+def test_the_margin_lowers_the_other_people_terms_bar(data_file, tmp_path):
+    # threshold 0.5 minus a margin of 1.5: the bar is -1, so every pair counts and the term is active
+    vpath = _verifier_checkpoint(tmp_path / "best.pt", 48, threshold=0.5)
+    result = train(_cfg(data_file, tmp_path / "margin", mode="ae", epochs=1, batch_size=3, id_verifier=str(vpath),
+                        id_weight=0.5, id_negatives=0.25, id_margin=1.5), progress=False)
+    assert result.history[-1]["train_id_others"] > 0
+    ckpt = load_checkpoint(tmp_path / "margin" / "last.pt")
     assert ckpt["data"]["id_verifier"]["threshold"] == 0.5 and ckpt["data"]["id_verifier"]["margin"] == 1.5
     assert "--id-region face --id-negatives 0.25 --id-margin 1.5" in ckpt["train_config"]["command"]
