@@ -90,6 +90,9 @@ ADV_WEIGHT = 0.002
 #: loss ~0.3. Pilot (stage-2 cGAN, 12,000 crops, models/README.md): 0.5 kept identity best on the
 #: validation people; 1 and 2 cost 2-4 mm of validation L1 and kept it no better
 ID_WEIGHT = 0.5
+#: default weight of the teacher's term (``--teacher``): an MSE in tanh units like the depth
+#: loss, weighed alike
+TEACHER_WEIGHT = 1.0
 #: ``--id-region``: "face" shows the identity loss's verifier the generated depth inside the TRUE
 #: face's outline only (the generated background stays the MSE's business); "crop" the whole
 #: generated crop, as inference hands it over (the generator can then shape its background to
@@ -155,6 +158,9 @@ class TrainConfig:
     id_negatives: float = 0.0
     #: the other-people term counts pairs above the loss verifier's threshold minus this
     id_margin: float = 0.0
+    #: a generator checkpoint whose flip-averaged output the generator also learns (off when None)
+    teacher: str | None = None
+    teacher_weight: float = 0.0
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -214,6 +220,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "threshold, as the other people of the batch [0: off]")
     g.add_argument("--id-margin", type=float, default=None, metavar="M",
                    help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
+    g.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="a generator checkpoint, frozen; the generator also learns the mean of its output on the crop and "
+                        "on the mirrored crop (test-time flip averaging, distilled into one pass)")
+    g.add_argument("--teacher-weight", type=float, default=None, metavar="W",
+                   help=f"weight of the teacher's term, relative to the depth loss [{TEACHER_WEIGHT:g} with --teacher]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -248,7 +259,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
         "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
-        "id_margin": args.id_margin, "seed": args.seed, "device": args.device,
+        "id_margin": args.id_margin, "teacher_weight": args.teacher_weight, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -256,6 +267,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.id_verifier is not None:
         given["id_verifier"] = args.id_verifier
         given.setdefault("id_weight", ID_WEIGHT)
+    if args.teacher is not None:
+        given["teacher"] = args.teacher
+        given.setdefault("teacher_weight", TEACHER_WEIGHT)
     if args.widths is not None:
         try:
             widths = [int(w) for w in args.widths.split(",")]
@@ -306,6 +320,8 @@ def command_for(cfg: TrainConfig) -> str:
             parts += ["--id-negatives", f"{cfg.id_negatives:g}"]
             if cfg.id_margin:
                 parts += ["--id-margin", f"{cfg.id_margin:g}"]
+    if cfg.teacher:
+        parts += ["--teacher", cfg.teacher, "--teacher-weight", f"{cfg.teacher_weight:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -588,6 +604,16 @@ def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, 
     return total / max(len(pred8), 1)
 
 
+def flip_average(G, x):
+    """The mean of ``G`` on the input and on its mirror image (mirrored back): test-time flip
+    averaging, one forward pass of batch 2N. ``x`` (N, C, S, S)."""
+    import torch
+
+    n = x.shape[0]
+    y = G(torch.cat([x, torch.flip(x, dims=[3])]))
+    return 0.5 * (y[:n] + torch.flip(y[n:], dims=[3]))
+
+
 def masked_mse(pred, target, mask):
     """Weighted mean squared error: sum(w (p - t)^2) / sum(w)."""
     import torch
@@ -615,6 +641,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-negatives {cfg.id_negatives:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
         raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
+    if cfg.teacher_weight < 0 or (cfg.teacher_weight > 0 and not cfg.teacher):
+        raise ConfigError(f"--teacher-weight {cfg.teacher_weight:g} needs --teacher CKPT and must not be negative")
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
@@ -711,6 +739,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         if id_net.config.size_px != data.size_px:
             raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
                               f"{data.size_px} px", cfg.id_verifier)
+    teacher = None
+    if cfg.teacher:
+        teacher_ckpt = load_checkpoint(cfg.teacher)
+        _check_crop_compatible(teacher_ckpt, crop, cfg.teacher)
+        teacher = build_generator(teacher_ckpt).to(device).eval().requires_grad_(False)
     Gt = DDP(G) if distributed else G
     Dt = DDP(D) if distributed and D is not None else D
 
@@ -727,6 +760,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     if cfg.id_verifier:
         data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
                                     "threshold": id_threshold, "margin": cfg.id_margin}
+    if cfg.teacher:
+        data_info["teacher"] = {"file": os.path.basename(cfg.teacher), "sha256": file_sha256(cfg.teacher),
+                                "target": "flip-averaged"}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -752,7 +788,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         G.train()
         if D is not None:
             D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0}
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "teacher": 0.0}
         steps = 0
         out_of_time = False
         bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
@@ -788,12 +824,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others
             else:
                 id_loss = id_others = torch.zeros((), device=device)
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = flip_average(teacher, x)
+                teacher_loss = masked_mse(fake, taught, m)
+                loss_g = loss_g + cfg.teacher_weight * teacher_loss
+            else:
+                teacher_loss = torch.zeros((), device=device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             steps += 1
             for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
-                         ("id_others", id_others)):
+                         ("id_others", id_others), ("teacher", teacher_loss)):
                 sums[k] += float(v.detach())
             if progress and main_proc:
                 bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
@@ -844,6 +887,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                        + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
                        + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
                        + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
+                       + (f" teacher {row['train_teacher']:.5f}" if teacher is not None else "")
                        + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
                        + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
         if out_of_time:
