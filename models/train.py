@@ -43,7 +43,10 @@ from passing as the OTHER people of its batch: for every pair of a generated cro
 depth of another person's crop, ``max(0, cos - t)``, with ``t`` the loss verifier's own
 validation threshold (stored in its checkpoint), summed over the other people and averaged over
 the batch's crops (``identity_loss``). Only pairs that the loss's verifier would accept count;
-``--id-margin M`` lowers that bar to ``t - M``, so near misses count too.
+``--id-margin M`` lowers that bar to ``t - M``, so near misses count too. ``--id-triplet W``
+adds W times a relative form that needs no threshold: per generated crop, ``max(0, cos(hardest
+other) - cos(same) + m)``, the most similar other person's true crop of the batch against the
+crop's own true depth, with the margin ``m`` of ``--id-triplet-margin`` (averaged over the batch).
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -90,6 +93,8 @@ ADV_WEIGHT = 0.002
 #: loss ~0.3. Pilot (stage-2 cGAN, 12,000 crops, models/README.md): 0.5 kept identity best on the
 #: validation people; 1 and 2 cost 2-4 mm of validation L1 and kept it no better
 ID_WEIGHT = 0.5
+#: default margin of the triplet term (``--id-triplet``), in cosine similarity
+ID_TRIPLET_MARGIN = 0.2
 #: default weight of the teacher's term (``--teacher``): an MSE in tanh units like the depth
 #: loss, weighed alike
 TEACHER_WEIGHT = 1.0
@@ -158,6 +163,9 @@ class TrainConfig:
     id_negatives: float = 0.0
     #: the other-people term counts pairs above the loss verifier's threshold minus this
     id_margin: float = 0.0
+    #: weight of the identity loss's triplet term (``identity_loss``; 0: off) and its margin
+    id_triplet: float = 0.0
+    id_triplet_margin: float = ID_TRIPLET_MARGIN
     #: a generator checkpoint whose flip-averaged output the generator also learns (off when None)
     teacher: str | None = None
     teacher_weight: float = 0.0
@@ -220,6 +228,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "threshold, as the other people of the batch [0: off]")
     g.add_argument("--id-margin", type=float, default=None, metavar="M",
                    help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
+    g.add_argument("--id-triplet", type=float, default=None, metavar="W",
+                   help="weight of a triplet term: the generated depth must score at least M higher against its own "
+                        "true depth than against the most similar other person of the batch [0: off]")
+    g.add_argument("--id-triplet-margin", type=float, default=None, metavar="M",
+                   help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
     g.add_argument("--teacher", default=None, metavar="CKPT",
                    help="a generator checkpoint, frozen; the generator also learns the mean of its output on the crop and "
                         "on the mirrored crop (test-time flip averaging, distilled into one pass)")
@@ -259,7 +272,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
         "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
-        "id_margin": args.id_margin, "teacher_weight": args.teacher_weight, "seed": args.seed, "device": args.device,
+        "id_margin": args.id_margin, "id_triplet": args.id_triplet, "id_triplet_margin": args.id_triplet_margin,
+        "teacher_weight": args.teacher_weight, "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -320,6 +334,8 @@ def command_for(cfg: TrainConfig) -> str:
             parts += ["--id-negatives", f"{cfg.id_negatives:g}"]
             if cfg.id_margin:
                 parts += ["--id-margin", f"{cfg.id_margin:g}"]
+        if cfg.id_triplet:
+            parts += ["--id-triplet", f"{cfg.id_triplet:g}", "--id-triplet-margin", f"{cfg.id_triplet_margin:g}"]
     if cfg.teacher:
         parts += ["--teacher", cfg.teacher, "--teacher-weight", f"{cfg.teacher_weight:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
@@ -558,21 +574,25 @@ def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
 class IdentityLoss(NamedTuple):
     """The identity loss's terms (tensors): ``same``, the mean over the batch of 1 - cos(e(G(x_i)),
     e(y_i)); ``others``, per generated crop the sum over the true depth of OTHER people's crops of
-    max(0, cos(e(G(x_i)), e(y_j)) - threshold), averaged over the batch (0 when not asked for)."""
+    max(0, cos(e(G(x_i)), e(y_j)) - threshold), averaged over the batch; ``triplet``, per generated
+    crop max(0, max_j cos(e(G(x_i)), e(y_j)) - cos(e(G(x_i)), e(y_i)) + margin) over the other
+    people j, averaged over the batch (each 0 when not asked for)."""
 
     same: Any
     others: Any
+    triplet: Any
 
 
 def identity_loss(verifier, fake, target_u8, region: str = "face", subject=None,
-                  threshold: float | None = None) -> IdentityLoss:
+                  threshold: float | None = None, triplet_margin: float | None = None) -> IdentityLoss:
     """How far the verifier's embedding of the generated depth is from that of the true depth of
-    the same crop (and, given the crops' ``subject`` ids and a ``threshold``, how far above it the
-    generated depth scores against other people's true depth). ``fake`` (N, 1, S, S) tanh
-    output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen ``VerifierBranch``. The
-    generated depth reaches the verifier as inference hands it over (``tanh_to_levels``), without
-    the rounding: what rounds to level 0 is background; with ``region`` "face" only inside the
-    true depth's valid pixels (``ID_REGIONS``)."""
+    the same crop (and, given the crops' ``subject`` ids, how far above a ``threshold`` the
+    generated depth scores against other people's true depth, and how close the most similar
+    other person comes to its own true depth's score, within ``triplet_margin``). ``fake``
+    (N, 1, S, S) tanh output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen
+    ``VerifierBranch``. The generated depth reaches the verifier as inference hands it over
+    (``tanh_to_levels``), without the rounding: what rounds to level 0 is background; with
+    ``region`` "face" only inside the true depth's valid pixels (``ID_REGIONS``)."""
     import torch
 
     levels = ((fake[:, 0] + 1.0) * 127.5).clamp(max=255.0)
@@ -582,13 +602,21 @@ def identity_loss(verifier, fake, target_u8, region: str = "face", subject=None,
     with torch.no_grad():
         e_true = verifier(target_u8)
     e_fake = verifier(levels)
-    same = (1.0 - (e_fake * e_true).sum(dim=1)).mean()
-    if subject is None or threshold is None:
-        return IdentityLoss(same, torch.zeros((), device=fake.device))
-    subject = subject.to(fake.device)
-    other = subject[:, None] != subject[None, :]
-    excess = torch.relu(e_fake @ e_true.T - threshold) * other
-    return IdentityLoss(same, excess.sum(dim=1).mean())
+    cos_same = (e_fake * e_true).sum(dim=1)
+    zero = torch.zeros((), device=fake.device)
+    others = triplet = zero
+    if subject is not None and (threshold is not None or triplet_margin is not None):
+        subject = subject.to(fake.device)
+        other = subject[:, None] != subject[None, :]
+        cos = e_fake @ e_true.T
+        if threshold is not None:
+            others = (torch.relu(cos - threshold) * other).sum(dim=1).mean()
+        if triplet_margin is not None:
+            hardest = cos.masked_fill(~other, -2.0).max(dim=1).values
+            has_other = other.any(dim=1)
+            gap = torch.relu(hardest - cos_same + triplet_margin) * has_other
+            triplet = gap.sum() / has_other.sum().clamp(min=1)
+    return IdentityLoss((1.0 - cos_same).mean(), others, triplet)
 
 
 def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, batch_size: int = 256) -> float:
@@ -639,6 +667,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_negatives < 0 or (cfg.id_negatives > 0 and not cfg.id_verifier):
         raise ConfigError(f"--id-negatives {cfg.id_negatives:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_triplet < 0 or (cfg.id_triplet > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-triplet {cfg.id_triplet:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
         raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
     if cfg.teacher_weight < 0 or (cfg.teacher_weight > 0 and not cfg.teacher):
@@ -759,7 +789,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     }
     if cfg.id_verifier:
         data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
-                                    "threshold": id_threshold, "margin": cfg.id_margin}
+                                    "threshold": id_threshold, "margin": cfg.id_margin,
+                                    "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
     if cfg.teacher:
         data_info["teacher"] = {"file": os.path.basename(cfg.teacher), "sha256": file_sha256(cfg.teacher),
                                 "target": "flip-averaged"}
@@ -788,7 +819,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         G.train()
         if D is not None:
             D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "teacher": 0.0}
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0, "teacher": 0.0}
         steps = 0
         out_of_time = False
         bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
@@ -819,11 +850,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 adv = loss_d = torch.zeros((), device=device)
                 loss_g = mse
             if id_net is not None:
-                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_bar)
-                id_loss, id_others = id_terms.same, id_terms.others
-                loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others
+                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_bar,
+                                         cfg.id_triplet_margin if cfg.id_triplet else None)
+                id_loss, id_others, id_triplet = id_terms
+                loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others + cfg.id_triplet * id_triplet
             else:
-                id_loss = id_others = torch.zeros((), device=device)
+                id_loss = id_others = id_triplet = torch.zeros((), device=device)
             if teacher is not None:
                 with torch.no_grad():
                     taught = flip_average(teacher, x)
@@ -836,7 +868,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             opt_g.step()
             steps += 1
             for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
-                         ("id_others", id_others), ("teacher", teacher_loss)):
+                         ("id_others", id_others), ("id_triplet", id_triplet), ("teacher", teacher_loss)):
                 sums[k] += float(v.detach())
             if progress and main_proc:
                 bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
@@ -887,6 +919,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                        + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
                        + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
                        + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
+                       + (f" triplet {row['train_id_triplet']:.4f}" if cfg.id_triplet else "")
                        + (f" teacher {row['train_teacher']:.5f}" if teacher is not None else "")
                        + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
                        + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)

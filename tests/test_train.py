@@ -313,6 +313,36 @@ def test_identity_loss_other_people_term_by_hand():
     assert float(fake.grad.abs().sum()) > 0  # it reaches the generator's output
 
 
+def test_identity_loss_triplet_term_by_hand():
+    from models.train import identity_loss, to_tanh
+    from models.train_verifier import load_branch
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        v = load_branch(_verifier_checkpoint(Path(d) / "v.pt", 48))
+    true8 = torch.from_numpy(make_crops(n=4, size=48, seed=2).depth_clean)
+    fake = to_tanh(true8, "cpu").flip(-1).clone().requires_grad_(True)
+    with torch.no_grad():
+        cos = v(((fake[:, 0] + 1) * 127.5) * (true8 > 0)) @ v(true8).T  # generated i against true j
+    people = torch.tensor([5, 6, 7, 8])
+    # a margin of 3 (cosines lie in [-1, 1]): every crop's hardest other person counts
+    terms = identity_loss(v, fake, true8, "face", people, triplet_margin=3.0)
+    expect = sum(max(float(cos[i, j]) for j in range(4) if j != i) - float(cos[i, i]) + 3.0 for i in range(4)) / 4
+    assert float(terms.triplet.detach()) == pytest.approx(expect, rel=1e-4)
+    assert float(terms.others) == 0.0  # no threshold given: the other-people term is off
+    # two people of two crops each: the hardest other is the other person's more similar crop
+    two = identity_loss(v, fake, true8, "face", torch.tensor([5, 5, 6, 6]), triplet_margin=3.0).triplet
+    expect = sum(max(float(cos[i, j]) for j in range(4) if (i < 2) != (j < 2)) - float(cos[i, i]) + 3.0
+                 for i in range(4)) / 4
+    assert float(two.detach()) == pytest.approx(expect, rel=1e-4)
+    # one person only: nobody to compare with; a margin of -3: nothing counts
+    assert float(identity_loss(v, fake, true8, "face", torch.tensor([5, 5, 5, 5]), triplet_margin=3.0).triplet.detach()) == 0.0
+    assert float(identity_loss(v, fake, true8, "face", people, triplet_margin=-3.0).triplet.detach()) == 0.0
+    terms.triplet.backward()
+    assert float(fake.grad.abs().sum()) > 0  # it reaches the generator's output
+
+
 def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
     from models.train import identity_similarity
     from models.train_verifier import load_branch
@@ -434,3 +464,21 @@ def test_the_teacher_term_trains_towards_the_flip_averaged_teacher_and_is_record
     assert launch.main(base + ["--teacher-weight", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--teacher-weight" in err and "--teacher CKPT" in err and err.count("\n") == 1
+
+
+def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
+    vpath = _verifier_checkpoint(tmp_path / "best.pt", 48)  # no threshold needed
+    result = train(_cfg(data_file, tmp_path / "trip", mode="ae", epochs=1, batch_size=3, id_verifier=str(vpath),
+                        id_weight=0.5, id_triplet=0.25, id_triplet_margin=3.0), progress=False)
+    row = result.history[-1]
+    assert row["train_id_triplet"] > 0 and row["train_id_others"] == 0.0
+    assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_id"] + 0.25 * row["train_id_triplet"],
+                                                rel=1e-4)
+    ckpt = load_checkpoint(tmp_path / "trip" / "last.pt")
+    assert ckpt["data"]["id_verifier"]["triplet_margin"] == 3.0
+    assert "--id-region face --id-triplet 0.25 --id-triplet-margin 3" in ckpt["train_config"]["command"]
+    capsys.readouterr()
+    base = ["train", "--data", str(data_file), "--out", str(tmp_path / "cli"), "--epochs", "1"]
+    assert launch.main(base + ["--id-triplet", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--id-triplet" in err and "--id-verifier" in err and err.count("\n") == 1
