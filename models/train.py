@@ -95,9 +95,6 @@ ADV_WEIGHT = 0.002
 ID_WEIGHT = 0.5
 #: default margin of the triplet term (``--id-triplet``), in cosine similarity
 ID_TRIPLET_MARGIN = 0.2
-#: default weight of the teacher's term (``--teacher``): an MSE in tanh units like the depth
-#: loss, weighed alike
-TEACHER_WEIGHT = 1.0
 #: ``--id-region``: "face" shows the identity loss's verifier the generated depth inside the TRUE
 #: face's outline only (the generated background stays the MSE's business); "crop" the whole
 #: generated crop, as inference hands it over (the generator can then shape its background to
@@ -166,9 +163,6 @@ class TrainConfig:
     #: weight of the identity loss's triplet term (``identity_loss``; 0: off) and its margin
     id_triplet: float = 0.0
     id_triplet_margin: float = ID_TRIPLET_MARGIN
-    #: a generator checkpoint whose flip-averaged output the generator also learns (off when None)
-    teacher: str | None = None
-    teacher_weight: float = 0.0
     background_weight: float = BACKGROUND_WEIGHT
     weight_decay: float = 0.0
     seed: int = 0
@@ -233,11 +227,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "true depth than against the most similar other person of the batch [0: off]")
     g.add_argument("--id-triplet-margin", type=float, default=None, metavar="M",
                    help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
-    g.add_argument("--teacher", default=None, metavar="CKPT",
-                   help="a generator checkpoint, frozen; the generator also learns the mean of its output on the crop and "
-                        "on the mirrored crop (test-time flip averaging, distilled into one pass)")
-    g.add_argument("--teacher-weight", type=float, default=None, metavar="W",
-                   help=f"weight of the teacher's term, relative to the depth loss [{TEACHER_WEIGHT:g} with --teacher]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
@@ -273,7 +262,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
         "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
         "id_margin": args.id_margin, "id_triplet": args.id_triplet, "id_triplet_margin": args.id_triplet_margin,
-        "teacher_weight": args.teacher_weight, "seed": args.seed, "device": args.device,
+        "seed": args.seed, "device": args.device,
         "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
         "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
     }
@@ -281,9 +270,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.id_verifier is not None:
         given["id_verifier"] = args.id_verifier
         given.setdefault("id_weight", ID_WEIGHT)
-    if args.teacher is not None:
-        given["teacher"] = args.teacher
-        given.setdefault("teacher_weight", TEACHER_WEIGHT)
     if args.widths is not None:
         try:
             widths = [int(w) for w in args.widths.split(",")]
@@ -336,8 +322,6 @@ def command_for(cfg: TrainConfig) -> str:
                 parts += ["--id-margin", f"{cfg.id_margin:g}"]
         if cfg.id_triplet:
             parts += ["--id-triplet", f"{cfg.id_triplet:g}", "--id-triplet-margin", f"{cfg.id_triplet_margin:g}"]
-    if cfg.teacher:
-        parts += ["--teacher", cfg.teacher, "--teacher-weight", f"{cfg.teacher_weight:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
     if cfg.init:
@@ -603,8 +587,7 @@ def identity_loss(verifier, fake, target_u8, region: str = "face", subject=None,
         e_true = verifier(target_u8)
     e_fake = verifier(levels)
     cos_same = (e_fake * e_true).sum(dim=1)
-    zero = torch.zeros((), device=fake.device)
-    others = triplet = zero
+    others = triplet = torch.zeros((), device=fake.device)
     if subject is not None and (threshold is not None or triplet_margin is not None):
         subject = subject.to(fake.device)
         other = subject[:, None] != subject[None, :]
@@ -630,16 +613,6 @@ def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, 
             b = verifier(torch.from_numpy(true8[i:i + batch_size]).to(device))
             total += float((a * b).sum())
     return total / max(len(pred8), 1)
-
-
-def flip_average(G, x):
-    """The mean of ``G`` on the input and on its mirror image (mirrored back): test-time flip
-    averaging, one forward pass of batch 2N. ``x`` (N, C, S, S)."""
-    import torch
-
-    n = x.shape[0]
-    y = G(torch.cat([x, torch.flip(x, dims=[3])]))
-    return 0.5 * (y[:n] + torch.flip(y[n:], dims=[3]))
 
 
 def masked_mse(pred, target, mask):
@@ -671,8 +644,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-triplet {cfg.id_triplet:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
         raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
-    if cfg.teacher_weight < 0 or (cfg.teacher_weight > 0 and not cfg.teacher):
-        raise ConfigError(f"--teacher-weight {cfg.teacher_weight:g} needs --teacher CKPT and must not be negative")
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
@@ -769,11 +740,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         if id_net.config.size_px != data.size_px:
             raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
                               f"{data.size_px} px", cfg.id_verifier)
-    teacher = None
-    if cfg.teacher:
-        teacher_ckpt = load_checkpoint(cfg.teacher)
-        _check_crop_compatible(teacher_ckpt, crop, cfg.teacher)
-        teacher = build_generator(teacher_ckpt).to(device).eval().requires_grad_(False)
     Gt = DDP(G) if distributed else G
     Dt = DDP(D) if distributed and D is not None else D
 
@@ -791,9 +757,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
                                     "threshold": id_threshold, "margin": cfg.id_margin,
                                     "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
-    if cfg.teacher:
-        data_info["teacher"] = {"file": os.path.basename(cfg.teacher), "sha256": file_sha256(cfg.teacher),
-                                "target": "flip-averaged"}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -819,7 +782,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         G.train()
         if D is not None:
             D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0, "teacher": 0.0}
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0}
         steps = 0
         out_of_time = False
         bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
@@ -856,19 +819,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others + cfg.id_triplet * id_triplet
             else:
                 id_loss = id_others = id_triplet = torch.zeros((), device=device)
-            if teacher is not None:
-                with torch.no_grad():
-                    taught = flip_average(teacher, x)
-                teacher_loss = masked_mse(fake, taught, m)
-                loss_g = loss_g + cfg.teacher_weight * teacher_loss
-            else:
-                teacher_loss = torch.zeros((), device=device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             steps += 1
             for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
-                         ("id_others", id_others), ("id_triplet", id_triplet), ("teacher", teacher_loss)):
+                         ("id_others", id_others), ("id_triplet", id_triplet)):
                 sums[k] += float(v.detach())
             if progress and main_proc:
                 bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
@@ -920,7 +876,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                        + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
                        + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
                        + (f" triplet {row['train_id_triplet']:.4f}" if cfg.id_triplet else "")
-                       + (f" teacher {row['train_teacher']:.5f}" if teacher is not None else "")
                        + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
                        + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
         if out_of_time:

@@ -21,7 +21,6 @@ from models.train import (  # noqa: E402
     TrainConfig,
     augment_sample,
     build_generator,
-    flip_average,
     load_checkpoint,
     loss_masks,
     train,
@@ -423,47 +422,6 @@ def test_the_margin_lowers_the_other_people_terms_bar(data_file, tmp_path):
     ckpt = load_checkpoint(tmp_path / "margin" / "last.pt")
     assert ckpt["data"]["id_verifier"]["threshold"] == 0.5 and ckpt["data"]["id_verifier"]["margin"] == 1.5
     assert "--id-region face --id-negatives 0.25 --id-margin 1.5" in ckpt["train_config"]["command"]
-
-
-def test_flip_average_by_hand():
-    torch.manual_seed(0)
-    G = build_generator(SMALL).eval()
-    x = torch.rand(2, 3, 48, 48) * 2 - 1
-    with torch.no_grad():
-        got = flip_average(G, x)
-        want = 0.5 * (G(x) + torch.flip(G(torch.flip(x, dims=[3])), dims=[3]))
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    # it is mirror-symmetric: the mirrored input gives the mirrored output
-    with torch.no_grad():
-        torch.testing.assert_close(flip_average(G, torch.flip(x, dims=[3])), torch.flip(got, dims=[3]),
-                                   rtol=1e-5, atol=1e-6)
-
-
-def test_the_teacher_term_trains_towards_the_flip_averaged_teacher_and_is_recorded(data_file, tmp_path, capsys):
-    train(_cfg(data_file, tmp_path / "teacher", mode="ae", epochs=1), progress=False)
-    teacher = str(tmp_path / "teacher" / "last.pt")
-    # a heavy teacher weight: the student (starting as the teacher) moves towards its flip average
-    result = train(_cfg(data_file, tmp_path / "student", mode="ae", epochs=2, lr=3e-3, batch_size=3, generator={},
-                        init=teacher, teacher=teacher, teacher_weight=50.0), progress=False)
-    row = result.history[-1]
-    assert row["train_teacher"] > 0
-    assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 50.0 * row["train_teacher"], rel=1e-4)
-    val = load_dataset(data_file).select_split("val")
-    x = torch.from_numpy(val.color).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    with torch.no_grad():
-        target = flip_average(build_generator(load_checkpoint(teacher)).eval(), x)
-        before = float(((build_generator(load_checkpoint(teacher)).eval()(x) - target) ** 2).mean())
-        after = float(((build_generator(load_checkpoint(tmp_path / "student" / "last.pt")).eval()(x) - target) ** 2).mean())
-    assert after < 0.5 * before
-    ckpt = load_checkpoint(tmp_path / "student" / "last.pt")
-    assert ckpt["data"]["teacher"]["file"] == "last.pt" and ckpt["data"]["teacher"]["target"] == "flip-averaged"
-    assert f"--teacher {teacher} --teacher-weight 50" in ckpt["train_config"]["command"]
-    # the CLI: the weight needs a teacher (one line, exit 2)
-    capsys.readouterr()
-    base = ["train", "--data", str(data_file), "--out", str(tmp_path / "cli"), "--epochs", "1"]
-    assert launch.main(base + ["--teacher-weight", "0.5"]) == 2
-    err = capsys.readouterr().err
-    assert "--teacher-weight" in err and "--teacher CKPT" in err and err.count("\n") == 1
 
 
 def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
