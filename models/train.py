@@ -658,7 +658,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     rank, world, local_rank = _dist_env()
     distributed = world > 1
     device = resolve_device(cfg.device, local_rank)
-    if distributed and not dist.is_initialized():
+    owns_group = distributed and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
@@ -888,6 +889,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             break
     if distributed:
         dist.barrier()
+    if owns_group:
+        # on success only (after a failure other ranks may still wait in a collective); left to
+        # interpreter shutdown, gloo's threads can abort the process after its work is done
+        dist.destroy_process_group()
     if tb is not None:
         tb.close()
     return TrainResult(epochs_done=len(history) if main_proc else epoch + 1, best_epoch=best_epoch,
