@@ -46,7 +46,8 @@ the batch's crops (``identity_loss``). Only pairs that the loss's verifier would
 ``--id-margin M`` lowers that bar to ``t - M``, so near misses count too. ``--id-triplet W``
 adds W times a relative form that needs no threshold: per generated crop, ``max(0, cos(hardest
 other) - cos(same) + m)``, the most similar other person's true crop of the batch against the
-crop's own true depth, with the margin ``m`` of ``--id-triplet-margin`` (averaged over the batch).
+crop's own true depth, with the margin ``m`` of ``--id-triplet-margin`` (averaged over the crops
+whose batch holds another person).
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -560,7 +561,7 @@ class IdentityLoss(NamedTuple):
     e(y_i)); ``others``, per generated crop the sum over the true depth of OTHER people's crops of
     max(0, cos(e(G(x_i)), e(y_j)) - threshold), averaged over the batch; ``triplet``, per generated
     crop max(0, max_j cos(e(G(x_i)), e(y_j)) - cos(e(G(x_i)), e(y_i)) + margin) over the other
-    people j, averaged over the batch (each 0 when not asked for)."""
+    people j, averaged over the crops that have one in the batch (each 0 when not asked for)."""
 
     same: Any
     others: Any
@@ -644,6 +645,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-triplet {cfg.id_triplet:g} needs --id-verifier CKPT and must not be negative")
     if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
         raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
+    if cfg.id_triplet_margin < 0 or (cfg.id_triplet_margin != ID_TRIPLET_MARGIN and not cfg.id_triplet):
+        raise ConfigError(f"--id-triplet-margin {cfg.id_triplet_margin:g} needs --id-triplet W and must not be negative")
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):

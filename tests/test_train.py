@@ -440,3 +440,6 @@ def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
     assert launch.main(base + ["--id-triplet", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--id-triplet" in err and "--id-verifier" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-triplet-margin", "0.3"]) == 2  # a margin for a term that is off
+    err = capsys.readouterr().err
+    assert "--id-triplet-margin 0.3 needs --id-triplet" in err and err.count("\n") == 1
