@@ -47,7 +47,9 @@ the batch's crops (``identity_loss``). Only pairs that the loss's verifier would
 adds W times a relative form that needs no threshold: per generated crop, ``max(0, cos(hardest
 other) - cos(same) + m)``, the most similar other person's true crop of the batch against the
 crop's own true depth, with the margin ``m`` of ``--id-triplet-margin`` (averaged over the crops
-whose batch holds another person).
+whose batch holds another person). ``--id-verifier A,B`` takes several verifiers at once
+(``BranchEnsemble``): every cosine above is then the mean of theirs (and ``t`` the mean of their
+thresholds), so the generator cannot pass by exploiting one network's blind spot.
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
 epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
@@ -210,9 +212,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cgan: MSE + adversarial loss (the method); ae: MSE only (the baseline) [cgan]")
     g.add_argument("--adv-weight", type=float, default=None, metavar="LAMBDA",
                    help=f"weight of the adversarial loss in the generator loss [{ADV_WEIGHT}]")
-    g.add_argument("--id-verifier", default=None, metavar="CKPT",
+    g.add_argument("--id-verifier", default=None, metavar="CKPT[,CKPT...]",
                    help="add an identity loss: 1 - cosine similarity of this verifier's embeddings (a train-verifier "
-                        "best.pt) of the generated and the true depth; use another verifier than the one you evaluate with")
+                        "best.pt) of the generated and the true depth; several, comma-separated: the mean of their "
+                        "cosine similarities; use other verifiers than the one you evaluate with")
     g.add_argument("--id-weight", type=float, default=None, metavar="W",
                    help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
     g.add_argument("--id-region", choices=ID_REGIONS, default=None,
@@ -556,6 +559,17 @@ def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
     return Generator(GeneratorConfig.from_dict(ckpt_or_config) if ckpt_or_config else GeneratorConfig())
 
 
+def id_verifier_files(value: str | None) -> list[str]:
+    """The checkpoint files of ``--id-verifier`` (one, or a comma-separated list for an ensemble
+    whose score is the mean of its members' cosine similarities); ConfigError on an empty entry."""
+    if not value:
+        return []
+    files = [f.strip() for f in value.split(",")]
+    if not all(files):
+        raise ConfigError(f"--id-verifier {value!r}: an empty file name in the comma-separated list")
+    return files
+
+
 class IdentityLoss(NamedTuple):
     """The identity loss's terms (tensors): ``same``, the mean over the batch of 1 - cos(e(G(x_i)),
     e(y_i)); ``others``, per generated crop the sum over the true depth of OTHER people's crops of
@@ -647,6 +661,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
     if cfg.id_triplet_margin < 0 or (cfg.id_triplet_margin != ID_TRIPLET_MARGIN and not cfg.id_triplet):
         raise ConfigError(f"--id-triplet-margin {cfg.id_triplet_margin:g} needs --id-triplet W and must not be negative")
+    id_files = id_verifier_files(cfg.id_verifier)
     if cfg.id_region not in ID_REGIONS:
         raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
     for name in ("epochs", "batch_size"):
@@ -730,20 +745,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         if "rng" in last:
             _set_rng_state(last["rng"])
     id_net, id_threshold, id_bar = None, None, None
-    if cfg.id_verifier:
+    if id_files:
         from models.train_verifier import load_verifier
+        from models.verifier_net import BranchEnsemble
 
-        loaded = load_verifier(cfg.id_verifier)
-        id_net = loaded.branch.to(device).requires_grad_(False)
-        if cfg.id_negatives:
-            if loaded.threshold is None:
+        loaded = [load_verifier(f) for f in id_files]
+        for f, one in zip(id_files, loaded):
+            if one.branch.config.size_px != data.size_px:
+                raise ConfigError(f"--id-verifier: the verifier takes {one.branch.config.size_px} px crops, the data "
+                                  f"has {data.size_px} px", f)
+            if cfg.id_negatives and one.threshold is None:
                 raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
-                                 "(launch.py train-verifier's best.pt)", cfg.id_verifier)
-            id_threshold = loaded.threshold
+                                 "(launch.py train-verifier's best.pt)", f)
+        id_net = (loaded[0].branch if len(loaded) == 1 else BranchEnsemble([one.branch for one in loaded]))
+        id_net = id_net.to(device).requires_grad_(False)
+        if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
+            id_threshold = float(np.mean([one.threshold for one in loaded]))
             id_bar = id_threshold - cfg.id_margin  # what the other-people term counts above
-        if id_net.config.size_px != data.size_px:
-            raise ConfigError(f"--id-verifier: the verifier takes {id_net.config.size_px} px crops, the data has "
-                              f"{data.size_px} px", cfg.id_verifier)
     Gt = DDP(G) if distributed else G
     Dt = DDP(D) if distributed and D is not None else D
 
@@ -758,7 +776,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
     }
     if cfg.id_verifier:
-        data_info["id_verifier"] = {"file": os.path.basename(cfg.id_verifier), "sha256": file_sha256(cfg.id_verifier),
+        data_info["id_verifier"] = {"file": ",".join(os.path.basename(f) for f in id_files),
+                                    "sha256": ",".join(file_sha256(f) for f in id_files),
                                     "threshold": id_threshold, "margin": cfg.id_margin,
                                     "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
     synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))

@@ -443,3 +443,42 @@ def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
     assert launch.main(base + ["--id-triplet-margin", "0.3"]) == 2  # a margin for a term that is off
     err = capsys.readouterr().err
     assert "--id-triplet-margin 0.3 needs --id-triplet" in err and err.count("\n") == 1
+
+
+def test_several_loss_verifiers_score_as_the_mean_of_their_cosines(data_file, tmp_path, capsys):
+    from models.train import identity_loss
+    from models.train_verifier import load_branch
+    from models.verifier_net import BranchEnsemble
+
+    a = _verifier_checkpoint(tmp_path / "a.pt", 48, seed=0, threshold=0.2)
+    b = _verifier_checkpoint(tmp_path / "b.pt", 48, seed=1, threshold=0.4)
+    va, vb = load_branch(a), load_branch(b)
+    g = torch.Generator().manual_seed(3)
+    true8 = torch.randint(1, 256, (4, 48, 48), generator=g).to(torch.uint8)
+    fake = torch.rand(4, 1, 48, 48, generator=g) * 2 - 1
+    both = identity_loss(BranchEnsemble([va, vb]), fake, true8, "crop").same.detach()
+    alone = [identity_loss(v, fake, true8, "crop").same.detach() for v in (va, vb)]
+    assert float(both) == pytest.approx((float(alone[0]) + float(alone[1])) / 2, rel=1e-5)
+    # the same verifier twice trains as it does once
+    common = dict(mode="ae", epochs=1, batch_size=3, id_weight=0.5)
+    once = train(_cfg(data_file, tmp_path / "once", id_verifier=str(a), **common), progress=False).history[-1]
+    twice = train(_cfg(data_file, tmp_path / "twice", id_verifier=f"{a},{a}", **common), progress=False).history[-1]
+    assert twice["train_id"] == pytest.approx(once["train_id"], rel=1e-4)
+    assert twice["val_id_similarity"] == pytest.approx(once["val_id_similarity"], rel=1e-4)
+    # two verifiers: both recorded; the other-people term's threshold is the mean of theirs
+    train(_cfg(data_file, tmp_path / "pair", id_verifier=f"{a},{b}", id_negatives=0.25, **common), progress=False)
+    ckpt = load_checkpoint(tmp_path / "pair" / "last.pt")
+    record = ckpt["data"]["id_verifier"]
+    assert record["file"] == "a.pt,b.pt" and [len(h) for h in record["sha256"].split(",")] == [64, 64]
+    assert record["threshold"] == pytest.approx(0.3)
+    assert f"--id-verifier {a},{b} --id-weight 0.5" in ckpt["train_config"]["command"]
+    # a bad entry in the list is a one-line error naming it
+    base = ["train", "--data", str(data_file), "--out", str(tmp_path / "cli"), "--epochs", "1", "--widths", "8,16,24",
+            "--threads", "1", "--no-progress"]
+    capsys.readouterr()
+    assert launch.main(base + ["--id-verifier", f"{a},"]) == 2
+    err = capsys.readouterr().err
+    assert "--id-verifier" in err and "empty" in err and err.count("\n") == 1
+    assert launch.main(base + ["--id-verifier", f"{a},{tmp_path / 'missing.pt'}"]) == 1
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "does not exist" in err and err.count("\n") == 1
