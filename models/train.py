@@ -757,7 +757,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             if cfg.id_negatives and one.threshold is None:
                 raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
                                  "(launch.py train-verifier's best.pt)", f)
-        id_net = (loaded[0].branch if len(loaded) == 1 else BranchEnsemble([one.branch for one in loaded]))
+        id_net = loaded[0].branch if len(loaded) == 1 else BranchEnsemble([one.branch for one in loaded])
         id_net = id_net.to(device).requires_grad_(False)
         if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
             id_threshold = float(np.mean([one.threshold for one in loaded]))
@@ -775,7 +775,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         "synthetic": data_is_synthetic(data.meta),
         "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
     }
-    if cfg.id_verifier:
+    if id_files:
         data_info["id_verifier"] = {"file": ",".join(os.path.basename(f) for f in id_files),
                                     "sha256": ",".join(file_sha256(f) for f in id_files),
                                     "threshold": id_threshold, "margin": cfg.id_margin,

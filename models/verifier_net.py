@@ -122,14 +122,13 @@ class VerifierBranch(nn.Module):
         return F.normalize(self.embed(torch.flatten(x, 1)), dim=1, eps=1e-6)
 
 
-
 class BranchEnsemble(nn.Module):
     """Several branches as one: their unit embeddings side by side, scaled by 1/sqrt(k), so the
     cosine similarity of two ensemble embeddings is the MEAN of the members' cosine
     similarities (and the ensemble's embedding is unit-length too). The generator's identity
     loss takes one (``train --id-verifier A,B``): a generator trained against one network can
-    learn that network's blind spots, and only what several independently trained networks
-    agree on is left to learn."""
+    learn that network's blind spots; against several independently trained ones, one
+    network's blind spot earns it only part of the score."""
 
     def __init__(self, branches: list[VerifierBranch]) -> None:
         super().__init__()
