@@ -125,17 +125,17 @@ class VerifierBranch(nn.Module):
 class BranchEnsemble(nn.Module):
     """Several branches as one: their unit embeddings side by side, scaled by 1/sqrt(k), so the
     cosine similarity of two ensemble embeddings is the MEAN of the members' cosine
-    similarities (and the ensemble's embedding is unit-length too). The generator's identity
-    loss takes one (``train --id-verifier A,B``): a generator trained against one network can
-    learn that network's blind spots; against several independently trained ones, one
-    network's blind spot earns it only part of the score."""
+    similarities (and the ensemble's embedding is unit-length too; an ensemble of one scores
+    exactly as its branch). The generator's identity loss takes one (``train --id-verifier
+    A,B``): a generator trained against one network can learn that network's blind spots;
+    against several independently trained ones, one network's blind spot earns it only part of
+    the score."""
 
     def __init__(self, branches: list[VerifierBranch]) -> None:
         super().__init__()
         if not branches:
             raise ValueError("an ensemble needs at least one branch")
         self.members = nn.ModuleList(branches)
-        self.config = branches[0].config
 
     def forward(self, depth8: torch.Tensor) -> torch.Tensor:
         return torch.cat([m(depth8) for m in self.members], dim=1) / len(self.members) ** 0.5
