@@ -757,7 +757,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             if cfg.id_negatives and one.threshold is None:
                 raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
                                  "(launch.py train-verifier's best.pt)", f)
-        id_net = BranchEnsemble([one.branch for one in loaded]).to(device).requires_grad_(False)  # of one: the branch
+        id_net = BranchEnsemble([one.branch for one in loaded]).to(device).requires_grad_(False)  # one file: scores as its branch
         if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
             id_threshold = float(np.mean([one.threshold for one in loaded]))
             id_bar = id_threshold - cfg.id_margin  # what the other-people term counts above
