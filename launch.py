@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "contact-sheet": ("sensors.virtual.contact_sheet", "render 16 virtual people in several poses with their depth maps to a PNG"),
     "build-dataset": ("models.build_dataset", "turn sources (virtual Kinect, Biwi, Pandora, recordings) into one crop dataset file"),
     "train": ("models.train", "train the depth generator (cgan, or the ae baseline) on a crop dataset"),
+    "average": ("models.average", "average the weights of generator runs fine-tuned from one checkpoint (a model soup)"),
     "export": ("models.export", "export a trained generator checkpoint to one self-contained ONNX file"),
     "evaluate": ("models.evaluate", "score generators and baselines on a crop dataset: JSON report and figure"),
     "evaluate-locator": ("models.locate_eval", "score head localisation against annotated head centres, in crop pixels per yaw bin"),

@@ -20,7 +20,8 @@ so nothing is repeated as a constant elsewhere:
     model_kind          "cgan" or "ae"
     synthetic_only      true when every crop it was trained on came from the virtual Kinect
     generator_config    the network's shape (models.networks.GeneratorConfig)
-    training            data file, its sha256 and subjects, the training command, epochs, init
+    training            data file, its sha256 and subjects, the training command, epochs, init,
+                        and the checkpoints it is the mean of (``launch.py average``), if any
     validation_metrics  the checkpoint's validation metrics (models.metrics keys)
     export              torch and opset versions, fp16, the checkpoint's sha256
 
@@ -91,7 +92,7 @@ def build_metadata(ckpt: Mapping[str, Any], fp16: bool, checkpoint_sha256: str) 
         "training": {
             "data": data, "command": cfg.get("command", ""), "epochs": ckpt.get("epoch"),
             "best_epoch": ckpt.get("best_epoch"), "adv_weight": cfg.get("adv_weight") if ckpt["mode"] == "cgan" else 0.0,
-            "init": ckpt.get("init"), "seed": cfg.get("seed"),
+            "init": ckpt.get("init"), "seed": cfg.get("seed"), "averaged_from": ckpt.get("averaged_from"),
         },
         "validation_metrics": {k: float(v) for k, v in (ckpt.get("val_metrics") or {}).items()},
         "export": {"torch": torch.__version__, "opset": OPSET, "fp16": fp16, "checkpoint_sha256": checkpoint_sha256},
