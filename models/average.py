@@ -11,7 +11,7 @@ parameter. The result is a checkpoint like ``train``'s, without optimiser state 
 and ``train --init`` read), whose validation metrics are measured again on ``--data``'s
 validation crops with the training code's own ``validate``: the file must be the one the runs
 were trained and validated on (checked by its sha256). The source checkpoints are listed under
-``averaged_from`` (file, sha256, epoch, validation L1), which ``export`` copies into the ONNX
+``averaged_from`` (file, sha256, epoch, training command, validation L1), which ``export`` copies into the ONNX
 metadata.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
     avg["val_metrics"] = avg["best_metrics"] = metrics
     avg["history"], avg["best_value"], avg["best_epoch"] = [], None, None
     avg["averaged_from"] = [
-        {"file": p, "sha256": file_sha256(p), "epoch": c.get("epoch"),
+        {"file": p, "sha256": file_sha256(p), "epoch": c.get("epoch"), "command": (c.get("train_config") or {}).get("command"),
          "val_l1_mm": (c.get("val_metrics") or {}).get("l1_mm")} for p, c in zip(paths, ckpts)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

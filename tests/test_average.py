@@ -43,6 +43,7 @@ def test_the_average_is_the_parameter_mean_and_is_validated_again(runs, tmp_path
             assert torch.allclose(v, (ca[net][k] + cb[net][k]) / 2, atol=1e-7), (net, k)
     assert avg["opt_g"] is None and "rng" not in avg
     assert [s["epoch"] for s in avg["averaged_from"]] == [1, 1]
+    assert [s["command"] for s in avg["averaged_from"]] == [ca["train_config"]["command"], cb["train_config"]["command"]]
 
     # Its validation metrics are the averaged generator's, not a copy of either run's.
     val = load_dataset(runs / "crops.npz").select_split("val")
