@@ -5,7 +5,10 @@
 
 Runs fine-tuned from ONE checkpoint (the same ``--init``) stay close enough in weight space that
 the mean of their weights is itself a good generator, often better than each of them (a "model
-soup"); runs trained from different starts are not, and the command refuses them. Every network
+soup"); a mean of unrelated networks is not. The command refuses checkpoints whose recorded start
+differs (``init``: the ``--init`` file's name, its mode and its data file's name), but it cannot
+tell two files of one name apart (every stage's ``generator.pt``): the validation metrics it
+measures again are the real check. Every network
 of the checkpoints (generator, and discriminator for the cGAN) is averaged parameter by
 parameter. The result is a checkpoint like ``train``'s, without optimiser state (what ``export``
 and ``train --init`` read), whose validation metrics are measured again on ``--data``'s
@@ -50,12 +53,7 @@ def main(args: argparse.Namespace) -> int:
 
 def average_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The parameter-wise mean of state dicts with the same keys and shapes (in each tensor's dtype)."""
-    keys = list(states[0])
-    out = {}
-    for k in keys:
-        first = states[0][k]
-        out[k] = (sum(s[k].double() for s in states) / len(states)).to(first.dtype)
-    return out
+    return {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) for k, v in states[0].items()}
 
 
 def _check_compatible(ckpts: Sequence[Mapping[str, Any]], paths: Sequence[str]) -> None:
@@ -77,6 +75,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
     import torch
 
     from models.dataset import load_dataset
+    from models.export import slimmed
     from models.train import BACKGROUND_WEIGHT, _atomic_save, build_generator, file_sha256, load_checkpoint, validate
 
     paths = [os.fspath(p) for p in paths]
@@ -96,8 +95,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
             raise ConfigError(f"the run was trained on {(ck.get('data') or {}).get('file')} (sha256 {str(theirs)[:12]}), "
                               f"not on this file (sha256 {sha[:12]})", path)
 
-    avg = {k: v for k, v in ckpts[0].items() if k not in ("opt_g", "opt_d", "rng")}
-    avg["opt_g"] = avg["opt_d"] = None
+    avg = slimmed(ckpts[0])
     avg["generator"] = average_state([c["generator"] for c in ckpts])
     if avg.get("discriminator"):
         avg["discriminator"] = average_state([c["discriminator"] for c in ckpts])

@@ -178,18 +178,18 @@ def check_self_contained(path: str | os.PathLike[str]) -> None:
             raise ModelError(f"initializer {init.name} is stored in an external data file", path)
 
 
-def slim_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
-    """The checkpoint without optimiser and RNG state (generator, discriminator, config, metrics):
+def slimmed(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint dict without optimiser and RNG state (generator, discriminator, config, metrics):
     what ``train --init`` needs to fine-tune."""
-    import torch
-
-    from models.train import load_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
     slim = {k: v for k, v in ckpt.items() if k not in ("opt_g", "opt_d", "rng")}
     slim["opt_g"] = slim["opt_d"] = None
+    return slim
+
+
+def slim_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Write :func:`slimmed` of ``checkpoint`` to ``out``."""
+    from models.train import _atomic_save, load_checkpoint
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    torch.save(slim, tmp)
-    os.replace(tmp, out)
+    _atomic_save(slimmed(load_checkpoint(checkpoint)), out)
