@@ -8,14 +8,15 @@ the mean of their weights is itself a good generator, often better than each of 
 soup"); a mean of unrelated networks is not. The command refuses checkpoints whose recorded start
 differs (``init``: the ``--init`` file's name, its mode and its data file's name), but it cannot
 tell two files of one name apart (every stage's ``generator.pt``): the validation metrics it
-measures again are the real check. Every network
-of the checkpoints (generator, and discriminator for the cGAN) is averaged parameter by
-parameter. The result is a checkpoint like ``train``'s, without optimiser state (what ``export``
-and ``train --init`` read), whose validation metrics are measured again on ``--data``'s
-validation crops with the training code's own ``validate``: the file must be the one the runs
-were trained and validated on (checked by its sha256). The source checkpoints are listed under
-``averaged_from`` (file, sha256, epoch, training command, validation L1), which ``export`` copies into the ONNX
-metadata.
+measures again are the real check.
+
+Every network of the checkpoints (generator, and discriminator for the cGAN) is averaged
+parameter by parameter. The result is a checkpoint like ``train``'s, without optimiser state
+(what ``export`` and ``train --init`` read), whose validation metrics are measured again on
+``--data``'s validation crops with the training code's own ``validate``: the file must be the
+one the runs were trained and validated on (checked by its sha256). The source checkpoints are
+listed under ``averaged_from`` (file, sha256, epoch, training command, validation L1), which
+``export`` copies into the ONNX metadata.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sensors.errors import ConfigError, ModelError
+from sensors.errors import ConfigError
 
 # What must be equal for weights to be averaged at all, and for the result to be one model.
 _SAME_KEYS = ("mode", "generator_config", "crop", "init")
