@@ -29,8 +29,8 @@ from typing import Any
 
 from sensors.errors import ConfigError
 
-# What must be equal for weights to be averaged at all, and for the result to be one model.
-_SAME_KEYS = ("mode", "generator_config", "crop", "init")
+# What must be equal, besides the networks' parameter names and shapes, for the mean to be one model.
+_SAME_KEYS = ("mode", "crop", "init")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
