@@ -232,7 +232,8 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
 
     from sensors.crop import CropConfig, crop_face
     from sensors.errors import FormatError, SensorError
-    from sensors.head import HeadLocator, LocatorConfig, euler_deg_from_rotation
+    from sensors.geometry import euler_deg_from_rotation
+    from sensors.head import HeadLocator, LocatorConfig
 
     config = CropConfig.from_dict(settings.crop)
     refiner = _worker_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
@@ -415,7 +416,7 @@ def main(args: argparse.Namespace) -> int:
         "val_fraction": args.val_fraction,
         "test_fraction": args.test_fraction,
         "pose": "yaw, pitch, roll in degrees in colour-camera axes: R = Ry(yaw) Rx(-pitch) Rz(roll), "
-                "identity = facing the camera (sensors.head.euler_deg_from_rotation)",
+                "identity = facing the camera (sensors.geometry.euler_deg_from_rotation)",
         "build_seconds": round(time.monotonic() - t0, 1),
         **summary,
     }

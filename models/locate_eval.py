@@ -67,7 +67,7 @@ class LocatedFrame:
 def score_frame(frame, locator, crop_config) -> LocatedFrame | None:
     """Locate the head in ``frame`` without its annotation and score the crop it gives."""
     from sensors.crop import window_px_for, window_to_crop
-    from sensors.head import euler_deg_from_rotation
+    from sensors.geometry import euler_deg_from_rotation
 
     truth = frame.head_center_color_mm()
     if truth is None or frame.head_rotation is None:

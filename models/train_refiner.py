@@ -93,7 +93,8 @@ def make_samples(uris: list[str], crop: Any, samples_per_frame: int, perturb_mm:
     """
     from tqdm import tqdm
 
-    from sensors.head import depth_heads, euler_deg_from_rotation
+    from sensors.geometry import euler_deg_from_rotation
+    from sensors.head import depth_heads
     from sensors.source import open_source
 
     from .build_dataset import unpaced_uri

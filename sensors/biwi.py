@@ -7,7 +7,18 @@ gaps; frames play in number order, sequence after sequence.
 
 Options: ``subjects=A-B`` (or ``subject=K``) keeps the sequences of those people (see
 :data:`BIWI_SUBJECT_OF_SEQUENCE`), ``sequences=A-B`` keeps those sequence numbers, ``pace=on``
-plays at 30 Hz, ``loop=on`` starts over at the end.
+plays at 30 Hz, ``loop=on`` starts over at the end, ``centre=offset|refine`` (below).
+
+Head centre. Biwi's ``pose.txt`` centre is the centre of the database's face template, not the
+project's head centre (the skull's centre, :mod:`sensors.geometry`): on the real subject 01,
+frame 3 it lies at colour-camera z 867 mm where the project's locator puts the skull centre at
+933 mm, 66 mm further along the view of a near-frontal face. The reader converts it
+(``centre=offset``, the default) by :data:`BIWI_TEMPLATE_TO_SKULL_MM` in the head's own axes,
+so the conversion follows the head as it turns; ``centre=refine`` then measures the centre from
+the frame's depth with the locator's head model (``sensors.head.refine_centre``), keeping the
+offset's centre where that fails. The annotation as written stays in
+``Frame.head_center_raw_mm``; ``describe()["head_centre"]`` says what was done and how far the
+centres moved.
 
 File formats (the readers are public functions):
 
@@ -20,7 +31,8 @@ File formats (the readers are public functions):
   (:func:`depth_to_color_from_cal`).
 - ``pose.txt`` (:func:`read_pose`): the 3x3 head rotation (three lines, as written, rows as
   lines), a blank line, the head centre (x y z, mm, depth-camera coordinates). The rotation is
-  passed on unchanged as ``Frame.head_rotation``.
+  passed on unchanged as ``Frame.head_rotation`` (head axes to the depth camera, the identity
+  for a face looking into the camera, as ``sensors.geometry`` defines them).
 
 Frame timestamps are the frame number times 1/30 s (the database has no clock).
 """
@@ -36,6 +48,7 @@ import numpy as np
 
 from .errors import ConfigError, FormatError
 from .frame import CameraIntrinsics, Extrinsics, Frame
+from .head import CentreConversion
 from .indexed import DATASET_FRAME_PERIOD_NS, IndexedSource, read_color_image
 from .source import Options, SourceURI
 
@@ -43,6 +56,10 @@ from .source import Options, SourceURI
 #: 18, 21 and 22 show the people of sequences 3, 5, 2 and 7 again. A person is numbered by
 #: their first sequence, so subject ids are 1..24 without 15, 18, 21 and 22.
 BIWI_SUBJECT_OF_SEQUENCE: dict[int, int] = {s: s for s in range(1, 25)} | {15: 3, 18: 5, 21: 2, 22: 7}
+
+#: the skull centre relative to the face template's centre, in head axes (mm): measured on the
+#: real subject 01, frame 3 (annotation at colour z 867 mm, the locator's skull centre at 933)
+BIWI_TEMPLATE_TO_SKULL_MM = np.array([0.0, 0.0, 66.0])
 
 _FRAME_RE = re.compile(r"^frame_(\d+)_rgb\.png$")
 _MAX_SIDE = 16384
@@ -178,6 +195,12 @@ def read_pose(path: str | os.PathLike[str]) -> BiwiPose:
     return BiwiPose(rot, center)
 
 
+def biwi_centre_conversion(method: str = "offset") -> CentreConversion:
+    """Biwi's face-template centre -> the project's head centre (see the module docstring)."""
+    return CentreConversion(method, BIWI_TEMPLATE_TO_SKULL_MM,
+                            "Biwi's template centre to the skull centre, measured on the real subject 01, frame 3")
+
+
 # -- the source ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Sequence:
@@ -206,6 +229,7 @@ class BiwiSource(IndexedSource):
             raise ConfigError(f"give subjects= or subject=, not both, in {uri}")
         self.subjects = subjects or subject
         self.sequences = opts.int_range("sequences", None)
+        self.centre = biwi_centre_conversion(opts.str("centre", "offset"))
         self._read_common_options(opts)
         opts.finish()
         self.root = os.fspath(uri.target or "")
@@ -272,15 +296,16 @@ class BiwiSource(IndexedSource):
         if depth.shape != (seq.depth_cam.height, seq.depth_cam.width):
             raise FormatError(f"depth is {depth.shape[1]}x{depth.shape[0]} but depth.cal says "
                               f"{seq.depth_cam.width}x{seq.depth_cam.height}", stem + "_depth.bin")
-        center = rotation = None
+        center = rotation = raw = None
         if os.path.exists(stem + "_pose.txt"):
             pose = read_pose(stem + "_pose.txt")
-            center, rotation = pose.center_mm, pose.rotation
+            raw, rotation = pose.center_mm, pose.rotation
+            center = self.centre(raw, rotation, depth, seq.depth_cam)
         name = os.path.basename(os.path.normpath(seq.folder))
         return Frame(index=position, timestamp_ns=self._timestamps_ns[position], color=color,
                      color_camera=seq.color_cam, depth_mm=depth, depth_camera=seq.depth_cam,
                      depth_to_color=seq.depth_to_color, head_center_mm=center, head_rotation=rotation,
-                     subject_id=seq.subject, source=f"biwi:{name}/frame_{digits}")
+                     subject_id=seq.subject, source=f"biwi:{name}/frame_{digits}", head_center_raw_mm=raw)
 
     def frame_name(self, position: int) -> str:
         """``SEQUENCE/frame_XXXXX`` of the frame at ``position``."""
@@ -295,6 +320,7 @@ class BiwiSource(IndexedSource):
             "subjects": sorted({s.subject for s in self._seqs}, key=str),
             "subject_table": "sequences 15, 18, 21, 22 are the people of sequences 3, 5, 2, 7",
             "problems": {"count": len(self.problems), "items": self.problems[:50]},
+            "head_centre": self.centre.describe(),
         })
         if self._seqs:
             d["depth_camera"] = self._seqs[0].depth_cam.to_dict()

@@ -6,8 +6,10 @@ Conventions (they hold everywhere in the project):
 - Camera coordinates in millimetres: x right, y down, z forward (away from the camera).
 - ``depth_mm`` holds the depth camera's z in mm; 0 means no reading.
 - ``depth_to_color`` maps a depth-camera point p to colour-camera coordinates as R p + t.
-- ``head_center_mm`` is in depth-camera coordinates (as the datasets annotate it); the crop
-  uses its colour-camera z as the distance D.
+- ``head_center_mm`` is in depth-camera coordinates (as the datasets annotate it) and always
+  the project's head centre (``sensors.geometry``: the skull's centre); the crop uses its
+  colour-camera z as the distance D. A dataset that annotates another point keeps it, as
+  written, in ``head_center_raw_mm``.
 """
 from __future__ import annotations
 
@@ -128,7 +130,9 @@ class Frame:
     absent for colour-only sources, which also have no ``depth_camera``. Annotations are
     optional: ``head_center_mm`` (x, y, z in depth-camera coordinates, or colour-camera
     coordinates when the source has no depth camera), ``head_rotation`` (3x3, head axes to the
-    same camera), ``subject_id``, and ``depth_clean_mm`` (noise-free depth, where known).
+    same camera), ``subject_id``, ``depth_clean_mm`` (noise-free depth, where known) and
+    ``head_center_raw_mm`` (the dataset's own head point as written, in the coordinates of
+    ``head_center_mm``, where it defines the head centre otherwise than the project).
     ``timestamp_ns`` is the host's monotonic clock at capture.
     """
 
@@ -144,6 +148,7 @@ class Frame:
     subject_id: int | str | None = None
     depth_clean_mm: np.ndarray | None = None
     source: str = ""
+    head_center_raw_mm: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_image("color", self.color, 3, np.uint8, channels=3)
@@ -165,11 +170,13 @@ class Frame:
                 raise SensorError(
                     f"{name} is {d.shape[1]}x{d.shape[0]} but its camera says {dc.width}x{dc.height}"
                 )
-        if self.head_center_mm is not None:
-            hc = np.asarray(self.head_center_mm, dtype=np.float64).reshape(-1)
+        for name in ("head_center_mm", "head_center_raw_mm"):
+            if getattr(self, name) is None:
+                continue
+            hc = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             if hc.shape != (3,) or not np.all(np.isfinite(hc)):
-                raise SensorError(f"head_center_mm must be 3 finite numbers, got {self.head_center_mm!r}")
-            object.__setattr__(self, "head_center_mm", hc)
+                raise SensorError(f"{name} must be 3 finite numbers, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, hc)
         if self.head_rotation is not None:
             r = np.asarray(self.head_rotation, dtype=np.float64)
             if r.shape != (3, 3) or not np.all(np.isfinite(r)):

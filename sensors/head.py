@@ -30,10 +30,7 @@ frame is detected afresh and nothing is smoothed; annotations are never smoothed
 
 ``locate`` returns ``None`` when there is no face: never an exception for an empty frame.
 
-Head pose angles (``euler_deg_from_rotation``): ``Frame.head_rotation`` maps head axes (x right,
-y down, z away from the camera for a head facing it; the face looks along -z) to camera axes,
-identity = facing the camera, and R = R_y(yaw) R_x(-pitch) R_z(roll), the virtual Kinect's
-convention.
+Head axes, rotations and the head centre's definition are those of :mod:`sensors.geometry`.
 """
 from __future__ import annotations
 
@@ -46,9 +43,7 @@ import numpy as np
 
 from .errors import ConfigError, SensorError
 from .frame import CameraIntrinsics, Frame
-
-#: the face surface lies this far in front of the head centre (mm)
-FACE_TO_CENTER_MM = 90.0
+from .geometry import FACE_TO_CENTER_MM
 MODES = ("auto", "annotation", "detect")
 #: a refiner's head probability below this rejects a centre
 HEAD_PROBABILITY = 0.5
@@ -131,24 +126,6 @@ class LocatorConfig:
                 f"head locator detect_width_px must be in 64..4096 and min_face_px in 12..400, got "
                 f"{self.detect_width_px} and {self.min_face_px}"
             )
-
-
-def euler_deg_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of a head rotation (head axes -> camera; see module doc)."""
-    r = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
-    pitch = math.asin(max(-1.0, min(1.0, r[1, 2])))
-    yaw = math.atan2(r[0, 2], r[2, 2])
-    roll = math.atan2(r[1, 0], r[1, 1])
-    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
-
-
-def rotation_from_euler_deg(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """The head rotation of (yaw, pitch, roll) in degrees: R_y(yaw) R_x(-pitch) R_z(roll)."""
-    a, b, c = math.radians(yaw), -math.radians(pitch), math.radians(roll)
-    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
-    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
-    return ry @ rx @ rz
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,6 +428,82 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     plausible = 95.0 <= width_mm <= 280.0 and neck_w < 0.95 * width_mm and (rows_mm[on].max() >= 150.0)
     score = float(np.exp(-(((width_mm - 150.0) / 45.0) ** 2)) * (1.0 - min(1.0, neck_w / max(width_mm, 1.0))))
     return HeadShape(center, bool(plausible), score, feats, float(y0 + top), z_front)
+
+
+def refine_centre(depth_mm: np.ndarray, cam: CameraIntrinsics, centre_mm: np.ndarray,
+                  max_move_mm: float = 80.0) -> np.ndarray | None:
+    """The head centre measured from the depth image's head silhouette (:func:`measure_head`)
+    at the pixel ``centre_mm`` (depth-camera mm, roughly the head centre) projects to; None
+    when no plausible head is there or the measured centre lies over ``max_move_mm`` away."""
+    c = np.asarray(centre_mm, dtype=np.float64).reshape(3)
+    if c[2] <= 0:
+        return None
+    u, v = cam.project(c[None])[0]
+    shape = measure_head(depth_mm, cam, u, v)
+    if shape is None or not shape.plausible:
+        return None
+    if float(np.linalg.norm(shape.center_depth_mm - c)) > max_move_mm:
+        return None
+    return np.asarray(shape.center_depth_mm, dtype=np.float64)
+
+
+class CentreConversion:
+    """How a dataset reader turns its own head annotation into the project's head centre
+    (:mod:`sensors.geometry`), and what it has done so far, for ``describe()``.
+
+    ``method``: ``offset`` (the centre is ``offset_head_mm`` from the annotated point, in the
+    head's own axes, so it stays right as the head turns) or ``refine`` (that, then measured
+    from the frame's depth with the locator's head model, :func:`refine_centre`; the offset
+    alone where the measurement fails). ``note`` says where the offset comes from.
+    """
+
+    METHODS = ("offset", "refine")
+    #: the moves kept for the median in ``describe()``
+    RECENT = 2000
+
+    def __init__(self, method: str, offset_head_mm: np.ndarray, note: str) -> None:
+        if method not in self.METHODS:
+            raise ConfigError(f"centre={method!r}: must be one of {', '.join(self.METHODS)}")
+        self.method = method
+        self.offset_head_mm = np.asarray(offset_head_mm, dtype=np.float64).reshape(3)
+        self.note = note
+        self.frames = 0
+        self.refine_failed = 0
+        self._moves: list[float] = []
+        self._max_move = 0.0
+
+    def __call__(self, raw_mm: np.ndarray, rotation: np.ndarray | None, depth_mm: np.ndarray | None = None,
+                 depth_camera: CameraIntrinsics | None = None) -> np.ndarray:
+        """The project's head centre for an annotated point ``raw_mm`` (depth-camera mm)."""
+        from .geometry import centre_from_anchor
+
+        raw = np.asarray(raw_mm, dtype=np.float64).reshape(3)
+        centre = centre_from_anchor(raw, rotation, self.offset_head_mm)
+        if self.method == "refine":
+            measured = None if depth_mm is None or depth_camera is None else refine_centre(depth_mm, depth_camera, centre)
+            if measured is None:
+                self.refine_failed += 1
+            else:
+                centre = measured
+        move = float(np.linalg.norm(centre - raw))
+        self.frames += 1
+        self._max_move = max(self._max_move, move)
+        self._moves.append(move)
+        if len(self._moves) > self.RECENT:
+            del self._moves[: len(self._moves) - self.RECENT]
+        return centre
+
+    def describe(self) -> dict:
+        d = {"definition": "skull centre (sensors.geometry)", "method": self.method,
+             "offset_head_mm": [round(float(v), 1) for v in self.offset_head_mm], "offset_source": self.note,
+             "frames_converted": self.frames,
+             "moved_mm": None if not self._moves else {
+                 "median": round(float(np.median(self._moves)), 1), "max": round(self._max_move, 1),
+                 "median_over": f"the last {len(self._moves)} frames"},
+             "raw_annotation": "kept as Frame.head_center_raw_mm"}
+        if self.method == "refine":
+            d["refine_failed"] = self.refine_failed
+        return d
 
 
 def _padded_integral(a: np.ndarray, pad: int) -> np.ndarray:

@@ -10,6 +10,7 @@ Options:
   work: validation subjects 9, 18, 21, 22; test subjects 10, 14, 16, 20; training the rest
   (:data:`PANDORA_SPLITS`). ``subjects=A-B`` keeps those subject numbers.
 - ``pace=on`` plays at 30 Hz, ``loop=on`` starts over at the end.
+- ``centre=refine|offset``: how the head joint becomes the project's head centre (below).
 
 The subject of a sequence is the number after ``ID`` in its name (``base_1_ID07`` -> 7), else
 its parent folder's number.
@@ -22,9 +23,21 @@ camera space: metres, y up) and its colour-image pixel (key ``color``/``colour``
 The head joint becomes ``Frame.head_center_mm`` in depth-camera coordinates of the images as
 stored: (s x, -y, z) * 1000 with s = +1 for the mirrored images the Kinect SDK writes; when the
 records carry colour-image joints, s is chosen per sequence as the sign under which the 3D head
-joints project onto the annotated colour pixels. Yaw, pitch and roll become
-``Frame.head_rotation`` = Ry(yaw) Rx(pitch) Rz(roll) in camera axes (an assumed convention; the
-raw angles are kept, see :meth:`PandoraSource.orientation_deg`).
+joints project onto the annotated colour pixels.
+
+Head centre. The Kinect skeleton's head joint is not the project's head centre (the skull's
+centre, :mod:`sensors.geometry`), and how far apart the two are is not published. So by default
+(``centre=refine``) the reader measures the centre from the frame's depth with the locator's
+head model (``sensors.head.refine_centre``) at the joint, keeping the joint where that fails;
+``centre=offset`` takes the joint as it is. The joint stays in ``Frame.head_center_raw_mm``;
+``describe()["head_centre"]`` says what was done, how often the measurement failed and how far
+the centres moved.
+
+Orientation. Yaw, pitch and roll become ``Frame.head_rotation`` through the project's one
+convention (``sensors.geometry.rotation_from_euler_deg``), reading Pandora's angles as the
+project's. This is an assumption, UNVERIFIED: neither the dataset's documentation nor public
+code that reads it states Pandora's axes, order or signs. The raw angles are kept (see
+:meth:`PandoraSource.orientation_deg`) and ``describe()["orientation"]`` repeats the caveat.
 
 Records that cannot be parsed are never skipped silently: each is listed by sequence and record
 number in ``problems`` and counted in ``describe()``; their frames play without annotations. A
@@ -51,6 +64,8 @@ import numpy as np
 
 from .errors import ConfigError, FormatError
 from .frame import CameraIntrinsics, Extrinsics, Frame
+from .geometry import rotation_from_euler_deg
+from .head import CentreConversion
 from .indexed import DATASET_FRAME_PERIOD_NS, IndexedSource, natural_key, read_color_image, read_depth_png
 from .source import Options, SourceURI
 
@@ -68,6 +83,15 @@ _ID_RE = re.compile(r"ID(\d+)", re.IGNORECASE)
 _KEYS_3D = ("3D", "3d", "camera", "camera_space", "position", "world", "xyz")
 _KEYS_2D = ("color", "colour", "2D", "2d", "rgb", "color_space", "uv")
 _HEAD_JOINT_TYPE = 3  # Kinect v2 JointType_Head
+#: said in describe() about the orientation
+ORIENTATION_NOTE = ("assumed, unverified: Pandora's yaw, pitch, roll read as the project's "
+                    "(sensors.geometry: R = Ry(yaw) Rx(-pitch) Rz(roll)); no documentation settles Pandora's convention")
+
+
+def pandora_centre_conversion(method: str = "refine") -> CentreConversion:
+    """The Kinect head joint -> the project's head centre (see the module docstring)."""
+    return CentreConversion(method, np.zeros(3),
+                            "none: the Kinect head joint's offset from the skull centre is not published")
 
 
 def pandora_split(subject: int) -> str:
@@ -76,15 +100,6 @@ def pandora_split(subject: int) -> str:
         if subject in members:
             return name
     return "train"
-
-
-def euler_to_rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """Ry(yaw) Rx(pitch) Rz(roll) in camera axes (x right, y down, z forward)."""
-    y, p, r = (math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg))
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
 
 
 def _vector(value: Any, n: int) -> np.ndarray | None:
@@ -268,6 +283,7 @@ class PandoraSource(IndexedSource):
             if self.split not in ("train", "val", "test"):
                 raise ConfigError(f"split={self.split!r} in {uri} must be train, val or test")
         self.subjects = opts.int_range("subjects", None)
+        self.centre = pandora_centre_conversion(opts.str("centre", "refine"))
         self._read_common_options(opts)
         opts.finish()
         self.root = os.fspath(uri.target or "")
@@ -352,16 +368,17 @@ class PandoraSource(IndexedSource):
         color_cam = KINECT_V2_COLOR if (cw, ch) == (1920, 1080) else KINECT_V2_COLOR.scaled(cw, ch)
         depth_cam = KINECT_V2_DEPTH if (dw, dh) == (512, 424) else KINECT_V2_DEPTH.scaled(dw, dh)
         rec = seq.records.get(num)
-        center = rotation = None
+        center = rotation = raw = None
         if rec is not None:
-            if rec.head_kinect_m is not None and rec.head_kinect_m[2] > 0:
-                center = _to_mm(rec.head_kinect_m, seq.sign_x)
             if rec.euler_deg is not None:
-                rotation = euler_to_rotation(*rec.euler_deg)
+                rotation = rotation_from_euler_deg(*rec.euler_deg)
+            if rec.head_kinect_m is not None and rec.head_kinect_m[2] > 0:
+                raw = _to_mm(rec.head_kinect_m, seq.sign_x)
+                center = self.centre(raw, rotation, depth, depth_cam)
         return Frame(index=position, timestamp_ns=self._timestamps_ns[position], color=color,
                      color_camera=color_cam, depth_mm=depth, depth_camera=depth_cam,
                      depth_to_color=seq.depth_to_color, head_center_mm=center, head_rotation=rotation,
-                     subject_id=seq.subject, source=f"pandora:{seq.name}/{digits}")
+                     subject_id=seq.subject, source=f"pandora:{seq.name}/{digits}", head_center_raw_mm=raw)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -378,5 +395,7 @@ class PandoraSource(IndexedSource):
                                                     else round(s.head_reprojection_px, 2))
                                            for s in self._seqs[:20]},
             "problems": {"count": len(self.problems), "items": self.problems[:50]},
+            "head_centre": self.centre.describe(),
+            "orientation": ORIENTATION_NOTE,
         })
         return d

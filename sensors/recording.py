@@ -21,8 +21,10 @@ topic                                   type                                    
 ======================================  =======================================  ==================
 
 ``/facedepth/frame`` is the frame's record and its commit mark: JSON with the frame's
-``timestamp_ns``, ``index``, ``source``, ``head_center_mm``, ``head_rotation``, ``subject_id``,
-both cameras and ``depth_to_color`` (floats written with full precision, so annotations replay
+``timestamp_ns``, ``index``, ``source``, ``head_center_mm`` with ``head_center_definition`` (the
+project's skull centre; records without it were written before and are converted as
+``sensors.head_centre`` says), ``head_center_raw_mm`` (a dataset's own head point), ``head_rotation``,
+``subject_id``, both cameras and ``depth_to_color`` (floats written with full precision, so annotations replay
 bit-exactly). The tf transform's parent is ``color_optical_frame`` and its child
 ``depth_optical_frame`` (translation in metres), so it maps depth-camera points into the colour
 camera; the head pose is in ``depth_optical_frame``, its orientation the annotated rotation
@@ -67,6 +69,8 @@ import numpy as np
 
 from .errors import ConfigError, FormatError, SensorError
 from .frame import CameraIntrinsics, Extrinsics, Frame
+from .geometry import HEAD_CENTRE_DEFINITION
+from .head_centre import stored_centre
 from .indexed import IndexedSource
 from .source import Options, SourceURI
 
@@ -487,6 +491,8 @@ class Recorder:
             "depth_camera": None if frame.depth_camera is None else frame.depth_camera.to_dict(),
             "depth_to_color": frame.depth_to_color.to_dict(),
             "head_center_mm": None if frame.head_center_mm is None else frame.head_center_mm.tolist(),
+            "head_center_definition": HEAD_CENTRE_DEFINITION,
+            "head_center_raw_mm": None if frame.head_center_raw_mm is None else frame.head_center_raw_mm.tolist(),
             "head_rotation": None if frame.head_rotation is None else frame.head_rotation.tolist(),
             "subject_id": _subject(frame.subject_id),
             "prediction": pred8 is not None,
@@ -768,6 +774,8 @@ class ReplaySource(IndexedSource):
         self._file_lock = threading.Lock()
         self.last_extras: ReplayExtras | None = None
         self._clock_offset_ns = 0
+        #: how the head centres read so far were taken (see sensors.head_centre), frames per way
+        self.head_centre_notes: dict[str, int] = {}
 
     def _open(self) -> None:
         scan = scan_mcap(self.path)
@@ -906,11 +914,16 @@ class ReplaySource(IndexedSource):
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"frame {position} record lacks camera data ({exc})", self.path) from None
         try:
+            source = meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}"
+            centre, raw, how = stored_centre(meta.get("head_center_definition"), str(source), meta.get("head_center_mm"),
+                                             meta.get("head_rotation"), meta.get("head_center_raw_mm"), depth, depth_cam)
+            if centre is not None:
+                self.head_centre_notes[how] = self.head_centre_notes.get(how, 0) + 1
             return Frame(index=position, timestamp_ns=int(meta["timestamp_ns"]), color=color, color_camera=color_cam,
                          depth_mm=depth, depth_camera=depth_cam, depth_to_color=ext,
-                         head_center_mm=meta.get("head_center_mm"), head_rotation=meta.get("head_rotation"),
+                         head_center_mm=centre, head_rotation=meta.get("head_rotation"),
                          subject_id=meta.get("subject_id"), depth_clean_mm=clean if depth is not None else None,
-                         source=meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}")
+                         source=source, head_center_raw_mm=raw)
         except (SensorError, KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"frame {position} record does not fit its images ({exc})", self.path) from None
 
@@ -933,6 +946,7 @@ class ReplaySource(IndexedSource):
                 "recovered": None if scan.complete else (scan.stopped_at or "no summary (recording was cut short)"),
                 "topics": sorted(self._topic_ids),
                 "duration_s": round((self._frames[-1] - self._frames[0]) / 1e9, 3) if self._frames else 0.0,
+                "head_centre": dict(self.head_centre_notes),
             })
             info = scan.metadata.get("facedepth", {})
             if "source" in info:

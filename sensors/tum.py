@@ -17,7 +17,8 @@ Import (``tum:PATH``):
   depth alike, since TUM's depth images are registered to the colour camera; ``calibration=FILE``
   (an OpenCV camera matrix file) overrides that default for both.
 - ``annotations.json`` (also written by :class:`TumWriter`) restores head centre, rotation and
-  subject per colour image.
+  subject per colour image, with the frame's source, the head-centre definition and a
+  dataset's own head point (``sensors.head_centre`` reads files written without them).
 - Options: ``max_dt=SECONDS``, ``calibration=FILE``, ``pace=on``, ``loop=on``.
 
 Export (``launch.py convert --format tum``): :class:`TumWriter` writes colour as PNG, depth as
@@ -38,6 +39,8 @@ import numpy as np
 from .calibration import load_calibration
 from .errors import ConfigError, FormatError
 from .frame import CameraIntrinsics, Extrinsics, Frame
+from .geometry import HEAD_CENTRE_DEFINITION
+from .head_centre import stored_centre
 from .indexed import IndexedSource, read_color_image, read_depth_png, write_png
 from .source import Options, SourceURI
 
@@ -138,6 +141,8 @@ class TumSource(IndexedSource):
         self._camera_note = ""
         self._annotations: dict[str, dict] = {}
         self.unpaired = {"color": 0, "depth": 0}
+        #: how the head centres read so far were taken (see sensors.head_centre), frames per way
+        self.head_centre_notes: dict[str, int] = {}
 
     def _open(self) -> None:
         root = self.root
@@ -216,17 +221,25 @@ class TumSource(IndexedSource):
             dh, dw = depth_mm.shape
             depth_cam = self._depth_cam or (color_cam if (dw, dh) == (w, h) else self._default_camera(dw, dh))
         a = self._annotations.get(it.color_file, {})
+        try:
+            centre, raw, how = stored_centre(a.get("head_center_definition"), str(a.get("source", "")),
+                                             a.get("head_center_mm"), a.get("head_rotation"), a.get("head_center_raw_mm"),
+                                             depth_mm, depth_cam)
+        except ValueError as exc:
+            raise FormatError(f"{it.color_file}: {exc}", os.path.join(self.root, ANNOTATIONS_FILE)) from None
+        if centre is not None:
+            self.head_centre_notes[how] = self.head_centre_notes.get(how, 0) + 1
         return Frame(index=position, timestamp_ns=self._timestamps_ns[position], color=color,
                      color_camera=color_cam, depth_mm=depth_mm, depth_camera=depth_cam,
                      depth_to_color=self._extr if depth_mm is not None else Extrinsics.identity(),
-                     head_center_mm=a.get("head_center_mm"), head_rotation=a.get("head_rotation"),
-                     subject_id=a.get("subject_id"), source=f"tum:{it.color_file}")
+                     head_center_mm=centre, head_rotation=a.get("head_rotation"),
+                     subject_id=a.get("subject_id"), source=f"tum:{it.color_file}", head_center_raw_mm=raw)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update({"dataset": "TUM RGB-D folder", "cameras": self._camera_note,
                   "depth_scale_per_m": self.depth_scale_per_m, "max_dt_s": self.max_dt_s,
-                  "unpaired": dict(self.unpaired)})
+                  "unpaired": dict(self.unpaired), "head_centre": dict(self.head_centre_notes)})
         return d
 
 
@@ -277,7 +290,10 @@ class TumWriter:
         if frame.head_center_mm is not None or frame.subject_id is not None or frame.head_rotation is not None:
             self._annotations.append({
                 "color_file": f"rgb/{name}",
+                "source": frame.source,
                 "head_center_mm": None if frame.head_center_mm is None else frame.head_center_mm.tolist(),
+                "head_center_definition": HEAD_CENTRE_DEFINITION,
+                "head_center_raw_mm": None if frame.head_center_raw_mm is None else frame.head_center_raw_mm.tolist(),
                 "head_rotation": None if frame.head_rotation is None else frame.head_rotation.tolist(),
                 "subject_id": frame.subject_id,
             })

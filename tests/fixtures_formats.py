@@ -111,8 +111,17 @@ BIWI_R = np.array([[0.999947, 0.00432361, 0.00929419],
 BIWI_T = np.array([-24.0198, 5.8896, -13.2308])
 
 
+#: Biwi's pose.txt centre (its face template's) lies this far in front of the skull centre, along
+#: the head's view: 66 mm on the real subject 01, frame 3
+BIWI_TEMPLATE_IN_FRONT_MM = 66.0
+
+
 def write_biwi(root, sequences: dict[int, list[int]] | None = None, width: int = 64, height: int = 48) -> Written:
-    """An hpdb folder: sequences {number: [frame numbers]} with depth.bin, rgb.png, pose.txt."""
+    """An hpdb folder: sequences {number: [frame numbers]} with depth.bin, rgb.png, pose.txt.
+
+    The sphere (the head) is centred on the skull centre, ``WrittenFrame.head_center_mm``; the
+    pose file holds the centre Biwi annotates, :data:`BIWI_TEMPLATE_IN_FRONT_MM` in front of it
+    along the head's view (``extra["pose_center_mm"]``)."""
     root = Path(root)
     sequences = sequences or {1: [3, 4, 7]}
     s = width / 640.0
@@ -134,10 +143,12 @@ def write_biwi(root, sequences: dict[int, list[int]] | None = None, width: int =
             stem = folder / f"frame_{n:05d}"
             (Path(str(stem) + "_depth.bin")).write_bytes(biwi_depth_bin_bytes(depth))
             cv2.imwrite(str(stem) + "_rgb.png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+            pose_center = center + rot @ np.array([0.0, 0.0, -BIWI_TEMPLATE_IN_FRONT_MM])
             pose = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in rot)
-            pose += "\n\n" + " ".join(f"{x:.6f}" for x in center) + "\n"
+            pose += "\n\n" + " ".join(f"{x:.6f}" for x in pose_center) + "\n"
             (Path(str(stem) + "_pose.txt")).write_text(pose)
-            out.frames[(seq, n)] = WrittenFrame(color, depth, np.round(center, 6), np.round(rot, 6))
+            out.frames[(seq, n)] = WrittenFrame(color, depth, center, np.round(rot, 6),
+                                                {"pose_center_mm": np.round(pose_center, 6)})
             out.order.append((seq, n))
         (root / f"{seq:02d}.obj").write_text("# head template (not read)\n")
     return out

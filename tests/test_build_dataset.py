@@ -15,7 +15,7 @@ import pytest
 import launch
 from models.dataset import SPLITS, load_dataset
 from sensors.crop import CropConfig, crop_face
-from sensors.head import euler_deg_from_rotation
+from sensors.geometry import euler_deg_from_rotation
 from sensors.source import open_source
 from tests.fixtures_formats import BIWI_R, BIWI_T, biwi_depth_bin_bytes, write_biwi
 

@@ -13,9 +13,7 @@ import pytest
 
 from sensors.errors import ConfigError
 from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.head import (
-    HeadLocation, HeadLocator, LocatorConfig, _OneEuro, euler_deg_from_rotation, rotation_from_euler_deg,
-)
+from sensors.head import HeadLocation, HeadLocator, LocatorConfig, _OneEuro
 
 COLOR = CameraIntrinsics(1081.4, 1081.4, 959.5, 539.5, 1920, 1080)
 DEPTH = CameraIntrinsics(365.5, 365.5, 254.9, 205.4, 512, 424)
@@ -29,34 +27,6 @@ def _frame(index=0, head=None, rotation=None, depth=True, color=None, t_ns=0):
         np.full((424, 512), 2000, np.uint16) if depth else None, DEPTH if depth else None, RIG,
         head_center_mm=head, head_rotation=rotation,
     )
-
-
-def _rot_y(deg):
-    a = math.radians(deg)
-    return np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-
-
-def _rot_x(deg):
-    a = math.radians(deg)
-    return np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-
-
-def _rot_z(deg):
-    a = math.radians(deg)
-    return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-
-
-def test_euler_angles_follow_the_documented_convention():
-    assert euler_deg_from_rotation(np.eye(3)) == pytest.approx((0, 0, 0))
-    # R = Ry(yaw) Rx(-pitch) Rz(roll), written out here from elementary rotations
-    for yaw, pitch, roll in [(30, 0, 0), (0, 20, 0), (0, 0, -15), (-50, 25, 10)]:
-        r = _rot_y(yaw) @ _rot_x(-pitch) @ _rot_z(roll)
-        np.testing.assert_allclose(rotation_from_euler_deg(yaw, pitch, roll), r, atol=1e-12)
-        assert euler_deg_from_rotation(r) == pytest.approx((yaw, pitch, roll), abs=1e-9)
-    rng = np.random.default_rng(0)
-    for yaw, pitch, roll in rng.uniform([-170, -80, -170], [170, 80, 170], (50, 3)):
-        got = euler_deg_from_rotation(rotation_from_euler_deg(yaw, pitch, roll))
-        assert got == pytest.approx((yaw, pitch, roll), abs=1e-9)
 
 
 def test_annotation_is_moved_to_colour_coordinates_and_never_smoothed():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sensors import ConfigError, FormatError, open_source
-from sensors.pandora import PANDORA_SPLITS, euler_to_rotation, pandora_split, parse_records
+from sensors.geometry import rotation_from_euler_deg
+from sensors.pandora import PANDORA_SPLITS, pandora_split, parse_records
 from tests.fixtures_formats import write_pandora
 
 HAND_WRITTEN = """[
@@ -49,10 +50,17 @@ def test_split_definition():
     assert [pandora_split(s) for s in (9, 10, 1, 22, 14)] == ["val", "test", "train", "val", "test"]
 
 
-def test_euler_zero_is_identity_and_yaw_turns_about_y():
-    np.testing.assert_allclose(euler_to_rotation(0, 0, 0), np.eye(3), atol=1e-12)
-    r = euler_to_rotation(90, 0, 0)
-    np.testing.assert_allclose(r @ [0, 0, 1], [1, 0, 0], atol=1e-12)
+def test_orientation_is_read_through_the_one_convention(tmp_path):
+    # Pandora's convention is not documented anywhere we could find; the reader states one
+    # assumption (Pandora's angles are the project's, sensors.geometry) instead of a second
+    # Euler conversion. The old reader flipped pitch's sign against the project's, also unverified.
+    info = write_pandora(tmp_path / "p", {10: ["base_1_ID10"]}, frames=2)
+    with open_source(f"pandora:{info.root}") as src:
+        f = src.read()
+        f = src.read()
+        d = src.describe()
+    np.testing.assert_allclose(f.head_rotation, rotation_from_euler_deg(5.0, -5.0, 2.0), atol=1e-12)
+    assert "unverified" in d["orientation"]
 
 
 def test_source_delivers_images_depth_and_head_centre(tmp_path):
@@ -79,7 +87,7 @@ def test_source_delivers_images_depth_and_head_centre(tmp_path):
     assert abs(float(f.depth_mm[int(round(v)), int(round(u))]) - (f.head_center_mm[2] - 90)) < 4
     # orientation: the raw angles are kept
     assert src.orientation_deg(3) == {"yaw": 15.0, "pitch": -5.0, "roll": 2.0}
-    np.testing.assert_allclose(frames[3].head_rotation, euler_to_rotation(15.0, -5.0, 2.0))
+    np.testing.assert_allclose(frames[3].head_rotation, rotation_from_euler_deg(15.0, -5.0, 2.0))
 
 
 def test_split_option_and_one_sequence_folder(tmp_path):

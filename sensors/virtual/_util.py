@@ -1,4 +1,4 @@
-"""Small shared helpers of the virtual Kinect: seeded random streams, rotations, smooth steps."""
+"""Small shared helpers of the virtual Kinect: seeded random streams, smooth steps, point transforms."""
 from __future__ import annotations
 
 import zlib
@@ -16,28 +16,6 @@ def rng(*keys: int | str) -> np.random.Generator:
             words.append(int(k) & 0xFFFFFFFF)
             words.append((int(k) >> 32) & 0xFFFFFFFF)
     return np.random.default_rng(np.random.SeedSequence(words))
-
-
-def rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
-
-def head_rotation_from_euler_deg(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Head axes -> camera for a head facing the camera turned by yaw (about the vertical axis,
-    positive = the face turns to the image right), pitch (positive = chin down), roll (positive =
-    clockwise in the image). Identity = facing the camera. Order: R = Ry(yaw) Rx(pitch) Rz(roll)."""
-    return rot_y(np.radians(yaw)) @ rot_x(-np.radians(pitch)) @ rot_z(np.radians(roll))
 
 
 def smoothstep(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..frame import CameraIntrinsics, Extrinsics
+from ..geometry import rot_x, rot_y, rot_z
 
 #: the time-of-flight depth camera, 512x424
 DEPTH_CAMERA = CameraIntrinsics(fx=365.5, fy=365.5, cx=254.9, cy=205.4, width=512, height=424)
@@ -22,15 +23,7 @@ MIN_RANGE_MM = 500.0
 MAX_RANGE_MM = 4500.0
 
 
-def _rotation_xyz_deg(rx: float, ry: float, rz: float) -> np.ndarray:
-    ax, ay, az = np.radians([rx, ry, rz])
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rot_z @ rot_y @ rot_x
-
-
 #: depth-camera point p -> colour-camera point R p + t (mm): the colour lens sits 52 mm to the
 #: side of the depth lens, with a small residual rotation as a factory calibration reports it
-DEPTH_TO_COLOR = Extrinsics(_rotation_xyz_deg(0.15, -0.25, 0.1), np.array([52.0, 0.0, 0.0]))
+DEPTH_TO_COLOR = Extrinsics(rot_z(np.radians(0.1)) @ rot_y(np.radians(-0.25)) @ rot_x(np.radians(0.15)),
+                            np.array([52.0, 0.0, 0.0]))

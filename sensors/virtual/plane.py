@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..frame import Frame
-from ._util import rng, rot_y
+from ..geometry import rot_y
+from ._util import rng
 from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM, MIN_RANGE_MM
 from .scene import camera_rays
 from .sensor import apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm

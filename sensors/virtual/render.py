@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._util import matvec, normalize, rng, rot_x, rot_y, rot_z, rowdot, xform
+from ..geometry import rot_x, rot_y, rot_z
+from ._util import matvec, normalize, rng, rowdot, xform
 from .head import HeadModel
 from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM
 from .scene import (

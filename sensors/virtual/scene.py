@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._util import fbm_2d, head_rotation_from_euler_deg, normalize, rng, rot_y, smoothstep
+from ..geometry import rot_y, rotation_from_euler_deg
+from ._util import fbm_2d, normalize, rng, smoothstep
 from .head import HeadModel
 from .kinect import FPS
 from .shapes import PointSet, sdf_points
@@ -225,7 +226,7 @@ def frame_state(plan: SequencePlan, t: float) -> FrameState:
     k = k.copy()
     k[:3] += jt[0] * np.sin(2 * np.pi * jt[1] * t + jt[2])
     yaw, pitch, roll = k[:3]
-    rot = head_rotation_from_euler_deg(yaw, pitch, roll)
+    rot = rotation_from_euler_deg(yaw, pitch, roll)
     anchor = plan.head_anchor_mm + k[3:]
     # rotation about the neck pivot: the skull centre moves as the head pitches and rolls
     centre = anchor + (PIVOT_H - rot @ PIVOT_H)

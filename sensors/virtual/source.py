@@ -348,7 +348,7 @@ def _posed_frame(src: VirtualKinect, subject: int, yaw_deg: float, pitch_deg: fl
                  jaw: float, smile: float, blink: float, distance_m: float | None, sequence: int) -> Frame:
     from dataclasses import replace
 
-    from ._util import head_rotation_from_euler_deg
+    from ..geometry import rotation_from_euler_deg
     from .scene import PIVOT_H, FrameState
 
     o = src.options
@@ -366,7 +366,7 @@ def _posed_frame(src: VirtualKinect, subject: int, yaw_deg: float, pitch_deg: fl
         stage = src._renderer.build_stage(plan, head)
         src._posed_stages.clear()
         src._posed_stages[key] = stage
-    rot = head_rotation_from_euler_deg(yaw_deg, pitch_deg, roll_deg)
+    rot = rotation_from_euler_deg(yaw_deg, pitch_deg, roll_deg)
     centre = anchor + (PIVOT_H - rot @ PIVOT_H)
     st = FrameState(rotation=rot, centre_mm=centre, yaw_pitch_roll_deg=np.array([yaw_deg, pitch_deg, roll_deg]),
                     jaw=float(jaw), smile=float(smile), brows=0.0, blink=float(blink), gaze_mm=(0.0, 0.0),
