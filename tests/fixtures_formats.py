@@ -154,6 +154,36 @@ def write_biwi(root, sequences: dict[int, list[int]] | None = None, width: int =
     return out
 
 
+def write_biwi_from_frames(root, frames, pose: bool = True) -> Written:
+    """One Biwi sequence folder (``root/01``) holding ``frames`` (e.g. posed virtual Kinect frames
+    with their ground truth) in Biwi's layout and their own cameras; with ``pose``, pose files
+    whose centre lies :data:`BIWI_TEMPLATE_IN_FRONT_MM` in front of the frame's skull centre
+    along the head's view, as Biwi annotates it. ``WrittenFrame.head_center_mm`` is the frame's
+    skull centre (depth-camera mm)."""
+    root = Path(root)
+    seq = root / "01"
+    seq.mkdir(parents=True, exist_ok=True)
+    out = Written(root)
+    for n, f in enumerate(frames):
+        if n == 0:
+            dc, cc, ext = f.depth_camera, f.color_camera, f.depth_to_color
+            (seq / "depth.cal").write_text(biwi_cal_text(dc.matrix(), [0, 0, 0, 0], np.eye(3), [0, 0, 0], dc.width, dc.height))
+            (seq / "rgb.cal").write_text(biwi_cal_text(cc.matrix(), [0, 0, 0, 0], ext.rotation, ext.translation_mm,
+                                                       cc.width, cc.height))
+        stem = str(seq / f"frame_{n:05d}")
+        Path(stem + "_depth.bin").write_bytes(biwi_depth_bin_bytes(f.depth_mm))
+        cv2.imwrite(stem + "_rgb.png", cv2.cvtColor(f.color, cv2.COLOR_RGB2BGR))
+        rot = f.head_rotation
+        pose_center = f.head_center_mm + rot @ np.array([0.0, 0.0, -BIWI_TEMPLATE_IN_FRONT_MM])
+        if pose:
+            text = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in rot)
+            Path(stem + "_pose.txt").write_text(text + "\n\n" + " ".join(f"{x:.6f}" for x in pose_center) + "\n")
+        out.frames[(1, n)] = WrittenFrame(f.color, f.depth_mm, f.head_center_mm.copy(), rot.copy(),
+                                          {"pose_center_mm": pose_center})
+        out.order.append((1, n))
+    return out
+
+
 # -- Pandora ------------------------------------------------------------------------------
 KINECT2_DEPTH = (365.5, 365.5, 254.9, 205.4, 512, 424)
 KINECT2_COLOR = (1081.4, 1081.4, 959.5, 539.5, 1920, 1080)
