@@ -98,6 +98,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -144,6 +154,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     crop.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
                       help="head-centre refiner for detected heads (default: the shipped "
                            "models/weights/head_refiner.onnx; none: without)")
+    crop.add_argument("--centre-check", type=_nonnegative_int, default=10, metavar="K",
+                      help="on every K-th annotated crop also locate the head without the annotation and store "
+                           "both distances D, for evaluate's head-centre line (0: never) (10)")
     crop.add_argument("--min-valid", type=_positive_int, default=DEFAULT_MIN_VALID, metavar="N",
                       help="skip crops with fewer valid depth pixels (%(default)s)")
     out = p.add_argument_group("output")
@@ -164,6 +177,7 @@ class BuildSettings:
     locator_mode: str
     min_valid: int
     refiner: str | None = None
+    centre_check: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +204,8 @@ class UnitResult:
     methods: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     read: int = 0
+    #: (sample within this unit, D from the annotation, D from the locator or NaN) per checked crop
+    centre_check: list = field(default_factory=list)
 
 
 _WORKER_SOURCES: dict[str, Any] = {}
@@ -238,6 +254,11 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
     config = CropConfig.from_dict(settings.crop)
     refiner = _worker_refiner(settings.refiner) if settings.locator_mode != "annotation" else None
     locator = HeadLocator(LocatorConfig(mode=settings.locator_mode, smoothing=False), live=False, refiner=refiner)
+    checker = None
+    if settings.centre_check and settings.locator_mode != "detect":
+        checker = HeadLocator(LocatorConfig(mode="detect", smoothing=False), live=False,
+                              refiner=_worker_refiner(settings.refiner))
+    annotated = 0
     src = _open(unit.uri)
     res = UnitResult(unit.source_index, unit.start or 0)
 
@@ -288,6 +309,12 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
             skip("too_few_valid_depth")
             continue
         res.methods[loc.method] = res.methods.get(loc.method, 0) + 1
+        if checker is not None and loc.method == "annotation":
+            if annotated % settings.centre_check == 0:
+                found = checker.locate(frame)
+                res.centre_check.append((len(res.color), crop.distance_mm,
+                                         math.nan if found is None else found.distance_mm))
+            annotated += 1
         res.color.append(crop.color)
         res.depth.append(d8)
         res.depth_clean.append(crop.depth_clean8())
@@ -397,7 +424,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.locator != "annotation":
         _worker_refiner(args.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
-    settings = BuildSettings(config.to_dict(), args.locator, args.min_valid, args.refiner or DEFAULT_PATH)
+    settings = BuildSettings(config.to_dict(), args.locator, args.min_valid, args.refiner or DEFAULT_PATH,
+                             args.centre_check)
     sources = [dict(s) for s in args.sources]
     units, totals = plan_units(sources, args.every, args.max_frames)
     t0 = time.monotonic()
@@ -490,7 +518,10 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
                    "methods": {}, "describe": src.get("describe", {})} for src in sources]
     val, test = set(args.val_subjects), set(args.test_subjects)
     subject_splits: dict[int, set[str]] = {}
+    checks: list[list[float]] = []
     for r in results:
+        checks += [[len(cols["color"]) + i, round(float(d_ann), 2), None if math.isnan(d_loc) else round(float(d_loc), 2)]
+                   for i, d_ann, d_loc in r.centre_check]
         info = per_source[r.source_index]
         info["read"] += r.read
         info["samples"] += len(r.color)
@@ -545,5 +576,10 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
         "subjects": {name: sorted({int(sb) for sb, sp in zip(cols["subject"], cols["split"]) if sp == code})
                      for name, code in SPLITS.items()},
         "subject_names": {v: k for k, v in names.items()},
+        "head_centre_check": {
+            "every": args.centre_check,
+            "what": "D from the annotation and from the locator without it (colour + depth with the refiner), "
+                    "on every K-th annotated crop: [crop index, D annotation mm, D locator mm or null]",
+            "rows": checks},
     }
     return data, summary

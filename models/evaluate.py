@@ -20,7 +20,8 @@ The same table is broken down by |yaw| (0-30, 30-60, 60+ degrees; frames without
 counted as "unknown").
 
 The JSON report holds the data's provenance, every method's metrics (overall and by yaw) and
-the indices of the best and worst frames; the figure holds bar charts of the main metrics and
+the indices of the best and worst frames, and the head-centre check (``centre_check``: how far
+the annotation's D and the locator's D disagree on the same crops, printed as its own line); the figure holds bar charts of the main metrics and
 a grid of the best and worst examples (by L1 mm of the first model): colour | true | each
 model's prediction | the first model's error.
 
@@ -139,7 +140,7 @@ def _check_model_crop(gen: Any, crop: Mapping[str, Any]) -> None:
 def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", truth: str = "auto",
              mean_from: str | None = None, threads: int = 0, provider: str = "auto") -> tuple[dict[str, Any], dict]:
     """Score the models and baselines; returns (report, arrays for the figure)."""
-    from models.dataset import load_dataset
+    from models.dataset import SPLITS, load_dataset
     from models.inference import DepthGenerator
     from models.train import file_sha256
 
@@ -202,6 +203,8 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         "yaw_bins_deg": [[lo, None if math.isinf(hi) else hi] for _, lo, hi in YAW_BINS],
         "methods": [m.to_dict() for m in methods],
         "notes": baseline_notes,
+        "head_centre_check": centre_check(data.meta, np.flatnonzero(np.ones(len(data), bool) if split == "all"
+                                                                    else data.split == SPLITS[split])),
     }
     if first is not None and n_ok:
         report["examples"] = {"ranked_by": f"l1_mm of {first.name}",
@@ -211,6 +214,39 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
     arrays = {"subset": subset, "truth8": truth8, "predictions": predictions, "order": order, "n_ok": n_ok,
               "methods": methods}
     return report, arrays
+
+
+def centre_check(meta: Mapping[str, Any], crops: np.ndarray) -> dict[str, Any]:
+    """How far D from the annotation and D from the locator (run without it) disagree on the
+    crops ``crops`` (indices into the dataset), from what ``build-dataset --centre-check`` stored:
+    a drift between a dataset's head centre and the project's shows here."""
+    check = meta.get("head_centre_check")
+    if not check:
+        return {"measured": False, "why": "the dataset was built without the head-centre check (build-dataset "
+                                          "--centre-check K)"}
+    wanted = set(int(i) for i in crops)
+    rows = [r for r in check.get("rows", []) if int(r[0]) in wanted]
+    if not rows:
+        return {"measured": False, "why": "no annotated crop of this split was checked"}
+    diff = np.array([r[1] - r[2] for r in rows if r[2] is not None], np.float64)
+    out: dict[str, Any] = {"measured": True, "frames": len(rows), "located": int(diff.size),
+                           "sign": "D annotation - D locator"}
+    if diff.size:
+        out.update({"median_abs_mm": round(float(np.median(np.abs(diff))), 1),
+                    "mean_mm": round(float(diff.mean()), 1),
+                    "p90_abs_mm": round(float(np.percentile(np.abs(diff), 90)), 1)})
+    return out
+
+
+def centre_check_line(check: Mapping[str, Any]) -> str:
+    """The report's head-centre check as one line."""
+    if not check["measured"]:
+        return f"head centre check: not measured ({check['why']})"
+    if not check["located"]:
+        return f"head centre check: the locator found no head on any of the {check['frames']} checked crops"
+    return (f"head centre check: D annotation - D locator on {check['located']} of {check['frames']} checked crops: "
+            f"median |diff| {check['median_abs_mm']} mm, mean {check['mean_mm']:+} mm, 90th percentile "
+            f"|diff| {check['p90_abs_mm']} mm")
 
 
 def _synthetic(meta: Mapping[str, Any]) -> bool:
@@ -346,4 +382,5 @@ def main(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, args.report)
     print(markdown_table(report))
+    print(centre_check_line(report["head_centre_check"]))
     return 0

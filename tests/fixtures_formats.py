@@ -154,11 +154,11 @@ def write_biwi(root, sequences: dict[int, list[int]] | None = None, width: int =
     return out
 
 
-def write_biwi_from_frames(root, frames, pose: bool = True) -> Written:
+def write_biwi_from_frames(root, frames, pose: bool = True, in_front_mm: float = BIWI_TEMPLATE_IN_FRONT_MM) -> Written:
     """One Biwi sequence folder (``root/01``) holding ``frames`` (e.g. posed virtual Kinect frames
     with their ground truth) in Biwi's layout and their own cameras; with ``pose``, pose files
-    whose centre lies :data:`BIWI_TEMPLATE_IN_FRONT_MM` in front of the frame's skull centre
-    along the head's view, as Biwi annotates it. ``WrittenFrame.head_center_mm`` is the frame's
+    whose centre lies ``in_front_mm`` (:data:`BIWI_TEMPLATE_IN_FRONT_MM`, as Biwi annotates it)
+    in front of the frame's skull centre along the head's view. ``WrittenFrame.head_center_mm`` is the frame's
     skull centre (depth-camera mm)."""
     root = Path(root)
     seq = root / "01"
@@ -174,7 +174,7 @@ def write_biwi_from_frames(root, frames, pose: bool = True) -> Written:
         Path(stem + "_depth.bin").write_bytes(biwi_depth_bin_bytes(f.depth_mm))
         cv2.imwrite(stem + "_rgb.png", cv2.cvtColor(f.color, cv2.COLOR_RGB2BGR))
         rot = f.head_rotation
-        pose_center = f.head_center_mm + rot @ np.array([0.0, 0.0, -BIWI_TEMPLATE_IN_FRONT_MM])
+        pose_center = f.head_center_mm + rot @ np.array([0.0, 0.0, -in_front_mm])
         if pose:
             text = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in rot)
             Path(stem + "_pose.txt").write_text(text + "\n\n" + " ".join(f"{x:.6f}" for x in pose_center) + "\n")

@@ -126,6 +126,27 @@ def test_a_recording_written_before_the_definition_is_converted(biwi_folders, tm
     np.testing.assert_allclose(back.head_center_raw_mm, frame.head_center_raw_mm, atol=1e-9)
 
 
+def _centre_check(folder, tmp_path, name) -> dict:
+    data, report = tmp_path / f"{name}.npz", tmp_path / f"{name}.json"
+    assert launch.main(["build-dataset", "--quiet", "--source", f"biwi:{folder}", "--split", "test", "--out", str(data),
+                        "--workers", "1", "--centre-check", "1"]) == 0
+    assert launch.main(["evaluate", "--data", str(data), "--report", str(report)]) == 0
+    return json.loads(report.read_text())["head_centre_check"]
+
+
+def test_evaluate_reports_how_far_annotation_and_locator_disagree(biwi_folders, posed_frames, tmp_path, capsys):
+    posed, _ = biwi_folders
+    agree = _centre_check(posed.root, tmp_path, "agree")
+    assert agree["measured"] and agree["frames"] == agree["located"] == 3
+    assert agree["median_abs_mm"] < 10.0
+    assert "head centre check: D annotation - D locator on 3 of 3" in capsys.readouterr().out
+    # pose files that annotate the skull centre itself: the reader's conversion now puts D 66 mm
+    # too far, and the check shows it
+    drift = write_biwi_from_frames(tmp_path / "drift", posed_frames, pose=True, in_front_mm=0.0)
+    off = _centre_check(drift.root, tmp_path, "drift")
+    assert off["mean_mm"] > 40.0
+
+
 def test_stored_centre_rules():
     c, r = [1.0, 2.0, 900.0], np.eye(3)
     assert stored_centre(HEAD_CENTRE_DEFINITION, "biwi:01/frame_00003", c, r, None, None, None)[0] is c
