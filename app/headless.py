@@ -75,6 +75,8 @@ class RunRecorder:
             "latency_ms": round(r.latency_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in r.timings_ms.items()},
         }
+        if r.frame.head_center_raw_mm is not None:  # a dataset's own annotation, before its conversion
+            entry["head_center_raw_mm"] = [round(float(v), 2) for v in r.frame.head_center_raw_mm]
         if not r.has_face:
             self.skipped["no face"] += 1
         else:

@@ -88,24 +88,23 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _int_at_least(minimum: int) -> Any:
+    """An argparse type: a whole number >= ``minimum``."""
+    what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+_positive_int = _int_at_least(1)
 
 
 def _positive_float(text: str) -> float:
@@ -154,7 +153,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     crop.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
                       help="head-centre refiner for detected heads (default: the shipped "
                            "models/weights/head_refiner.onnx; none: without)")
-    crop.add_argument("--centre-check", type=_nonnegative_int, default=10, metavar="K",
+    crop.add_argument("--centre-check", type=_int_at_least(0), default=10, metavar="K",
                       help="on every K-th annotated crop also locate the head without the annotation and store "
                            "both distances D, for evaluate's head-centre line (0: never) (10)")
     crop.add_argument("--min-valid", type=_positive_int, default=DEFAULT_MIN_VALID, metavar="N",
@@ -520,8 +519,8 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
     subject_splits: dict[int, set[str]] = {}
     checks: list[list[float]] = []
     for r in results:
-        checks += [[len(cols["color"]) + i, round(float(d_ann), 2), None if math.isnan(d_loc) else round(float(d_loc), 2)]
-                   for i, d_ann, d_loc in r.centre_check]
+        checks += [[len(cols["color"]) + i, round(float(d_ann), 2),
+                    None if math.isnan(d_loc) else round(float(d_loc), 2)] for i, d_ann, d_loc in r.centre_check]
         info = per_source[r.source_index]
         info["read"] += r.read
         info["samples"] += len(r.color)

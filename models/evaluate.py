@@ -21,9 +21,9 @@ counted as "unknown").
 
 The JSON report holds the data's provenance, every method's metrics (overall and by yaw) and
 the indices of the best and worst frames, and the head-centre check (``centre_check``: how far
-the annotation's D and the locator's D disagree on the same crops, printed as its own line); the figure holds bar charts of the main metrics and
-a grid of the best and worst examples (by L1 mm of the first model): colour | true | each
-model's prediction | the first model's error.
+the annotation's D and the locator's D disagree on the same crops, printed as its own line);
+the figure holds bar charts of the main metrics and a grid of the best and worst examples (by
+L1 mm of the first model): colour | true | each model's prediction | the first model's error.
 
 Verification: ``--verifier FILE.onnx`` runs ``models.verification.evaluate_verification`` on
 the same split with the predictions of every model, adds its results to the report under

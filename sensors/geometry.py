@@ -77,4 +77,5 @@ def centre_from_anchor(anchor_mm: np.ndarray, rotation: np.ndarray | None, offse
     ``-offset_head_mm`` from the centre in head axes: ``anchor + R @ offset``. Without a
     rotation the head is taken to face the camera (R = I)."""
     r = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64).reshape(3, 3)
-    return np.asarray(anchor_mm, dtype=np.float64).reshape(3) + r @ np.asarray(offset_head_mm, dtype=np.float64).reshape(3)
+    offset = np.asarray(offset_head_mm, dtype=np.float64).reshape(3)
+    return np.asarray(anchor_mm, dtype=np.float64).reshape(3) + r @ offset

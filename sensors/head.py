@@ -480,7 +480,9 @@ class CentreConversion:
         raw = np.asarray(raw_mm, dtype=np.float64).reshape(3)
         centre = centre_from_anchor(raw, rotation, self.offset_head_mm)
         if self.method == "refine":
-            measured = None if depth_mm is None or depth_camera is None else refine_centre(depth_mm, depth_camera, centre)
+            measured = None
+            if depth_mm is not None and depth_camera is not None:
+                measured = refine_centre(depth_mm, depth_camera, centre)
             if measured is None:
                 self.refine_failed += 1
             else:

@@ -16,6 +16,8 @@ import numpy as np
 from .frame import CameraIntrinsics
 from .geometry import HEAD_CENTRE_DEFINITION
 
+_OLD = "file written before the definition was recorded"
+
 
 def stored_centre(definition: str | None, source: str, centre_mm: Any, rotation: Any, raw_mm: Any,
                   depth_mm: np.ndarray | None, depth_camera: CameraIntrinsics | None) -> tuple[Any, Any, str]:
@@ -29,13 +31,13 @@ def stored_centre(definition: str | None, source: str, centre_mm: Any, rotation:
     if source.startswith("biwi:"):
         from .biwi import biwi_centre_conversion
 
-        convert, what = biwi_centre_conversion("offset"), "converted from Biwi's template centre (file written before the definition was recorded)"
+        convert, what = biwi_centre_conversion("offset"), f"converted from Biwi's template centre ({_OLD})"
     elif source.startswith("pandora:"):
         from .pandora import pandora_centre_conversion
 
-        convert, what = pandora_centre_conversion("refine"), "refined from Pandora's head joint (file written before the definition was recorded)"
+        convert, what = pandora_centre_conversion("refine"), f"refined from Pandora's head joint ({_OLD})"
     else:
-        return centre_mm, raw_mm, "as stored (file written before the definition was recorded; its source annotates the skull centre)"
+        return centre_mm, raw_mm, f"as stored ({_OLD}; its source annotates the skull centre)"
     raw = np.asarray(centre_mm, dtype=np.float64)
     rot = None if rotation is None else np.asarray(rotation, dtype=np.float64)
     return convert(raw, rot, depth_mm, depth_camera), raw, what

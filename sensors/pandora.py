@@ -84,8 +84,8 @@ _KEYS_3D = ("3D", "3d", "camera", "camera_space", "position", "world", "xyz")
 _KEYS_2D = ("color", "colour", "2D", "2d", "rgb", "color_space", "uv")
 _HEAD_JOINT_TYPE = 3  # Kinect v2 JointType_Head
 #: said in describe() about the orientation
-ORIENTATION_NOTE = ("assumed, unverified: Pandora's yaw, pitch, roll read as the project's "
-                    "(sensors.geometry: R = Ry(yaw) Rx(-pitch) Rz(roll)); no documentation settles Pandora's convention")
+ORIENTATION_NOTE = ("assumed, unverified: Pandora's yaw, pitch, roll read as the project's (sensors.geometry: "
+                    "R = Ry(yaw) Rx(-pitch) Rz(roll)); no documentation settles Pandora's convention")
 
 
 def pandora_centre_conversion(method: str = "refine") -> CentreConversion:

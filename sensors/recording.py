@@ -915,8 +915,9 @@ class ReplaySource(IndexedSource):
             raise FormatError(f"frame {position} record lacks camera data ({exc})", self.path) from None
         try:
             source = meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}"
-            centre, raw, how = stored_centre(meta.get("head_center_definition"), str(source), meta.get("head_center_mm"),
-                                             meta.get("head_rotation"), meta.get("head_center_raw_mm"), depth, depth_cam)
+            centre, raw, how = stored_centre(
+                meta.get("head_center_definition"), str(source), meta.get("head_center_mm"),
+                meta.get("head_rotation"), meta.get("head_center_raw_mm"), depth, depth_cam)
             if centre is not None:
                 self.head_centre_notes[how] = self.head_centre_notes.get(how, 0) + 1
             return Frame(index=position, timestamp_ns=int(meta["timestamp_ns"]), color=color, color_camera=color_cam,

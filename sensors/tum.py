@@ -222,9 +222,9 @@ class TumSource(IndexedSource):
             depth_cam = self._depth_cam or (color_cam if (dw, dh) == (w, h) else self._default_camera(dw, dh))
         a = self._annotations.get(it.color_file, {})
         try:
-            centre, raw, how = stored_centre(a.get("head_center_definition"), str(a.get("source", "")),
-                                             a.get("head_center_mm"), a.get("head_rotation"), a.get("head_center_raw_mm"),
-                                             depth_mm, depth_cam)
+            centre, raw, how = stored_centre(
+                a.get("head_center_definition"), str(a.get("source", "")), a.get("head_center_mm"),
+                a.get("head_rotation"), a.get("head_center_raw_mm"), depth_mm, depth_cam)
         except ValueError as exc:
             raise FormatError(f"{it.color_file}: {exc}", os.path.join(self.root, ANNOTATIONS_FILE)) from None
         if centre is not None:

@@ -167,7 +167,8 @@ def write_biwi_from_frames(root, frames, pose: bool = True, in_front_mm: float =
     for n, f in enumerate(frames):
         if n == 0:
             dc, cc, ext = f.depth_camera, f.color_camera, f.depth_to_color
-            (seq / "depth.cal").write_text(biwi_cal_text(dc.matrix(), [0, 0, 0, 0], np.eye(3), [0, 0, 0], dc.width, dc.height))
+            (seq / "depth.cal").write_text(biwi_cal_text(dc.matrix(), [0, 0, 0, 0], np.eye(3), [0, 0, 0],
+                                                         dc.width, dc.height))
             (seq / "rgb.cal").write_text(biwi_cal_text(cc.matrix(), [0, 0, 0, 0], ext.rotation, ext.translation_mm,
                                                        cc.width, cc.height))
         stem = str(seq / f"frame_{n:05d}")

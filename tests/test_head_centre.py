@@ -75,6 +75,8 @@ def test_headless_scores_match_with_and_without_pose_files(biwi_folders, tmp_pat
     annotated = _headless(f"biwi:{posed.root}", tmp_path / "posed.json")
     located = _headless(f"biwi:{bare}", tmp_path / "bare.json")
     assert {p["method"] for p in annotated["per_frame"]} == {"annotation"}
+    for p, key in zip(annotated["per_frame"], posed.order):  # the raw annotation is in the report
+        np.testing.assert_allclose(p["head_center_raw_mm"], posed.frames[key].extra["pose_center_mm"], atol=0.01)
     assert "annotation" not in {p["method"] for p in located["per_frame"]}
     assert annotated["metrics_frames"] == located["metrics_frames"] == 3
     assert abs(annotated["metrics"]["l1_mm"] - located["metrics"]["l1_mm"]) < 2.0
