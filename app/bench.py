@@ -1143,10 +1143,9 @@ def main(args: argparse.Namespace) -> int:
     report["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     report["phases_s"] = phases
     if args.json:
-        tmp_json = f"{args.json}.partial"
-        with open(tmp_json, "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(tmp_json, args.json)
+        from models.common.files import write_json
+
+        write_json(args.json, report)
     print(format_table(report))
     return 0
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import time
@@ -163,10 +161,9 @@ def run_headless(args: argparse.Namespace, model_path: Path) -> int:
                           rec.bad_frames[0]["file"] or args.source)
     report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
     if args.report:
-        tmp = f"{args.report}.partial"
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(tmp, args.report)
+        from models.common.files import write_json
+
+        write_json(args.report, report)
     print(_summary_table(report))
     return 0
 

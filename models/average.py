@@ -77,7 +77,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
 
     from models.dataset import load_dataset
     from models.export import slimmed
-    from models.train import BACKGROUND_WEIGHT, _atomic_save, build_generator, file_sha256, load_checkpoint, validate
+    from models.common.files import file_sha256
+    from models.train import BACKGROUND_WEIGHT, build_generator, load_checkpoint, save_checkpoint, validate
 
     paths = [os.fspath(p) for p in paths]
     if len(paths) < 2:
@@ -117,6 +118,6 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
          "val_l1_mm": (c.get("val_metrics") or {}).get("l1_mm")} for p, c in zip(paths, ckpts)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(avg, out)
+    save_checkpoint(avg, out)
     return {"out": str(out), "checkpoints": len(paths), "val_l1_mm": metrics.get("l1_mm"),
             "val_loss": metrics["val_loss"], "val_delta<1.25^1/4": metrics.get("delta<1.25^1/4")}

@@ -94,10 +94,10 @@ class CropDataset:
         }
         if self.depth_clean is not None:
             arrays["depth_clean"] = self.depth_clean
-        tmp = f"{os.fspath(path)}.partial"
-        with open(tmp, "wb") as f:
+        from models.common.files import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
 
 
 def load_dataset(path: str | os.PathLike[str]) -> CropDataset:

@@ -32,7 +32,6 @@ the same split with the predictions of every model, adds its results to the repo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -142,7 +141,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
     """Score the models and baselines; returns (report, arrays for the figure)."""
     from models.dataset import SPLITS, load_dataset
     from models.inference import DepthGenerator
-    from models.train import file_sha256
+    from models.common.files import file_sha256
 
     data = load_dataset(data_path)
     crop = _data_crop(data, data_path)
@@ -378,9 +377,9 @@ def main(args: argparse.Namespace) -> int:
     if args.figure:
         draw_figure(report, arrays, args.figure, args.examples)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(args.report) + ".partial")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.report)
+    from models.common.files import write_json
+
+    write_json(args.report, report, indent=2)
     print(markdown_table(report))
     print(centre_check_line(report["head_centre_check"]))
     return 0

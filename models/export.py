@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from models.common.files import atomic_path
 from sensors.errors import ConfigError, ModelError
 
 METADATA_FORMAT = 1
@@ -104,7 +105,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     import onnx
     import torch
 
-    from models.train import build_generator, file_sha256, load_checkpoint
+    from models.common.files import file_sha256
+    from models.train import build_generator, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     try:
@@ -145,9 +147,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     if out.suffix != ".onnx":
         raise ConfigError(f"--out must name a .onnx file, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    onnx.save_model(proto, str(tmp), save_as_external_data=False)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        onnx.save_model(proto, tmp, save_as_external_data=False)
     check_self_contained(out)
     return {"out": str(out), "bytes": out.stat().st_size, "sha256": file_sha256(out), "model_kind": ckpt["mode"],
             "fp16": fp16}
@@ -188,8 +189,8 @@ def slimmed(ckpt: Mapping[str, Any]) -> dict[str, Any]:
 
 def slim_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Write :func:`slimmed` of ``checkpoint`` to ``out``."""
-    from models.train import _atomic_save, load_checkpoint
+    from models.train import load_checkpoint, save_checkpoint
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(slimmed(load_checkpoint(checkpoint)), out)
+    save_checkpoint(slimmed(load_checkpoint(checkpoint)), out)

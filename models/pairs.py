@@ -197,12 +197,9 @@ def split_candidates(
 
 
 def save_pairs(pairs: PairList, path: str | os.PathLike[str]) -> None:
-    path = os.fspath(path)
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(pairs.to_dict(), f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    from models.common.files import write_json
+
+    write_json(path, pairs.to_dict())
 
 
 def load_pairs(path: str | os.PathLike[str]) -> PairList:

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -87,6 +86,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.common.files import file_sha256
 from sensors.errors import ConfigError, FormatError, ModelError
 
 #: default adversarial weight lambda: the adversarial term moves the generator towards sharp,
@@ -393,14 +393,6 @@ def data_is_synthetic(meta: Mapping[str, Any]) -> bool:
             s = s.get("uri") or s.get("source") or s.get("scheme") or ""
         names.append(str(s))
     return all(n.split(":", 1)[0] == "virtual" for n in names)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def loss_masks(target: np.ndarray, clean: bool, background_weight: float = BACKGROUND_WEIGHT) -> np.ndarray:
@@ -881,9 +873,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 "history": history, "best_value": best_value, "best_epoch": best_epoch, "best_metrics": best_metrics,
                 "rng": _get_rng_state(),
             }
-            _atomic_save(state, out / "last.pt")
+            save_checkpoint(state, out / "last.pt")
             if improved:
-                _atomic_save(state, out / "best.pt")
+                save_checkpoint(state, out / "best.pt")
             write_curves(history, out)
             write_sample_grid(val_set.color[sample_idx], val_target[sample_idx], val["pred8"][sample_idx],
                               out / "samples" / f"epoch_{epoch + 1:03d}.png")
@@ -979,12 +971,14 @@ def validate(G, color: np.ndarray, target: np.ndarray, weighting: tuple[bool, fl
             "scored": agg.scored, "skipped": agg.skipped}
 
 
-def _atomic_save(state: dict, path: Path) -> None:
+def save_checkpoint(state: dict, path: str | os.PathLike[str]) -> None:
+    """Save a checkpoint so that an interrupted save never leaves a truncated file."""
     import torch
 
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from models.common.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _get_rng_state() -> dict:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from models.common.files import atomic_path
 from sensors.errors import SensorError
 
 #: the 95 % target's radius: 5 crop pixels of a 100-px crop over 240 mm (mm)
@@ -169,9 +170,8 @@ def cached_samples(out: Path, split: str, uris: list[str], seed: int, crop: Any,
                     part = {name: z[name] for name in ("x", "y", "yaw_deg")}
         if part is None:
             part = make_samples(uris=[uri], crop=crop, seed=[seed, k], quiet=quiet, desc=f"{split} samples", **options)
-            tmp = path.with_suffix(".partial.npz")
-            np.savez(tmp, key=np.array(key), **part)
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".npz") as tmp:
+                np.savez(tmp, key=np.array(key), **part)
         parts.append(part)
     return {name: np.concatenate([p[name] for p in parts]) for name in ("x", "y", "yaw_deg")}
 
@@ -353,26 +353,25 @@ def export_refiner(net: Any, path: str | os.PathLike[str], info: dict[str, Any],
 
     path = os.fspath(path)
     net = net.eval().cpu()
-    tmp = path + ".partial.onnx"
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.from_numpy(parity_x[:2]),), tmp, input_names=["planes"], output_names=["offset"],
-                          dynamic_axes={"planes": {0: "batch"}, "offset": {0: "batch"}}, opset_version=17, dynamo=False)
-    proto = onnx.load(tmp)
-    proto.doc_string = "facedepth head-centre refiner"
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(info, default=str)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, tmp)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    got = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"]).run(None, {"planes": parity_x})[0]
-    with torch.no_grad():
-        want = net(torch.from_numpy(parity_x)).numpy()
-    diff = float(np.abs(got - want).max())
-    if not diff <= 1e-3:
-        os.remove(tmp)
-        raise ModelError(f"exported refiner differs from PyTorch by {diff:.2e}", path)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.from_numpy(parity_x[:2]),), tmp, input_names=["planes"],
+                              output_names=["offset"], dynamic_axes={"planes": {0: "batch"}, "offset": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        proto = onnx.load(tmp)
+        proto.doc_string = "facedepth head-centre refiner"
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(info, default=str)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        got = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"]).run(None, {"planes": parity_x})[0]
+        with torch.no_grad():
+            want = net(torch.from_numpy(parity_x)).numpy()
+        diff = float(np.abs(got - want).max())
+        if not diff <= 1e-3:
+            raise ModelError(f"exported refiner differs from PyTorch by {diff:.2e}", path)
     return diff

@@ -244,9 +244,10 @@ def _write_curves(out: Path, rows: list[dict[str, Any]]) -> None:
 def _save(path: Path, state: dict[str, Any]) -> None:
     import torch
 
-    tmp = path.with_suffix(".pt.partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from models.common.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load(path: Path, missing_hint: str = " (train first, or drop --resume / --export-only)") -> dict[str, Any]:

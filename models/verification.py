@@ -26,7 +26,6 @@ Enrolment files
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.common.files import file_sha256, write_json
 from sensors.errors import FormatError, ModelError, VerificationError
 
 from .pairs import (
@@ -57,14 +57,6 @@ METADATA_KEY = "facedepth.verifier"
 ENROLMENT_VERSION = 1
 KINDS = ("true-depth", "predicted-depth")
 SCORE_DEFINITION = "cosine similarity of L2-normalised embeddings; same person when score >= threshold"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,7 +119,7 @@ class Verifier:
             raise ModelError("verifier must take one uint8 (N, S, S) input", self.path)
         self._input = inputs[0].name
         self.provider = self._session.get_providers()[0]
-        self.sha256 = _sha256(self.path)
+        self.sha256 = file_sha256(self.path)
         self.name = self.path.name
 
     @property
@@ -257,12 +249,7 @@ class Enrolment:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        path = os.fspath(path)
-        tmp = path + ".partial"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json(path, self.to_dict(), indent=None)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], verifier: Verifier | None = None) -> Enrolment:

@@ -54,7 +54,6 @@ which, with the median reprojection error of the head joints in colour pixels.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass

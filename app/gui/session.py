@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.pipeline import FrameResult, ModelResult
+from models.common.files import atomic_path
 
 #: the six delta accuracies, hardest first (the keys of models.metrics.depth_metrics)
 DELTA_KEYS = ("delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2",
@@ -202,8 +203,7 @@ class SessionLog:
             snapshots = [(name, t.rows().copy()) for name, t in zip(self.model_names, self._tables)]
         header = ["seq", "model", *self.columns]
         n = 0
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             ints = {"frame_index", "timestamp_ns", "face"}
@@ -219,7 +219,6 @@ class SessionLog:
                             cells.append(f"{v:.6g}")
                     w.writerow(cells)
                     n += 1
-        tmp.replace(path)
         return n
 
 

@@ -1,0 +1,1 @@
+"""What every network's tools share: file writing and hashing (``files``)."""
