@@ -35,7 +35,9 @@ Head axes, rotations and the head centre's definition are those of :mod:`sensors
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,7 +45,7 @@ import numpy as np
 
 from .errors import ConfigError, SensorError
 from .frame import CameraIntrinsics, Frame
-from .geometry import FACE_TO_CENTER_MM
+from .geometry import FACE_TO_CENTER_MM, centre_from_anchor
 MODES = ("auto", "annotation", "detect")
 #: a refiner's head probability below this rejects a centre
 HEAD_PROBABILITY = 0.5
@@ -469,42 +471,44 @@ class CentreConversion:
         self.note = note
         self.frames = 0
         self.refine_failed = 0
-        self._moves: list[float] = []
+        self._moves: deque[float] = deque(maxlen=self.RECENT)
         self._max_move = 0.0
+        self._lock = threading.Lock()  # frames load on a capture thread while describe() may be asked elsewhere
 
     def __call__(self, raw_mm: np.ndarray, rotation: np.ndarray | None, depth_mm: np.ndarray | None = None,
                  depth_camera: CameraIntrinsics | None = None) -> np.ndarray:
         """The project's head centre for an annotated point ``raw_mm`` (depth-camera mm)."""
-        from .geometry import centre_from_anchor
-
         raw = np.asarray(raw_mm, dtype=np.float64).reshape(3)
         centre = centre_from_anchor(raw, rotation, self.offset_head_mm)
+        measured_failed = 0
         if self.method == "refine":
             measured = None
             if depth_mm is not None and depth_camera is not None:
                 measured = refine_centre(depth_mm, depth_camera, centre)
             if measured is None:
-                self.refine_failed += 1
+                measured_failed = 1
             else:
                 centre = measured
         move = float(np.linalg.norm(centre - raw))
-        self.frames += 1
-        self._max_move = max(self._max_move, move)
-        self._moves.append(move)
-        if len(self._moves) > self.RECENT:
-            del self._moves[: len(self._moves) - self.RECENT]
+        with self._lock:
+            self.frames += 1
+            self.refine_failed += measured_failed
+            self._max_move = max(self._max_move, move)
+            self._moves.append(move)
         return centre
 
     def describe(self) -> dict:
+        with self._lock:
+            moves, frames, failed, max_move = list(self._moves), self.frames, self.refine_failed, self._max_move
         d = {"definition": "skull centre (sensors.geometry)", "method": self.method,
              "offset_head_mm": [round(float(v), 1) for v in self.offset_head_mm], "offset_source": self.note,
-             "frames_converted": self.frames,
-             "moved_mm": None if not self._moves else {
-                 "median": round(float(np.median(self._moves)), 1), "max": round(self._max_move, 1),
-                 "median_over": f"the last {len(self._moves)} frames"},
+             "frames_converted": frames,
+             "moved_mm": None if not moves else {
+                 "median": round(float(np.median(moves)), 1), "max": round(max_move, 1),
+                 "median_over": f"the last {len(moves)} frames"},
              "raw_annotation": "kept as Frame.head_center_raw_mm"}
         if self.method == "refine":
-            d["refine_failed"] = self.refine_failed
+            d["refine_failed"] = failed
         return d
 
 
