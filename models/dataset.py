@@ -80,10 +80,16 @@ class CropDataset:
             meta=self.meta,
         )
 
-    def select_split(self, name: str) -> "CropDataset":
+    def split_mask(self, name: str) -> np.ndarray:
+        """Which crops are in split ``name`` (``train``, ``val``, ``test``, or ``all``)."""
+        if name == "all":
+            return np.ones(len(self), bool)
         if name not in SPLITS:
             raise FormatError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
-        return self.subset(self.split == SPLITS[name])
+        return self.split == SPLITS[name]
+
+    def select_split(self, name: str) -> "CropDataset":
+        return self.subset(self.split_mask(name))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         arrays = {

@@ -139,13 +139,14 @@ def _check_model_crop(gen: Any, crop: Mapping[str, Any]) -> None:
 def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", truth: str = "auto",
              mean_from: str | None = None, threads: int = 0, provider: str = "auto") -> tuple[dict[str, Any], dict]:
     """Score the models and baselines; returns (report, arrays for the figure)."""
-    from models.dataset import SPLITS, load_dataset
+    from models.dataset import load_dataset
     from models.inference import DepthGenerator
     from models.common.files import file_sha256
 
     data = load_dataset(data_path)
     crop = _data_crop(data, data_path)
-    subset = data if split == "all" else data.select_split(split)
+    in_split = data.split_mask(split)
+    subset = data if split == "all" else data.subset(in_split)
     if len(subset) == 0:
         raise FormatError(f"the dataset has no {split} crops", data_path)
     if truth == "clean" and subset.depth_clean is None:
@@ -202,8 +203,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         "yaw_bins_deg": [[lo, None if math.isinf(hi) else hi] for _, lo, hi in YAW_BINS],
         "methods": [m.to_dict() for m in methods],
         "notes": baseline_notes,
-        "head_centre_check": centre_check(data.meta, np.flatnonzero(np.ones(len(data), bool) if split == "all"
-                                                                    else data.split == SPLITS[split])),
+        "head_centre_check": centre_check(data.meta, np.flatnonzero(in_split)),
     }
     if first is not None and n_ok:
         report["examples"] = {"ranked_by": f"l1_mm of {first.name}",
@@ -349,8 +349,7 @@ def add_verification(report: dict[str, Any], arrays: Mapping[str, Any], data_pat
 
     data = load_dataset(data_path)
     pairs = pairs or str(default_pairs_file(data_path, "test" if split == "all" else split))
-    mask = np.ones(len(data), bool) if split == "all" else data.split == {"train": 0, "val": 1, "test": 2}[split]
-    where = np.flatnonzero(mask)
+    where = np.flatnonzero(data.split_mask(split))
     generators = {}
     for name, pred in arrays["predictions"].items():
         if name in (MEAN_BASELINE, FLAT_BASELINE):

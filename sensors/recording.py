@@ -70,7 +70,7 @@ import numpy as np
 from .errors import ConfigError, FormatError, SensorError
 from .frame import CameraIntrinsics, Extrinsics, Frame
 from .geometry import HEAD_CENTRE_DEFINITION
-from .head_centre import stored_centre
+from .head_centre import StoredCentres
 from .indexed import IndexedSource
 from .source import Options, SourceURI
 
@@ -774,8 +774,7 @@ class ReplaySource(IndexedSource):
         self._file_lock = threading.Lock()
         self.last_extras: ReplayExtras | None = None
         self._clock_offset_ns = 0
-        #: how the head centres read so far were taken (see sensors.head_centre), frames per way
-        self.head_centre_notes: dict[str, int] = {}
+        self._centres = StoredCentres()
 
     def _open(self) -> None:
         scan = scan_mcap(self.path)
@@ -915,11 +914,9 @@ class ReplaySource(IndexedSource):
             raise FormatError(f"frame {position} record lacks camera data ({exc})", self.path) from None
         try:
             source = meta.get("source") or f"replay:{os.path.basename(self.path)}#{position}"
-            centre, raw, how = stored_centre(
+            centre, raw = self._centres(
                 meta.get("head_center_definition"), str(source), meta.get("head_center_mm"),
                 meta.get("head_rotation"), meta.get("head_center_raw_mm"), depth, depth_cam)
-            if centre is not None:
-                self.head_centre_notes[how] = self.head_centre_notes.get(how, 0) + 1
             return Frame(index=position, timestamp_ns=int(meta["timestamp_ns"]), color=color, color_camera=color_cam,
                          depth_mm=depth, depth_camera=depth_cam, depth_to_color=ext,
                          head_center_mm=centre, head_rotation=meta.get("head_rotation"),
@@ -947,7 +944,7 @@ class ReplaySource(IndexedSource):
                 "recovered": None if scan.complete else (scan.stopped_at or "no summary (recording was cut short)"),
                 "topics": sorted(self._topic_ids),
                 "duration_s": round((self._frames[-1] - self._frames[0]) / 1e9, 3) if self._frames else 0.0,
-                "head_centre": dict(self.head_centre_notes),
+                "head_centre": self._centres.describe(),
             })
             info = scan.metadata.get("facedepth", {})
             if "source" in info:

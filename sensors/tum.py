@@ -40,7 +40,7 @@ from .calibration import load_calibration
 from .errors import ConfigError, FormatError
 from .frame import CameraIntrinsics, Extrinsics, Frame
 from .geometry import HEAD_CENTRE_DEFINITION
-from .head_centre import stored_centre
+from .head_centre import StoredCentres
 from .indexed import IndexedSource, read_color_image, read_depth_png, write_png
 from .source import Options, SourceURI
 
@@ -141,8 +141,7 @@ class TumSource(IndexedSource):
         self._camera_note = ""
         self._annotations: dict[str, dict] = {}
         self.unpaired = {"color": 0, "depth": 0}
-        #: how the head centres read so far were taken (see sensors.head_centre), frames per way
-        self.head_centre_notes: dict[str, int] = {}
+        self._centres = StoredCentres()
 
     def _open(self) -> None:
         root = self.root
@@ -222,13 +221,11 @@ class TumSource(IndexedSource):
             depth_cam = self._depth_cam or (color_cam if (dw, dh) == (w, h) else self._default_camera(dw, dh))
         a = self._annotations.get(it.color_file, {})
         try:
-            centre, raw, how = stored_centre(
+            centre, raw = self._centres(
                 a.get("head_center_definition"), str(a.get("source", "")), a.get("head_center_mm"),
                 a.get("head_rotation"), a.get("head_center_raw_mm"), depth_mm, depth_cam)
         except ValueError as exc:
             raise FormatError(f"{it.color_file}: {exc}", os.path.join(self.root, ANNOTATIONS_FILE)) from None
-        if centre is not None:
-            self.head_centre_notes[how] = self.head_centre_notes.get(how, 0) + 1
         return Frame(index=position, timestamp_ns=self._timestamps_ns[position], color=color,
                      color_camera=color_cam, depth_mm=depth_mm, depth_camera=depth_cam,
                      depth_to_color=self._extr if depth_mm is not None else Extrinsics.identity(),
@@ -239,7 +236,7 @@ class TumSource(IndexedSource):
         d = super().describe()
         d.update({"dataset": "TUM RGB-D folder", "cameras": self._camera_note,
                   "depth_scale_per_m": self.depth_scale_per_m, "max_dt_s": self.max_dt_s,
-                  "unpaired": dict(self.unpaired), "head_centre": dict(self.head_centre_notes)})
+                  "unpaired": dict(self.unpaired), "head_centre": self._centres.describe()})
         return d
 
 

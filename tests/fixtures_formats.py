@@ -104,6 +104,12 @@ def biwi_cal_text(k, dist, r, t, width: int, height: int) -> str:
     return "\n".join(rows)
 
 
+def biwi_pose_text(rotation, center_mm) -> str:
+    """A Biwi pose.txt: the rotation's rows, a blank line, the centre (mm)."""
+    rows = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in np.asarray(rotation))
+    return rows + "\n\n" + " ".join(f"{x:.6f}" for x in center_mm) + "\n"
+
+
 #: Biwi's cameras scaled from 640x480: depth f = 575.816, colour f = 517.679, T = (-24, 5.9, -13.2)
 BIWI_R = np.array([[0.999947, 0.00432361, 0.00929419],
                    [-0.00446314, 0.999877, 0.0150443],
@@ -144,9 +150,7 @@ def write_biwi(root, sequences: dict[int, list[int]] | None = None, width: int =
             (Path(str(stem) + "_depth.bin")).write_bytes(biwi_depth_bin_bytes(depth))
             cv2.imwrite(str(stem) + "_rgb.png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
             pose_center = center + rot @ np.array([0.0, 0.0, -BIWI_TEMPLATE_IN_FRONT_MM])
-            pose = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in rot)
-            pose += "\n\n" + " ".join(f"{x:.6f}" for x in pose_center) + "\n"
-            (Path(str(stem) + "_pose.txt")).write_text(pose)
+            (Path(str(stem) + "_pose.txt")).write_text(biwi_pose_text(rot, pose_center))
             out.frames[(seq, n)] = WrittenFrame(color, depth, center, np.round(rot, 6),
                                                 {"pose_center_mm": np.round(pose_center, 6)})
             out.order.append((seq, n))
@@ -177,8 +181,7 @@ def write_biwi_from_frames(root, frames, pose: bool = True, in_front_mm: float =
         rot = f.head_rotation
         pose_center = f.head_center_mm + rot @ np.array([0.0, 0.0, -in_front_mm])
         if pose:
-            text = "\n".join(" ".join(f"{x:.6f}" for x in row) for row in rot)
-            Path(stem + "_pose.txt").write_text(text + "\n\n" + " ".join(f"{x:.6f}" for x in pose_center) + "\n")
+            Path(stem + "_pose.txt").write_text(biwi_pose_text(rot, pose_center))
         out.frames[(1, n)] = WrittenFrame(f.color, f.depth_mm, f.head_center_mm.copy(), rot.copy(),
                                           {"pose_center_mm": pose_center})
         out.order.append((1, n))
