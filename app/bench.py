@@ -21,7 +21,7 @@ timings; CPU time shows what the work itself cost):
 3. **The generator**: ONNX Runtime on every provider that really loads, batch 1 and 32, with
    the live app's setting (1 intra-op thread) and ONNX Runtime's default; PyTorch eager at
    its default settings (and with 1 thread) on the same crops, batch 1 and 32 (1 only with
-   ``--quick``), run by ``python -m models.bench_torch`` in its own process (the app never
+   ``--quick``), run by ``python -m models.generator.bench_torch`` in its own process (the app never
    imports torch) from the ``.pt`` checkpoint beside the ``.onnx`` file (or ``--checkpoint``;
    its output is compared with ONNX Runtime's), else from the architecture in the ONNX
    metadata with random weights (same cost), else reported as not available.
@@ -83,7 +83,7 @@ STAGES = (
     "locate.detect_fresh", "locate.detect_tracking", "crop", "encode", "generator", "metrics", "verifier_pair",
     "record.write",
 )
-#: ONNX Runtime's names of the providers ``models.inference.DepthGenerator`` can ask for
+#: ONNX Runtime's names of the providers ``models.generator.runtime.DepthGenerator`` can ask for
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
 #: the targets of issue 9 on a 2-core CPU machine (and one for a GPU machine)
@@ -349,7 +349,7 @@ def bench_stages(sample: RecordingSample, recording: Path, generator: Any, verif
 
     from models.metrics import depth_metrics
     from sensors.crop import CropConfig, crop_face, register_depth, window_px_for
-    from sensors.head import HeadLocator, LocatorConfig
+    from sensors.locate.locator import HeadLocator, LocatorConfig
 
     def timed(fn: Callable[[int], Any]) -> dict[str, Any]:
         return time_calls(fn, plan.stage_runs, plan.warmup, plan.max_s, plan.min_runs)
@@ -408,7 +408,7 @@ def bench_stages(sample: RecordingSample, recording: Path, generator: Any, verif
 
     # face detection, with the shipped head refiner as the app uses it: afresh on every frame
     # (offline use), and tracking consecutive frames (live)
-    from models.head_refine import load_refiner
+    from models.refiner.runtime import load_refiner
 
     refiner = load_refiner() if frames[0].depth_mm is not None else None
     if refiner is not None and idx:
@@ -528,7 +528,7 @@ def bench_generator(model: Path, crops: np.ndarray, plan: BenchPlan) -> dict[str
     """ONNX Runtime on each provider that loads: batch 1 and 32, 1 thread and the default."""
     import onnxruntime as ort
 
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     out: dict[str, Any] = {"providers": {}, "runs": {}}
     batch32 = crops[np.arange(32) % len(crops)]
@@ -562,11 +562,11 @@ def bench_generator(model: Path, crops: np.ndarray, plan: BenchPlan) -> dict[str
 
 def bench_torch(model: Path, checkpoint: Path | None, crops: np.ndarray, plan: BenchPlan, workdir: Path,
                 onnx_reference: np.ndarray) -> dict[str, Any]:
-    """PyTorch eager in its own process (``python -m models.bench_torch``) on the same crops."""
+    """PyTorch eager in its own process (``python -m models.generator.bench_torch``) on the same crops."""
     inp = workdir / "torch_input.npy"
     out_path = workdir / "torch_output.npy"
     np.save(inp, crops)
-    cmd = [sys.executable, "-m", "models.bench_torch", "--onnx", str(model), "--input", str(inp),
+    cmd = [sys.executable, "-m", "models.generator.bench_torch", "--onnx", str(model), "--input", str(inp),
            "--runs", str(max(20, plan.generator_runs // 4)), "--batch-runs", str(plan.batch_runs),
            "--warmup", str(plan.warmup), "--max-seconds", str(plan.max_s), "--min-runs", str(plan.min_runs),
            "--threads", "1", "--output", str(out_path)]
@@ -1035,7 +1035,7 @@ def format_table(report: dict[str, Any]) -> str:
 def main(args: argparse.Namespace) -> int:
     from app.headless import load_verifier, project_commit
     from app.run_command import DEFAULT_MODEL, DEFAULT_VERIFIER
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     plan = QUICK if args.quick else FULL
     if args.frames is not None:

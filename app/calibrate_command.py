@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from sensors import ConfigError, FormatError, open_source
-    from sensors.calibration import calibrate_chessboard, find_chessboard, save_calibration
+    from sensors.devices.calibration import calibrate_chessboard, find_chessboard, save_calibration
 
     if not args.out.lower().endswith((".yaml", ".yml", ".json", ".xml")):
         raise ConfigError(f"--out {args.out!r} must end in .yaml, .yml, .xml or .json")

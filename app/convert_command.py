@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         if isinstance(src, IndexedSource):
             src.set_pacing(False)
         if fmt == "tum":
-            from sensors.tum import TumWriter
+            from sensors.datasets.tum import TumWriter
 
             writer = TumWriter(args.out)
         else:

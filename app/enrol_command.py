@@ -3,12 +3,12 @@
     python launch.py enrol --source kinect: --name alice --frames 30 --out alice.json
     python launch.py enrol --source webcam:0 --name alice --frames 30 --out alice.json
 
-Reads frames from the source, finds the head (``sensors.head.HeadLocator``), cuts the crop the
+Reads frames from the source, finds the head (``sensors.locate.locator.HeadLocator``), cuts the crop the
 verifier was trained on (``sensors.crop.crop_face``) and keeps the depth crop of N frames with a
 face: the sensor's TRUE depth when the source has depth ("true-depth": live scores against it
 measure identity), else the generator's PREDICTED depth from the colour crop
 ("predicted-depth": live scores against it only measure the generator's self-consistency).
-The enrolment file (``models.verification.Enrolment``) holds the crops' embeddings and the
+The enrolment file (``models.verifier.runtime.Enrolment``) holds the crops' embeddings and the
 stamp of the verifier, so it is refused with any other verifier.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
 
     from sensors.crop import crop_face
     from sensors.errors import ModelError, SensorError
-    from models.head_refine import default_locator
+    from models.refiner.runtime import default_locator
 
     locator = default_locator(source.is_live)
     generator = None
@@ -92,7 +92,7 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
                 if kind == "predicted-depth":
                     if generator_path is None or not generator_path.exists():
                         raise ModelError("the source has no depth, so enrolment needs a generator (--model)", generator_path)
-                    from models.inference import DepthGenerator
+                    from models.generator.runtime import DepthGenerator
 
                     generator = DepthGenerator(generator_path, threads=1)
                 cfg = _crop_config(verifier, generator)
@@ -120,7 +120,7 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
 
 def main(args: argparse.Namespace) -> int:
     from app.run_command import DEFAULT_MODEL, DEFAULT_VERIFIER
-    from models.verification import Enrolment, Verifier
+    from models.verifier.runtime import Enrolment, Verifier
     from sensors.errors import ConfigError
     from sensors.source import open_source
 

@@ -32,7 +32,7 @@ def project_commit() -> str:
 
 
 def load_generators(paths: list[Path], threads: int = 1) -> list[Any]:
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     return [DepthGenerator(p, threads=threads) for p in paths]
 
@@ -40,7 +40,7 @@ def load_generators(paths: list[Path], threads: int = 1) -> list[Any]:
 def load_verifier(path: Path | None) -> Any:
     if path is None or not path.exists():
         return None
-    from models.verification import Verifier
+    from models.verifier.runtime import Verifier
 
     return Verifier(path, threads=1)
 
@@ -227,7 +227,7 @@ def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source:
         report["metrics"] = {k: float(v) for k, v in rec.metrics.session_mean().items()}
         report["metrics_frames"] = rec.metrics.scored
     if verifier is not None:
-        from models.verification import VerificationAggregator
+        from models.verifier.runtime import VerificationAggregator
 
         agg = VerificationAggregator(verifier.threshold)
         for s in rec.scores:

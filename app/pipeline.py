@@ -24,7 +24,7 @@ from app.mailbox import Mailbox
 from sensors.crop import CropConfig, FaceCrop, crop_face
 from sensors.errors import FacedepthError, SourceLostError
 from sensors.frame import Frame
-from sensors.head import HeadLocation, HeadLocator
+from sensors.locate.locator import HeadLocation, HeadLocator
 from sensors.source import SeekableSource, Source
 
 STAGES = ("read", "locate", "crop", "infer", "score")
@@ -34,7 +34,7 @@ HUNG_READ_GRACE_S = 0.2
 
 
 class Generator(Protocol):
-    """What the pipeline needs of a depth generator (models.inference.DepthGenerator)."""
+    """What the pipeline needs of a depth generator (models.generator.runtime.DepthGenerator)."""
 
     name: str
     crop_config_dict: Mapping[str, Any]
@@ -43,7 +43,7 @@ class Generator(Protocol):
 
 
 class Scorer(Protocol):
-    """What the pipeline needs of a verifier (models.verification.Verifier). A verifier may also
+    """What the pipeline needs of a verifier (models.verifier.runtime.Verifier). A verifier may also
     have ``crop_config_dict``, the crop geometry it was trained on: a generator whose crops have
     another window or depth range is then not scored (its scores would mean nothing)."""
 
@@ -115,13 +115,13 @@ class Pipeline:
         self.source = source
         self.generators = list(generators)
         if locator is None:
-            from models.head_refine import default_locator
+            from models.refiner.runtime import default_locator
 
             locator = default_locator(source.is_live)
         self.locator = locator
         self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config
-        self.enrolment: Any = None  # models.verification.Enrolment, set by the app
+        self.enrolment: Any = None  # models.verifier.runtime.Enrolment, set by the app
         self._crop_configs = [CropConfig.from_dict(dict(g.crop_config_dict)) for g in self.generators]
         # the crop geometries the verifier was trained on (all of them when it does not say)
         v_crop = getattr(verifier, "crop_config_dict", None)

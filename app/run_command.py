@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from models.common import shipped
+
 DEFAULT_SOURCE = "virtual:"
-WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
-DEFAULT_MODEL = WEIGHTS / "generator.onnx"
-DEFAULT_VERIFIER = WEIGHTS / "verifier.onnx"
+DEFAULT_MODEL = shipped.GENERATOR
+DEFAULT_VERIFIER = shipped.VERIFIER
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

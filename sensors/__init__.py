@@ -3,7 +3,7 @@
 This package imports nothing else from the project (checked by the import rules in
 pyproject.toml), so every other layer can build on it.
 """
-from .errors import (
+from sensors.errors import (
     ConfigError,
     FacedepthError,
     FormatError,
@@ -12,8 +12,8 @@ from .errors import (
     SourceLostError,
     VerificationError,
 )
-from .frame import CameraIntrinsics, Extrinsics, Frame
-from .source import Options, Pacer, SeekableSource, Source, SourceURI, open_source, parse_uri
+from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.source import Options, Pacer, SeekableSource, Source, SourceURI, open_source, parse_uri
 
 __all__ = [
     "CameraIntrinsics", "ConfigError", "Extrinsics", "FacedepthError", "FormatError", "Frame",

@@ -46,9 +46,9 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
-from .encoding import encode_depth
-from .errors import ConfigError, SensorError
-from .frame import CameraIntrinsics, Frame
+from sensors.encoding import encode_depth
+from sensors.errors import ConfigError, SensorError
+from sensors.frame import CameraIntrinsics, Frame
 
 #: the neutral value that pads colour where the window reaches past the image
 PAD_GRAY = 128

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
+from sensors.errors import ConfigError
 
 LEVELS = 254  # valid levels 1..255
 

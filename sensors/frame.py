@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import SensorError
+from sensors.errors import SensorError
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ The head centre (:data:`HEAD_CENTRE_DEFINITION`): the centre of the skull, about
 crop and the depth encoding are relative to, is its z in colour-camera coordinates. The virtual
 Kinect's people are built around it and the generator learned depth relative to it, so every
 source hands the pipeline a centre of this definition. Datasets that annotate another point
-convert it (``sensors.biwi``, ``sensors.pandora``) with :func:`centre_from_anchor`, an offset
-in the head's own axes, or refine it from the frame's depth (``sensors.head.refine_centre``),
+convert it (``sensors.datasets.biwi``, ``sensors.datasets.pandora``) with :func:`centre_from_anchor`, an offset
+in the head's own axes, or refine it from the frame's depth (``sensors.locate.locator.refine_centre``),
 and keep their own annotation as ``Frame.head_center_raw_mm``.
 """
 from __future__ import annotations

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, FormatError
-from .frame import Frame
-from .source import Pacer, SeekableSource, SourceURI
+from sensors.errors import ConfigError, FormatError
+from sensors.frame import Frame
+from sensors.source import Pacer, SeekableSource, SourceURI
 
 #: longest pause between two frames that paced playback reproduces, in seconds
 MAX_PACED_GAP_S = 0.5

@@ -23,7 +23,7 @@ topic                                   type                                    
 ``/facedepth/frame`` is the frame's record and its commit mark: JSON with the frame's
 ``timestamp_ns``, ``index``, ``source``, ``head_center_mm`` with ``head_center_definition`` (the
 project's skull centre; records without it were written before and are converted as
-``sensors.head_centre`` says), ``head_center_raw_mm`` (a dataset's own head point), ``head_rotation``,
+``sensors.locate.stored`` says), ``head_center_raw_mm`` (a dataset's own head point), ``head_rotation``,
 ``subject_id``, both cameras and ``depth_to_color`` (floats written with full precision, so annotations replay
 bit-exactly). The tf transform's parent is ``color_optical_frame`` and its child
 ``depth_optical_frame`` (translation in metres), so it maps depth-camera points into the colour
@@ -67,12 +67,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, FormatError, SensorError
-from .frame import CameraIntrinsics, Extrinsics, Frame
-from .geometry import HEAD_CENTRE_DEFINITION
-from .head_centre import StoredCentres
-from .indexed import IndexedSource
-from .source import Options, SourceURI
+from sensors.errors import ConfigError, FormatError, SensorError
+from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.geometry import HEAD_CENTRE_DEFINITION
+from sensors.locate.stored import StoredCentres
+from sensors.indexed import IndexedSource
+from sensors.source import Options, SourceURI
 
 FORMAT_VERSION = 1
 

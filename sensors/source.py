@@ -29,20 +29,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .errors import ConfigError, SourceLostError
-from .frame import Frame
+from sensors.errors import ConfigError, SourceLostError
+from sensors.frame import Frame
 
 #: scheme -> "module:Class"; the class is imported only when that scheme is opened, so a
 #: missing optional driver (pylibfreenect2) affects only its own scheme.
 SOURCE_SCHEMES: dict[str, str] = {
     "virtual": "sensors.virtual:VirtualKinect",
-    "kinect": "sensors.kinect:KinectSource",
-    "webcam": "sensors.webcam:WebcamSource",
-    "images": "sensors.images:ImagesSource",
+    "kinect": "sensors.devices.kinect:KinectSource",
+    "webcam": "sensors.devices.webcam:WebcamSource",
+    "images": "sensors.datasets.images:ImagesSource",
     "replay": "sensors.recording:ReplaySource",
-    "biwi": "sensors.biwi:BiwiSource",
-    "pandora": "sensors.pandora:PandoraSource",
-    "tum": "sensors.tum:TumSource",
+    "biwi": "sensors.datasets.biwi:BiwiSource",
+    "pandora": "sensors.datasets.pandora:PandoraSource",
+    "tum": "sensors.datasets.tum:TumSource",
 }
 
 #: what the body of each scheme holds, for error messages and --help

@@ -197,7 +197,7 @@ def write_tiny_generator(path: str | Path, crop: dict | None = None, synthetic_o
 
 def write_tiny_verifier(path: str | Path, size_px: int = 100, dim: int = 16, threshold: float = 0.8,
                         seed: int = 0) -> Path:
-    """A real (tiny) ONNX face verifier with the metadata models.verification reads: a fixed
+    """A real (tiny) ONNX face verifier with the metadata models.verifier.runtime reads: a fixed
     random projection of the depth crop, L2-normalised. Built with onnx.helper (no torch)."""
     import onnx
     from onnx import TensorProto, helper
@@ -219,7 +219,7 @@ def write_tiny_verifier(path: str | Path, size_px: int = 100, dim: int = 16, thr
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    from models.verification import METADATA_KEY
+    from models.verifier.runtime import METADATA_KEY
 
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.dataset import CropDataset
+from models.data.dataset import CropDataset
 from sensors.encoding import encode_depth
 
 

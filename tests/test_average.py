@@ -6,10 +6,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import launch  # noqa: E402
-from models.average import average_checkpoints  # noqa: E402
-from models.dataset import load_dataset  # noqa: E402
-from models.inference import DepthGenerator  # noqa: E402
-from models.train import TrainConfig, build_generator, load_checkpoint, train, validate  # noqa: E402
+from models.generator.average import average_checkpoints  # noqa: E402
+from models.data.dataset import load_dataset  # noqa: E402
+from models.generator.runtime import DepthGenerator  # noqa: E402
+from models.generator.train import TrainConfig, build_generator, load_checkpoint, train, validate  # noqa: E402
 from sensors.errors import ConfigError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 

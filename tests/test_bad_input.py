@@ -327,7 +327,7 @@ MODEL_CASES = {f.__name__: f for f in (model_random_bytes, model_truncated, mode
 
 @pytest.mark.parametrize("case", sorted(MODEL_CASES))
 def test_bad_model_file_is_one_line_naming_the_file(case, tmp_path, generator):
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     path, words = MODEL_CASES[case](tmp_path, generator)
     with pytest.raises(ModelError) as info:
@@ -339,7 +339,7 @@ def test_bad_model_file_is_one_line_naming_the_file(case, tmp_path, generator):
 
 
 def test_bad_verifier_file_is_one_line_naming_the_file(tmp_path, generator):
-    from models.verification import Verifier
+    from models.verifier.runtime import Verifier
 
     p = tmp_path / "verifier.onnx"
     p.write_bytes(random.Random(3).randbytes(3000))
@@ -358,7 +358,7 @@ def test_bad_verifier_file_is_one_line_naming_the_file(tmp_path, generator):
 
 def test_enrolment_from_another_verifier_is_refused_naming_the_file(tmp_path):
     """No CLI command reads an enrolment (the GUI does, and shows this message)."""
-    from models.verification import Enrolment, Verifier
+    from models.verifier.runtime import Enrolment, Verifier
 
     mine = Verifier(write_tiny_verifier(tmp_path / "mine.onnx", seed=0))
     other = Verifier(write_tiny_verifier(tmp_path / "other.onnx", seed=1))

@@ -38,8 +38,8 @@ def exported(tmp_path_factory):
     """The default generator architecture (random weights: the same cost as trained ones) saved as
     a checkpoint and exported with ``launch.py export``, the .pt beside the .onnx as shipped; and a
     tiny verifier."""
-    from models.networks import Generator, GeneratorConfig
-    from models.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+    from models.generator.net import Generator, GeneratorConfig
+    from models.generator.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
     from sensors.crop import CropConfig
 
     d = tmp_path_factory.mktemp("bench_models")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sensors import ConfigError, FormatError, open_source
-from sensors.biwi import (
+from sensors.datasets.biwi import (
     BIWI_SUBJECT_OF_SEQUENCE, biwi_subject, depth_to_color_from_cal, read_cal, read_depth_bin, read_pose,
 )
 from tests.fixtures_formats import BIWI_R, BIWI_T, biwi_depth_bin_bytes, write_biwi

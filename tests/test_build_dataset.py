@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import launch
-from models.dataset import SPLITS, load_dataset
+from models.data.dataset import SPLITS, load_dataset
 from sensors.crop import CropConfig, crop_face
 from sensors.geometry import euler_deg_from_rotation
 from sensors.source import open_source
@@ -107,7 +107,7 @@ def test_two_workers_give_the_same_file_as_one(hpdb, tmp_path):
     root, _ = hpdb
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     assert _build("--source", f"biwi:{root}", "--out", str(a), "--workers", "1") == 0
-    import models.build_dataset as bd
+    import models.data.build as bd
 
     old = bd.CHUNK_FRAMES
     bd.CHUNK_FRAMES = 3  # several work units, so both workers get some
@@ -133,7 +133,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
 def test_every_kth_frame_of_the_virtual_kinect_in_parallel_units(tmp_path):
     """The virtual Kinect with frames=N jumps straight to every K-th frame, split into work
     units for both workers; without frames=N it is read through, keeping every K-th."""
-    import models.build_dataset as bd
+    import models.data.build as bd
 
     uri = "virtual:seed=3,subjects=0-1,sequence_frames=30,frames=12"
     units, totals = bd.plan_units([{"uri": uri}], every=4, max_frames=None)

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("torch")
 
 import launch  # noqa: E402
-from models.evaluate import FLAT_BASELINE, MEAN_BASELINE, evaluate, mean_crop  # noqa: E402
+from models.evaluation.generator import FLAT_BASELINE, MEAN_BASELINE, evaluate, mean_crop  # noqa: E402
 from models.metrics import ALL_KEYS  # noqa: E402
-from models.train import TrainConfig, train  # noqa: E402
+from models.generator.train import TrainConfig, train  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def test_a_model_for_another_crop_geometry_is_refused(setup, tmp_path, capsys):
 
 
 def test_verifier_hook_gets_every_models_predictions(setup, tmp_path, monkeypatch):
-    import models.verification as verification
+    import models.verifier.runtime as verification
 
     d, data = setup
     seen = {}

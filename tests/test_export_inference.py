@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 import launch  # noqa: E402
-from models.export import check_self_contained, export_onnx, slim_checkpoint  # noqa: E402
-from models.inference import DepthGenerator, ModelInfo  # noqa: E402
-from models.train import TrainConfig, build_generator, load_checkpoint, train  # noqa: E402
+from models.generator.export import check_self_contained, export_onnx, slim_checkpoint  # noqa: E402
+from models.generator.runtime import DepthGenerator, ModelInfo  # noqa: E402
+from models.generator.train import TrainConfig, build_generator, load_checkpoint, train  # noqa: E402
 from sensors.encoding import tanh_to_levels  # noqa: E402
 from sensors.errors import ModelError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
@@ -124,7 +124,7 @@ def test_gpu_providers_fall_back_to_the_cpu_quietly(trained, capfd):
 
 def test_a_gpu_provider_whose_library_loads_but_cannot_start_falls_back_quietly(trained, capfd, monkeypatch):
     """onnxruntime-gpu on a machine without a usable GPU: the session comes up on the CPU alone."""
-    import models.inference as inf
+    import models.generator.runtime as inf
 
     _, onnx_path = trained
     monkeypatch.setattr(inf, "provider_library_loads", lambda kind: (True, ""))
@@ -198,6 +198,6 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_inference_never_loads_torch():
-    code = "import sys, models.inference; print('torch' in sys.modules)"
+    code = "import sys, models.generator.runtime; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

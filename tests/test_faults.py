@@ -188,7 +188,7 @@ def test_unplugging_the_kinect_ends_the_threaded_stream_within_2_s(fake_kinect):
 
 
 def test_a_webcam_gone_ends_the_threaded_stream_within_2_s(monkeypatch):
-    import sensors.webcam as webcam
+    import sensors.devices.webcam as webcam
     from tests.test_webcam import FakeCamera
 
     cam = FakeCamera(period_s=0.02, width=64, height=48)
@@ -214,7 +214,7 @@ def test_a_webcam_gone_ends_the_threaded_stream_within_2_s(monkeypatch):
 
 
 def test_a_webcam_sending_malformed_images_is_refused_by_name(monkeypatch):
-    import sensors.webcam as webcam
+    import sensors.devices.webcam as webcam
     from tests.test_webcam import FakeCamera
 
     class GreyCamera(FakeCamera):

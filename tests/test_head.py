@@ -1,4 +1,4 @@
-"""Head localisation (sensors/head.py): annotations, pose angles, "no face", smoothing rules.
+"""Head localisation (sensors/locate/locator.py): annotations, pose angles, "no face", smoothing rules.
 
 Detection against the virtual Kinect's ground truth is at the end: a few frames in the default
 run; the full measurement per yaw bin is ``launch.py evaluate-locator`` (README, "Head
@@ -13,7 +13,7 @@ import pytest
 
 from sensors.errors import ConfigError
 from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.head import HeadLocation, HeadLocator, LocatorConfig, _OneEuro
+from sensors.locate.locator import HeadLocation, HeadLocator, LocatorConfig, _OneEuro
 
 COLOR = CameraIntrinsics(1081.4, 1081.4, 959.5, 539.5, 1920, 1080)
 DEPTH = CameraIntrinsics(365.5, 365.5, 254.9, 205.4, 512, 424)
@@ -96,7 +96,7 @@ def _virtual(uri):
 
 def test_a_face_the_cascades_miss_is_found_in_depth():
     """Colour blanked out: no face for the detector, but the head on its shoulders is in depth."""
-    from models.locate_eval import score_frame
+    from models.evaluation.locator import score_frame
     from sensors.crop import CropConfig
 
     loc = HeadLocator(LocatorConfig(mode="detect"))
@@ -119,7 +119,7 @@ def test_colour_and_depth_detection_centres_the_crop_on_unseen_people():
     """A calm sequence of people the head-shape model was not fitted on: the located crop's
     centre lies within 5 crop pixels of the true head centre on most frames (the README's table
     is the full measurement)."""
-    from models.locate_eval import score_frame, summarise
+    from models.evaluation.locator import score_frame, summarise
     from sensors.crop import CropConfig
 
     loc = HeadLocator(LocatorConfig(mode="detect"))
@@ -134,7 +134,7 @@ def test_colour_and_depth_detection_centres_the_crop_on_unseen_people():
 
 
 def test_locator_summary_on_hand_made_rows():
-    from models.locate_eval import LocatedFrame, summarise
+    from models.evaluation.locator import LocatedFrame, summarise
 
     rows = [LocatedFrame(0, 5.0, 1.0, 3.0, "color+depth"), LocatedFrame(1, -10.0, 7.0, -8.0, "depth"),
             LocatedFrame(2, 20.0, math.inf, math.nan, "none"), LocatedFrame(3, -40.0, 2.0, 1.0, "depth")]
@@ -155,7 +155,7 @@ def test_colour_only_frames_get_a_distance_from_the_face_size():
     and the crop still follows w = f R / D. Scored against the virtual Kinect's ground truth on
     frontal heads (turned ones are further off: 11 and 15 crop px at 10 and 20 degrees of yaw,
     README "Head localisation")."""
-    from models.locate_eval import score_frame
+    from models.evaluation.locator import score_frame
     from sensors.crop import CropConfig
 
     loc = HeadLocator(LocatorConfig(mode="detect", use_rotation=False))  # a photo has no head pose

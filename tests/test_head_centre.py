@@ -16,9 +16,9 @@ import pytest
 
 import launch
 from sensors.geometry import HEAD_CENTRE_DEFINITION
-from sensors.head_centre import stored_centre
+from sensors.locate.stored import stored_centre
 from sensors.source import open_source
-from sensors.tum import TumWriter
+from sensors.datasets.tum import TumWriter
 from tests.fixtures_formats import write_biwi_from_frames
 
 YAWS = (0.0, 45.0, -45.0)
@@ -52,7 +52,7 @@ def test_offset_conversion_lands_on_the_skull_centre_as_the_head_turns(biwi_fold
 
 
 def test_refinement_from_depth_lands_nearer_than_the_annotation(biwi_folders):
-    # the silhouette model (sensors.head.measure_head) alone, measured here at 15-23 mm from the
+    # the silhouette model (sensors.locate.locator.measure_head) alone, measured here at 15-23 mm from the
     # skull centre at these yaws; the raw template centre is 66 mm from it
     posed, _ = biwi_folders
     with open_source(f"biwi:{posed.root},centre=refine") as src:

@@ -1,4 +1,4 @@
-"""The learned head-centre refiner (models/head_refine.py, models/train_refiner.py) and its place
+"""The learned head-centre refiner (models/refiner/runtime.py, models/refiner/train.py) and its place
 in the locator."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from models.head_refine import (
+from models.refiner.runtime import (
     DEFAULT_PATH, HeadRefiner, RefinerSpec, apply_output, load_refiner, refine_input, refine_target,
 )
 from sensors.errors import FormatError
-from sensors.head import HeadLocator, LocatorConfig
+from sensors.locate.locator import HeadLocator, LocatorConfig
 
 URI = "virtual:seed=23,subjects=600-601,sequence=calm,sequence_frames=60,pace=off"
 
@@ -82,7 +82,7 @@ def test_the_locator_refines_detections_but_never_annotations(frames):
 def test_a_centre_the_refiner_rejects_is_replaced_by_a_head_found_in_depth():
     """Car scenes where the face box or the best depth candidate is a door or a headrest: with a
     judge of head centres the locator takes the depth candidate that is a head."""
-    from models.locate_eval import score_frame
+    from models.evaluation.locator import score_frame
     from sensors.crop import CropConfig
     from sensors.source import open_source
 
@@ -109,7 +109,7 @@ class _Walker(_Oracle):
 def test_when_no_depth_candidate_is_a_head_the_refiner_is_run_from_the_first_ones():
     """A hand over the face: no candidate of the depth search lies on the skull, so a judge alone
     finds no head; run from the first candidates, the refiner reaches it."""
-    from sensors.head import center_from_depth_only, depth_heads
+    from sensors.locate.locator import center_from_depth_only, depth_heads
     from sensors.source import open_source
 
     with open_source("virtual:seed=21,subjects=500-539,sequence=free,frames=3000,pace=off") as src:
@@ -124,7 +124,7 @@ def test_the_shipped_refiner_brings_detected_centres_closer(frames):
     """People the refiner never saw, a calm sequence: the located crop centres are within 5 crop
     px with and without it, and it takes the median error to less than three quarters (the
     README's table is the full measurement, with occluders and turned heads)."""
-    from models.locate_eval import score_frame, summarise
+    from models.evaluation.locator import score_frame, summarise
     from sensors.crop import CropConfig
 
     shipped = HeadRefiner()
@@ -153,7 +153,7 @@ def test_a_missing_or_foreign_refiner_file_is_a_named_error(tmp_path):
 
 def test_train_refiner_writes_a_loadable_refiner(tmp_path):
     """A tiny run end to end: samples, two epochs, export with parity, loaded by the live class."""
-    from models import train_refiner
+    from models.refiner import train as train_refiner
 
     p = argparse.ArgumentParser()
     train_refiner.add_arguments(p)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sensors import ConfigError, FormatError, open_source
-from sensors.calibration import fov_intrinsics, load_calibration, save_calibration
+from sensors.devices.calibration import fov_intrinsics, load_calibration, save_calibration
 from sensors.frame import CameraIntrinsics
 from tests.fixtures_formats import write_photos, write_video
 

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # models modules on the live path (the app loads them); everything else in models is offline
-LIVE_MODELS = ("models.inference", "models.metrics", "models.verification", "models.encoding")
+LIVE_MODELS = ("models.generator.runtime", "models.metrics", "models.verifier.runtime", "models.encoding")
 
 
 def _modules(package: str) -> list[str]:

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.networks import (  # noqa: E402
+from models.generator.net import (  # noqa: E402
     Discriminator,
     Generator,
     GeneratorConfig,

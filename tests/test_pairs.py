@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.pairs import (
+from models.verifier.pairs import (
     PANDORA_TEST_SUBJECTS,
     PANDORA_VAL_SUBJECTS,
     accuracy_at,

@@ -8,7 +8,7 @@ import pytest
 
 from sensors import ConfigError, FormatError, open_source
 from sensors.geometry import rotation_from_euler_deg
-from sensors.pandora import PANDORA_SPLITS, pandora_split, parse_records
+from sensors.datasets.pandora import PANDORA_SPLITS, pandora_split, parse_records
 from tests.fixtures_formats import write_pandora
 
 HAND_WRITTEN = """[

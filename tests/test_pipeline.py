@@ -91,7 +91,7 @@ def test_the_verifier_scores_only_crops_of_the_geometry_it_was_trained_on():
 
 
 def test_a_real_onnx_generator_runs_in_the_pipeline(tmp_path):
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     gen = DepthGenerator(write_tiny_generator(tmp_path / "tiny.onnx"))
     r = Pipeline(fake_source(n=2), [gen]).step()

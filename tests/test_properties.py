@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sensors.biwi import read_cal, read_depth_bin, read_pose
+from sensors.datasets.biwi import read_cal, read_depth_bin, read_pose
 from sensors.crop import MIN_Z_MM, PAD_GRAY, CropConfig, crop_face, register_depth, window_px_for
 from sensors.encoding import LEVELS, decode_depth, encode_depth, levels_to_tanh, mm_per_level, tanh_to_levels
 from sensors.errors import ConfigError, FormatError, SensorError
 from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.pandora import parse_records
-from sensors.tum import read_tum_list
+from sensors.datasets.pandora import parse_records
+from sensors.datasets.tum import read_tum_list
 from tests.fixtures_formats import biwi_depth_bin_bytes
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

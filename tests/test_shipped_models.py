@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.dataset import load_dataset
-from models.evaluate import mean_crop
-from models.inference import DepthGenerator
+from models.data.dataset import load_dataset
+from models.evaluation.generator import mean_crop
+from models.generator.runtime import DepthGenerator
 from models.metrics import MetricsAggregator, depth_metrics_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_shipped_files_exist_with_metadata_and_checkpoints(name):
     ckpt = WEIGHTS / name.replace(".onnx", ".pt")
     assert ckpt.is_file() and ckpt.stat().st_size < 20 * MB
     torch = pytest.importorskip("torch")
-    from models.train import build_generator, load_checkpoint
+    from models.generator.train import build_generator, load_checkpoint
 
     state = load_checkpoint(ckpt)
     assert state["mode"] == MODELS[name] and state["crop"] == gen.crop_config_dict
@@ -109,7 +109,7 @@ def test_reaches_half_the_mean_crop_error(name):
 def _photo_crop(gen: DepthGenerator, path: Path):
     """The live path on a photo: the images: source, the head locator, the one crop."""
     from sensors.crop import CropConfig, crop_face
-    from sensors.head import HeadLocator
+    from sensors.locate.locator import HeadLocator
     from sensors.source import open_source, parse_uri
 
     with open_source(parse_uri(f"images:{path}")) as src:

@@ -34,7 +34,7 @@ def _source(subject: int):
 
 def _probe_crops(subject: int, verifier, generator=None) -> tuple[np.ndarray, np.ndarray | None]:
     from sensors.crop import CropConfig, crop_face
-    from sensors.head import HeadLocator
+    from sensors.locate.locator import HeadLocator
 
     cfg = CropConfig.from_dict(dict(verifier.crop_config_dict)) if verifier.crop_config_dict else CropConfig()
     locator = HeadLocator(live=False)
@@ -54,7 +54,7 @@ def _probe_crops(subject: int, verifier, generator=None) -> tuple[np.ndarray, np
 @pytest.fixture(scope="module")
 def setup():
     from app.enrol_command import capture_crops
-    from models.verification import Enrolment, Verifier
+    from models.verifier.runtime import Enrolment, Verifier
 
     v = Verifier(VERIFIER)
     trained_on = set(v.info.get("training", {}).get("train_subjects", []))
@@ -67,7 +67,7 @@ def setup():
         enrolments[s] = Enrolment.create(f"subject {s}", kind, v, crops, source=str(src.uri))
     generator = None
     if GENERATOR.exists():
-        from models.inference import DepthGenerator
+        from models.generator.runtime import DepthGenerator
 
         generator = DepthGenerator(GENERATOR, provider="cpu")
     true8, pred8 = _probe_crops(SUBJECTS[0], v, generator)

@@ -53,7 +53,7 @@ def soak(source: Source, generator_path: Path, recording: Path, record_from: int
          warmup: int) -> SoakResult:
     """Run ``source`` to its end through the threaded pipeline, recording frames [record_from,
     record_to) from the inference thread; sample memory, threads and descriptors as it goes."""
-    from models.inference import DepthGenerator
+    from models.generator.runtime import DepthGenerator
 
     proc = psutil.Process()
     generator = DepthGenerator(generator_path, provider="cpu")

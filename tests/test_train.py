@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import launch  # noqa: E402
-from models.train import (  # noqa: E402
+from models.generator.train import (  # noqa: E402
     AugmentConfig,
     TrainConfig,
     augment_sample,
@@ -26,7 +26,7 @@ from models.train import (  # noqa: E402
     train,
     validate,
 )
-from models.dataset import load_dataset  # noqa: E402
+from models.data.dataset import load_dataset  # noqa: E402
 from sensors.errors import ConfigError, ModelError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
@@ -52,7 +52,7 @@ def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, 
     result = train(cfg, progress=False)
     val_losses = [r["val_loss"] for r in result.history]
     # an untrained generator of the same seed, scored the same way, is the starting point
-    from models.dataset import load_dataset
+    from models.data.dataset import load_dataset
 
     torch.manual_seed(cfg.seed)
     untrained = build_generator(SMALL)
@@ -78,7 +78,7 @@ def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, 
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(data_file, tmp_path, monkeypatch):
-    import models.train as mt
+    import models.generator.train as mt
 
     straight = train(_cfg(data_file, tmp_path / "a", mode="cgan", epochs=3), progress=False)
     # run b is killed (Ctrl-C) right after it saved epoch 2
@@ -250,7 +250,7 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
 def _verifier_checkpoint(path, size_px, seed=0, threshold=None):
     """A train-verifier checkpoint of an untrained branch (the identity loss only needs its embedding,
     its other-people term the validation threshold a best.pt holds)."""
-    from models.verifier_net import VerifierBranch, VerifierConfig
+    from models.verifier.net import VerifierBranch, VerifierConfig
 
     torch.manual_seed(seed)
     cfg = VerifierConfig(size_px=size_px, widths=(8, 16, 16), extra_convs=(0, 0, 0), embedding_dim=16)
@@ -262,8 +262,8 @@ def _verifier_checkpoint(path, size_px, seed=0, threshold=None):
 
 
 def test_identity_loss_by_hand():
-    from models.train import identity_loss, to_tanh
-    from models.train_verifier import load_branch
+    from models.generator.train import identity_loss, to_tanh
+    from models.verifier.train import load_branch
 
     import tempfile
 
@@ -286,8 +286,8 @@ def test_identity_loss_by_hand():
 
 
 def test_identity_loss_other_people_term_by_hand():
-    from models.train import identity_loss, to_tanh
-    from models.train_verifier import load_branch
+    from models.generator.train import identity_loss, to_tanh
+    from models.verifier.train import load_branch
 
     import tempfile
 
@@ -313,8 +313,8 @@ def test_identity_loss_other_people_term_by_hand():
 
 
 def test_identity_loss_triplet_term_by_hand():
-    from models.train import identity_loss, to_tanh
-    from models.train_verifier import load_branch
+    from models.generator.train import identity_loss, to_tanh
+    from models.verifier.train import load_branch
 
     import tempfile
 
@@ -343,8 +343,8 @@ def test_identity_loss_triplet_term_by_hand():
 
 
 def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
-    from models.train import identity_similarity
-    from models.train_verifier import load_branch
+    from models.generator.train import identity_similarity
+    from models.verifier.train import load_branch
 
     vpath = _verifier_checkpoint(tmp_path / "verifier.pt", 48)
     common = dict(mode="ae", epochs=4, lr=3e-3, batch_size=3)
@@ -446,9 +446,9 @@ def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
 
 
 def test_several_loss_verifiers_score_as_the_mean_of_their_cosines(data_file, tmp_path, capsys):
-    from models.train import identity_loss
-    from models.train_verifier import load_branch
-    from models.verifier_net import BranchEnsemble
+    from models.generator.train import identity_loss
+    from models.verifier.train import load_branch
+    from models.verifier.net import BranchEnsemble
 
     a = _verifier_checkpoint(tmp_path / "a.pt", 48, seed=0, threshold=0.2)
     b = _verifier_checkpoint(tmp_path / "b.pt", 48, seed=1, threshold=0.4)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import launch
-from models.dataset import load_dataset
-from models.pairs import load_pairs
-from models.train_verifier import validate
-from models.verification import Verifier
-from models.verifier_net import (
+from models.data.dataset import load_dataset
+from models.verifier.pairs import load_pairs
+from models.verifier.train import validate
+from models.verifier.runtime import Verifier
+from models.verifier.net import (
     VerifierBranch,
     VerifierConfig,
     batch_hard_triplet_loss,
@@ -82,7 +82,7 @@ def test_run_folder_and_export(data_file, run):
     assert v.info["training"]["train_subjects"] == sorted(np.unique(ds.subject[ds.split == 0]).tolist())
     assert v.info["training"]["sources"] == ["toy"]
     # an evaluation on the training identities says so
-    from models.verification import evaluate_verification
+    from models.verifier.runtime import evaluate_verification
 
     train_view = ds.subset(np.arange(len(ds)))
     object.__setattr__(train_view, "split", np.where(ds.split == 0, 2, 0).astype(np.uint8))
@@ -160,7 +160,7 @@ def test_losses_by_hand():
 def test_augmentation_flip_and_erase():
     import argparse
 
-    from models.train_verifier import _Data
+    from models.verifier.train import _Data
 
     ds = toy_depth_dataset(n_subjects=4, per_subject=4, seed=1, val=1, test=1)
     args = argparse.Namespace(identities=2, per_identity=2, clean_prob=0.0, shift_px=0, flip_prob=1.0,
@@ -184,7 +184,7 @@ def test_more_data_files_add_training_identities_only(data_file, tmp_path):
     a second file that trains on the first's held-out people is refused, naming it."""
     from dataclasses import replace
 
-    from models.dataset import SPLITS, with_extra_training
+    from models.data.dataset import SPLITS, with_extra_training
     from sensors.errors import FormatError
 
     first = load_dataset(data_file)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sensors import FormatError, open_source
-from sensors.tum import TumEntry, TumWriter, associate, read_tum_list
+from sensors.datasets.tum import TumEntry, TumWriter, associate, read_tum_list
 from tests.fixtures_formats import write_biwi, write_tum
 
 

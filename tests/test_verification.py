@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.verification import (
+from models.verifier.runtime import (
     METADATA_KEY,
     Enrolment,
     LiveScore,
@@ -19,8 +19,8 @@ from models.verification import (
     cosine,
     evaluate_verification,
 )
-from models.verifier_export import export_verifier
-from models.verifier_net import VerifierBranch, VerifierConfig
+from models.verifier.export import export_verifier
+from models.verifier.net import VerifierBranch, VerifierConfig
 from sensors.errors import FormatError, ModelError, VerificationError
 from verifier_toy import toy_depth_dataset
 

@@ -13,7 +13,7 @@ from sensors.errors import ConfigError
 from sensors.frame import Extrinsics
 from sensors.source import open_source, parse_uri
 from sensors.virtual import DEPTH_TO_COLOR, VirtualKinect, build_head, sample_identity
-from sensors.virtual.head import Identity
+from sensors.virtual.people import Identity
 
 
 def _vk(uri: str) -> VirtualKinect:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-import sensors.webcam as webcam
+import sensors.devices.webcam as webcam
 from sensors import SensorError, SourceLostError, open_source
 
 
@@ -132,7 +132,7 @@ def render_board_views(n=12, cols=9, rows=6, square_mm=30.0, seed=3):
 
 
 def test_chessboard_calibration_recovers_the_rendering_camera():
-    from sensors.calibration import calibrate_chessboard, find_chessboard
+    from sensors.devices.calibration import calibrate_chessboard, find_chessboard
 
     views = render_board_views()
     corners = [c for c in (find_chessboard(img, (9, 6)) for img in views) if c is not None]
@@ -153,7 +153,7 @@ def test_calibrate_command_on_a_folder_of_board_photos(tmp_path):
 
     import cv2
 
-    from sensors.calibration import load_calibration
+    from sensors.devices.calibration import load_calibration
 
     folder = tmp_path / "boards"
     folder.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.dataset import CropDataset
+from models.data.dataset import CropDataset
 
 
 def _identity_relief(rng: np.random.Generator, s: int) -> dict:

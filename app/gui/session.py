@@ -26,7 +26,7 @@ from models.common.files import atomic_path
 DELTA_KEYS = ("delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2",
               "delta<1.25", "delta<1.25^2", "delta<1.25^3")
 #: the verification scores logged per frame: predicted vs true depth, predicted vs enrolled,
-#: and their causal smoothing (models.verification.LiveScore)
+#: and their causal smoothing (models.verifier.runtime.LiveScore)
 SCORE_KEYS = ("verification", "enrolled", "verification_smoothed", "enrolled_smoothed")
 #: leading columns of every log row
 BASE_KEYS = ("frame_index", "timestamp_ns", "face", "distance_mm", "latency_ms")
@@ -95,7 +95,7 @@ class SessionLog:
         self._live: list[dict[str, Any]] = []
         self._readings: list[dict[str, Any]] = [{} for _ in self.model_names]
         if threshold is not None:
-            from models.verification import LiveScore
+            from models.verifier.runtime import LiveScore
 
             self._live = [{"verification": LiveScore(threshold, "same frame"),
                            "enrolled": LiveScore(threshold, enrolment_label or "enrolled")}
@@ -141,7 +141,7 @@ class SessionLog:
         """A new enrolment: its scores start afresh under its label (identity / self-consistency)."""
         if not self._live:
             return
-        from models.verification import LiveScore
+        from models.verifier.runtime import LiveScore
 
         with self._lock:
             for i, live in enumerate(self._live):
@@ -149,7 +149,7 @@ class SessionLog:
                 self._readings[i].pop("enrolled", None)
 
     def readings(self, model: int = 0) -> dict[str, Any]:
-        """The latest models.verification.VerificationReading of each score kind."""
+        """The latest models.verifier.runtime.VerificationReading of each score kind."""
         with self._lock:
             return dict(self._readings[model]) if model < len(self._readings) else {}
 

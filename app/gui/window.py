@@ -254,7 +254,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path = self.settings.last_enrolment()
         if self.verifier is None or path is None or not path.is_file():
             return
-        from models.verification import Enrolment
+        from models.verifier.runtime import Enrolment
 
         try:
             self.enrolment = Enrolment.load(path, self.verifier)
@@ -694,7 +694,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 return
             self._enrol_crops = None
             name, kind = self._enrol_name, self._enrol_kind
-        from models.verification import Enrolment
+        from models.verifier.runtime import Enrolment
 
         try:
             enrolment = Enrolment.create(name, kind, self.verifier, np.stack(crops), source=self.source_uri)

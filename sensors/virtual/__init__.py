@@ -4,10 +4,10 @@
 the source of its training data). See ``source.py`` for the options and the README's "Virtual
 Kinect" section for the model behind it.
 """
-from .head import HeadModel, Identity, build_head, sample_identity
-from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
-from .scene import FrameState, SequencePlan
-from .source import VirtualKinect, VirtualOptions
+from sensors.virtual.people import HeadModel, Identity, build_head, sample_identity
+from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
+from sensors.virtual.scene import FrameState, SequencePlan
+from sensors.virtual.source import VirtualKinect, VirtualOptions
 
 __all__ = [
     "COLOR_CAMERA", "DEPTH_CAMERA", "DEPTH_TO_COLOR", "FPS", "FrameState", "HeadModel", "Identity",

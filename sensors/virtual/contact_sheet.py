@@ -43,7 +43,7 @@ def render_sheet(seed: int = 0, first_subject: int = 0, tile: int = 120):
     """The contact sheet as an RGB uint8 array (16 rows of 4 colour + depth pairs)."""
     import numpy as np
 
-    from .source import VirtualKinect
+    from sensors.virtual.source import VirtualKinect
 
     src = VirtualKinect.from_uri(f"virtual:seed={seed},pace=off,occluders=off")
     rows = []
@@ -72,7 +72,7 @@ def render_sheet(seed: int = 0, first_subject: int = 0, tile: int = 120):
 def main(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..errors import ConfigError, FormatError
+    from sensors.errors import ConfigError, FormatError
 
     if args.tile < 32 or args.tile > 512:
         raise ConfigError(f"--tile must be 32-512 pixels, got {args.tile}")

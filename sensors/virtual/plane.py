@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frame import Frame
-from ..geometry import rot_y
-from ._util import rng
-from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM, MIN_RANGE_MM
-from .scene import camera_rays
-from .sensor import apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm
+from sensors.frame import Frame
+from sensors.geometry import rot_y
+from sensors.virtual._util import rng
+from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM, MIN_RANGE_MM
+from sensors.virtual.scene import camera_rays
+from sensors.virtual.sensor import apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm
 
 BACKGROUND_RGB = 50
 SQUARE_MM = 25.0

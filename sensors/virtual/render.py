@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..geometry import rot_x, rot_y, rot_z
-from ._util import matvec, normalize, rng, rowdot, xform
-from .head import HeadModel
-from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM
-from .scene import (
+from sensors.geometry import rot_x, rot_y, rot_z
+from sensors.virtual._util import matvec, normalize, rng, rowdot, xform
+from sensors.virtual.people import HeadModel
+from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, MAX_RANGE_MM
+from sensors.virtual.scene import (
     FrameState,
     Lighting,
     SequencePlan,
@@ -30,9 +30,9 @@ from .scene import (
     scarf_points,
     torso_points,
 )
-from .sensor import NoiseTables, apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm
-from .shapes import PointSet, bottle, hand, phone
-from .splat import splat_nearest
+from sensors.virtual.sensor import NoiseTables, apply_depth_sensor, colour_effects, hole_probability, ir_signal, noise_sigma_mm
+from sensors.virtual.shapes import PointSet, bottle, hand, phone
+from sensors.virtual.splat import splat_nearest
 
 _R_DC = DEPTH_TO_COLOR.rotation.astype(np.float32)
 _T_DC = DEPTH_TO_COLOR.translation_mm.astype(np.float32)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import rot_y, rotation_from_euler_deg
-from ._util import fbm_2d, normalize, rng, smoothstep
-from .head import HeadModel
-from .kinect import FPS
-from .shapes import PointSet, sdf_points
+from sensors.geometry import rot_y, rotation_from_euler_deg
+from sensors.virtual._util import fbm_2d, normalize, rng, smoothstep
+from sensors.virtual.people import HeadModel
+from sensors.virtual.cameras import FPS
+from sensors.virtual.shapes import PointSet, sdf_points
 
 # --------------------------------------------------------------------------------------------
 # sequence plans

@@ -20,8 +20,8 @@ import math
 import cv2
 import numpy as np
 
-from ._util import rng
-from .kinect import MAX_RANGE_MM, MIN_RANGE_MM
+from sensors.virtual._util import rng
+from sensors.virtual.cameras import MAX_RANGE_MM, MIN_RANGE_MM
 
 _PAD = 96
 

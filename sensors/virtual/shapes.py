@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._util import normalize, xform
+from sensors.virtual._util import normalize, xform
 
 
 @dataclass

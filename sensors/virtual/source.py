@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..frame import Frame
-from ..source import Options, Pacer, Source, SourceURI, parse_uri
-from ._util import rng
-from .head import HeadModel, build_head, sample_identity
-from .kinect import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
-from .plane import PlaneScene
-from .render import Renderer, Stage
-from .scene import SequencePlan, frame_state, plan_sequence
+from sensors.errors import ConfigError
+from sensors.frame import Frame
+from sensors.source import Options, Pacer, Source, SourceURI, parse_uri
+from sensors.virtual._util import rng
+from sensors.virtual.people import HeadModel, build_head, sample_identity
+from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
+from sensors.virtual.plane import PlaneScene
+from sensors.virtual.render import Renderer, Stage
+from sensors.virtual.scene import SequencePlan, frame_state, plan_sequence
 
 SEQUENCE_KINDS = ("calm", "free", "mixed")
 #: how long close() waits for a background sequence build before leaving it to finish alone
@@ -348,8 +348,8 @@ def _posed_frame(src: VirtualKinect, subject: int, yaw_deg: float, pitch_deg: fl
                  jaw: float, smile: float, blink: float, distance_m: float | None, sequence: int) -> Frame:
     from dataclasses import replace
 
-    from ..geometry import rotation_from_euler_deg
-    from .scene import PIVOT_H, FrameState
+    from sensors.geometry import rotation_from_euler_deg
+    from sensors.virtual.scene import PIVOT_H, FrameState
 
     o = src.options
     src._ensure_renderer()

@@ -1,0 +1,2 @@
+"""Offline evaluation: generators and baselines on a crop dataset, and head localisation.
+"""

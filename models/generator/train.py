@@ -1,0 +1,1064 @@
+"""``launch.py train``: train the depth generator, as a cGAN (the method) or as the AE baseline.
+
+    python launch.py train --data data/train.npz --out runs/cgan --mode cgan
+    python launch.py train --data data/train.npz --out runs/ae --mode ae
+    python launch.py train --data my_kinect.npz --out runs/ft --init models/weights/generator.pt
+    torchrun --nproc-per-node 2 launch.py train --data ... --out ...   (DistributedDataParallel)
+
+Data: a crop dataset file (``models.data.dataset``); split 0 trains, split 1 validates after every
+epoch. Targets are ``CropDataset.target``: the clean depth when the data has it (the virtual
+Kinect), else the sensor depth. With sensor targets the invalid (0) pixels are masked out of
+the loss (0 there means "no reading" as often as "background"). With clean targets a 0 is real
+background and stays in the loss, at weight ``--background-weight`` (default 0.1, see
+``BACKGROUND_WEIGHT``) against 1 for valid pixels: the model still learns to mark background
+(level 0), but where it cannot tell background from a surface in the window (hair, a hand, a
+wall just inside the range) it leans towards the surface. This matches how depth is scored
+(DESIGN section 3: over valid ground-truth pixels only, so a surface predicted as background
+is a large error and background predicted as a surface costs nothing). Measured on a pilot
+(1600 virtual crops, 4 epochs): with weight 1, 9 % of the valid pixels came out as background
+and carried 41 % of the L1 error. Pixels that augmentation moved in from outside the crop
+have weight 0 in both cases.
+
+Losses (DESIGN section 1), in the tanh range [-1, 1] of the generator's output:
+    L_G = L_MSE(G(x), y) + lambda * BCE(D(x, G(x)), 1)        (AE: lambda = 0, no D)
+    L_D = BCE(D(x, y), 1 - s) + BCE(D(x, G(x)), 0)
+with ``lambda`` = ``--adv-weight`` (default 0.002, see ``ADV_WEIGHT``) and one-sided label
+smoothing ``s`` = 0.1 on the real label. BCE is taken on logits (``BCEWithLogitsLoss``): the
+discriminator's sigmoid folded into the loss for numerical stability. Masked pixels are set to
+-1 (level 0) in both the real and the generated depth the discriminator sees, so a hole is
+never a tell.
+
+Identity loss (optional, not in the paper): with ``--id-verifier CKPT`` (a ``train-verifier``
+checkpoint, frozen) the generator loss gains ``--id-weight`` (default 0.5) times
+``1 - cos(e(G(x)), e(y))``, the cosine distance between the verifier's embeddings of the
+generated and the true depth of the same crop (``identity_loss``). It asks the generator to keep
+what tells people apart, where the per-pixel MSE weighs every pixel alike. The verifier is
+trained on true depth only and fixed; validation then also reports ``val_id_similarity`` (the
+mean cosine similarity on the validation crops). ``--id-region face`` (the default) shows the
+verifier the generated depth inside the true face's outline only; ``crop`` the whole generated
+crop, which lets the generator shape its background to please the verifier. Evaluate with
+ANOTHER verifier than the loss's: a generator trained against one network can learn that
+network's blind spots. ``--id-negatives W`` adds W times a term that keeps each generated crop
+from passing as the OTHER people of its batch: for every pair of a generated crop and the true
+depth of another person's crop, ``max(0, cos - t)``, with ``t`` the loss verifier's own
+validation threshold (stored in its checkpoint), summed over the other people and averaged over
+the batch's crops (``identity_loss``). Only pairs that the loss's verifier would accept count;
+``--id-margin M`` lowers that bar to ``t - M``, so near misses count too. ``--id-triplet W``
+adds W times a relative form that needs no threshold: per generated crop, ``max(0, cos(hardest
+other) - cos(same) + m)``, the most similar other person's true crop of the batch against the
+crop's own true depth, with the margin ``m`` of ``--id-triplet-margin`` (averaged over the crops
+whose batch holds another person). ``--id-verifier A,B`` takes several verifiers at once
+(``BranchEnsemble``): every cosine above is then the mean of theirs (and ``t`` the mean of their
+thresholds), so the generator cannot pass by exploiting one network's blind spot.
+
+Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
+epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
+pilot runs on virtual-Kinect crops (40 training identities) batch 16 / beta1 0.9 reached a
+lower training loss per crop seen than batch 32 / beta1 0.5, at the same validation loss; the
+validation loss is limited by the number of training identities (models/README.md).
+
+Written to ``--out``: ``config.json`` (the resolved configuration), ``last.pt`` (every epoch,
+with optimiser state, for ``--resume``), ``best.pt`` (the best validation
+``--select-metric``), ``curves.csv`` / ``curves.png`` (losses and validation metrics per
+epoch; TensorBoard event files too when the ``tensorboard`` package is installed) and
+``samples/epoch_NNN.png`` (colour | true | predicted | |error| for fixed validation crops).
+
+Devices: ``--device auto`` takes CUDA when present, else the CPU (``torch.set_num_threads`` =
+the cores divided among the local processes, or ``--threads``). Under ``torchrun`` (RANK and
+WORLD_SIZE in the environment) every process trains on its share of each epoch through
+DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 validates and writes the files.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from models.common.files import file_sha256
+from sensors.errors import ConfigError, FormatError, ModelError
+
+#: default adversarial weight lambda: the adversarial term moves the generator towards sharp,
+#: plausible surfaces without outweighing the per-pixel MSE (measured: see models/README.md)
+ADV_WEIGHT = 0.002
+#: default weight of the identity loss (``--id-verifier``); the MSE is ~0.03 in tanh units, the
+#: loss ~0.3. Pilot (stage-2 cGAN, 12,000 crops, models/README.md): 0.5 kept identity best on the
+#: validation people; 1 and 2 cost 2-4 mm of validation L1 and kept it no better
+ID_WEIGHT = 0.5
+#: default margin of the triplet term (``--id-triplet``), in cosine similarity
+ID_TRIPLET_MARGIN = 0.2
+#: ``--id-region``: "face" shows the identity loss's verifier the generated depth inside the TRUE
+#: face's outline only (the generated background stays the MSE's business); "crop" the whole
+#: generated crop, as inference hands it over (the generator can then shape its background to
+#: please the verifier: models/README.md, "What the identity loss buys")
+ID_REGIONS = ("face", "crop")
+#: one-sided label smoothing of the real label in the discriminator loss
+REAL_LABEL = 0.9
+#: loss weight of background (level 0) pixels of clean targets, relative to valid ones
+BACKGROUND_WEIGHT = 0.1
+CHECKPOINT_FORMAT = "facedepth-generator-checkpoint"
+CHECKPOINT_VERSION = 1
+#: fixed validation crops shown in the per-epoch sample grid
+SAMPLE_ROWS = 6
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of training crops, for real cameras (probabilities and ranges).
+
+    Geometric changes (flip, shift, scale, rotation) apply to colour and depth alike; the
+    photometric ones (colour jitter, blur, noise) to colour only. Depth values are never
+    changed: a small shift or scale stands for an error of the head locator, not a new distance.
+    """
+
+    enabled: bool = True
+    flip_p: float = 0.5
+    shift_px: float = 4.0
+    scale: float = 0.05
+    rotate_deg: float = 6.0
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.3
+    channel_gain: float = 0.08
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.4, 1.3)
+    noise_p: float = 0.5
+    noise_sigma: float = 6.0
+    jpeg_p: float = 0.2
+    jpeg_quality: tuple[int, int] = (40, 90)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` and inside every checkpoint."""
+
+    data: str
+    out: str
+    #: more crop datasets whose training crops are added (``models.data.dataset.load_datasets``)
+    extra_data: tuple[str, ...] = ()
+    mode: str = "cgan"
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_d: float = 2e-4
+    beta1: float = 0.9
+    adv_weight: float = ADV_WEIGHT
+    #: a train-verifier checkpoint whose embeddings give the identity loss (off when None)
+    id_verifier: str | None = None
+    id_weight: float = 0.0
+    #: what of the generated crop the identity loss's verifier sees (``ID_REGIONS``)
+    id_region: str = "face"
+    #: weight of the identity loss's other-people term (``identity_loss``; 0: off)
+    id_negatives: float = 0.0
+    #: the other-people term counts pairs above the loss verifier's threshold minus this
+    id_margin: float = 0.0
+    #: weight of the identity loss's triplet term (``identity_loss``; 0: off) and its margin
+    id_triplet: float = 0.0
+    id_triplet_margin: float = ID_TRIPLET_MARGIN
+    background_weight: float = BACKGROUND_WEIGHT
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    threads: int = 0
+    max_minutes: float = 0.0
+    init: str | None = None
+    select_metric: str = "l1_mm"
+    generator: dict = field(default_factory=lambda: {})
+    augment: AugmentConfig = AugmentConfig()
+    max_train_samples: int = 0
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        d = dict(d)
+        aug = dict(d.pop("augment", {}))
+        for k in ("blur_sigma", "jpeg_quality"):
+            if k in aug:
+                aug[k] = tuple(aug[k])
+        d["extra_data"] = tuple(d.get("extra_data", ()))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(augment=AugmentConfig(**aug), **{k: v for k, v in d.items() if k in known})
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
+                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
+                        "(more people), validation stays the first file's")
+    g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, config, curves, samples")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from these weights (fine-tuning, e.g. models/weights/generator.pt)")
+    g = p.add_argument_group("method")
+    g.add_argument("--mode", choices=("cgan", "ae"), default=None,
+                   help="cgan: MSE + adversarial loss (the method); ae: MSE only (the baseline) [cgan]")
+    g.add_argument("--adv-weight", type=float, default=None, metavar="LAMBDA",
+                   help=f"weight of the adversarial loss in the generator loss [{ADV_WEIGHT}]")
+    g.add_argument("--id-verifier", default=None, metavar="CKPT[,CKPT...]",
+                   help="add an identity loss: 1 - cosine similarity of this verifier's embeddings (a train-verifier "
+                        "best.pt) of the generated and the true depth; several, comma-separated: the mean of their "
+                        "cosine similarities; use other verifiers than the one you evaluate with")
+    g.add_argument("--id-weight", type=float, default=None, metavar="W",
+                   help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
+    g.add_argument("--id-region", choices=ID_REGIONS, default=None,
+                   help="face: the identity loss sees the generated depth inside the true face's outline only; "
+                        "crop: the whole generated crop [face]")
+    g.add_argument("--id-negatives", type=float, default=None, metavar="W",
+                   help="weight of a term that keeps the generated depth from passing, by the loss's verifier and its "
+                        "threshold, as the other people of the batch [0: off]")
+    g.add_argument("--id-margin", type=float, default=None, metavar="M",
+                   help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
+    g.add_argument("--id-triplet", type=float, default=None, metavar="W",
+                   help="weight of a triplet term: the generated depth must score at least M higher against its own "
+                        "true depth than against the most similar other person of the batch [0: off]")
+    g.add_argument("--id-triplet-margin", type=float, default=None, metavar="M",
+                   help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
+    g.add_argument("--background-weight", type=float, default=None, metavar="W",
+                   help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
+    g.add_argument("--widths", default=None, metavar="W0,W1,...",
+                   help="generator channel widths per level [16,32,48,64,96]")
+    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs [20]")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B", help="crops per step and process [16]")
+    g.add_argument("--lr", type=float, default=None, help="generator learning rate (Adam, cosine decay) [1e-3]")
+    g.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (Adam, beta1 0.5) [2e-4]")
+    g.add_argument("--beta1", type=float, default=None, help="generator Adam beta1 [0.9]")
+    g.add_argument("--select-metric", default=None, metavar="KEY",
+                   help="validation metric that picks best.pt (a models.metrics key) [l1_mm]")
+    g.add_argument("--seed", type=int, default=None, metavar="S", help="random seed [0]")
+    g.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop (after validating and saving) once this much wall time has passed [no limit]")
+    g.add_argument("--max-train-samples", type=int, default=None, metavar="N",
+                   help="use only the first N training crops (quick experiments) [all]")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="auto: CUDA when present, else CPU [auto]")
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="data loader processes [0]")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads per process [cores / local processes]")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The resolved configuration: command-line values over the saved run's (on --resume)
+    over the defaults."""
+    given = {
+        "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
+        "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
+        "id_margin": args.id_margin, "id_triplet": args.id_triplet, "id_triplet_margin": args.id_triplet_margin,
+        "seed": args.seed, "device": args.device,
+        "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
+        "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.id_verifier is not None:
+        given["id_verifier"] = args.id_verifier
+        given.setdefault("id_weight", ID_WEIGHT)
+    if args.widths is not None:
+        try:
+            widths = [int(w) for w in args.widths.split(",")]
+        except ValueError:
+            raise ConfigError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
+        given["generator"] = _generator_config_for_widths(widths)
+    base: TrainConfig
+    if args.resume:
+        cfg_path = Path(args.out) / "config.json"
+        try:
+            base = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError("--resume: no config.json in the run folder", args.out) from None
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise FormatError(f"--resume: config.json is not readable ({exc})", cfg_path) from None
+        if len(args.data) != 1 + len(base.extra_data):
+            saved = " ".join(f"--data {d}" for d in (base.data, *base.extra_data))
+            raise ConfigError(f"--resume: the run trains on {1 + len(base.extra_data)} data files ({saved}); "
+                              f"give the same --data list", args.out)
+        base = replace(base, data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
+    else:
+        base = TrainConfig(data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
+    cfg = replace(base, init=args.init if args.init is not None else base.init, **given)
+    if args.no_augment:
+        cfg = replace(cfg, augment=replace(cfg.augment, enabled=False))
+    return replace(cfg, command=command_for(cfg))
+
+
+def command_for(cfg: TrainConfig) -> str:
+    """The ``launch.py train`` command line that reproduces ``cfg`` (every result-defining option)."""
+    parts = ["python", "launch.py", "train", "--data", cfg.data]
+    for extra in cfg.extra_data:
+        parts += ["--data", extra]
+    parts += ["--out", cfg.out, "--mode", cfg.mode,
+             "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size), "--lr", f"{cfg.lr:g}", "--beta1", f"{cfg.beta1:g}",
+             "--seed", str(cfg.seed)]
+    if cfg.mode == "cgan":
+        parts += ["--lr-d", f"{cfg.lr_d:g}", "--adv-weight", f"{cfg.adv_weight:g}"]
+    if cfg.generator:
+        from models.generator.net import GeneratorConfig
+
+        g = GeneratorConfig.from_dict(cfg.generator)
+        if g != GeneratorConfig():
+            parts += ["--widths", ",".join(str(w) for w in g.widths)]
+    if cfg.id_verifier:
+        parts += ["--id-verifier", cfg.id_verifier, "--id-weight", f"{cfg.id_weight:g}", "--id-region", cfg.id_region]
+        if cfg.id_negatives:
+            parts += ["--id-negatives", f"{cfg.id_negatives:g}"]
+            if cfg.id_margin:
+                parts += ["--id-margin", f"{cfg.id_margin:g}"]
+        if cfg.id_triplet:
+            parts += ["--id-triplet", f"{cfg.id_triplet:g}", "--id-triplet-margin", f"{cfg.id_triplet_margin:g}"]
+    if cfg.background_weight != BACKGROUND_WEIGHT:
+        parts += ["--background-weight", f"{cfg.background_weight:g}"]
+    if cfg.init:
+        parts += ["--init", cfg.init]
+    if not cfg.augment.enabled:
+        parts.append("--no-augment")
+    if cfg.max_train_samples:
+        parts += ["--max-train-samples", str(cfg.max_train_samples)]
+    if cfg.select_metric != "l1_mm":
+        parts += ["--select-metric", cfg.select_metric]
+    return shlex.join(parts)
+
+
+def _generator_config_for_widths(widths: list[int]) -> dict:
+    from models.generator.net import GeneratorConfig
+
+    n = len(widths)
+    if n < 2 or any(w < 1 for w in widths):
+        raise ConfigError(f"--widths needs at least two positive widths, got {widths}")
+    # the default's pattern: extra convs and refinement below the top two levels
+    enc = tuple(0 if i < 2 else 1 for i in range(n))
+    dec = tuple(0 if i < 2 else 1 for i in range(n - 1))
+    return GeneratorConfig(tuple(widths), enc, dec).to_dict()
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if result.rank == 0:
+        print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
+                          "best": {k: round(v, 5) for k, v in result.best_metrics.items()},
+                          "stopped": result.stopped, "world_size": result.world_size,
+                          "samples_per_process": result.samples_per_process}, indent=None))
+    return 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def crop_config_from_meta(meta: Mapping[str, Any], size_px: int) -> dict:
+    """The crop geometry a dataset was built with (``meta["crop"]`` or top-level keys), as a
+    ``sensors.crop.CropConfig`` dict; missing values take CropConfig's defaults."""
+    from sensors.crop import CropConfig
+
+    src = meta.get("crop") if isinstance(meta.get("crop"), Mapping) else meta
+    known = {"size_px", "window_x_mm", "window_y_mm", "half_range_mm", "depth_margin_mm"}
+    d = {k: src[k] for k in known if k in src}
+    d.setdefault("size_px", size_px)
+    cfg = CropConfig.from_dict(d).to_dict()
+    if cfg["size_px"] != size_px:
+        raise FormatError(f"dataset metadata says {cfg['size_px']} px crops but the arrays are {size_px} px")
+    return cfg
+
+
+def data_is_synthetic(meta: Mapping[str, Any]) -> bool:
+    """True when every source the dataset was built from is the virtual Kinect."""
+    if isinstance(meta.get("synthetic"), bool):
+        return meta["synthetic"]
+    sources = meta.get("sources")
+    if not isinstance(sources, list) or not sources:
+        return False
+    names = []
+    for s in sources:
+        if isinstance(s, Mapping):
+            s = s.get("uri") or s.get("source") or s.get("scheme") or ""
+        names.append(str(s))
+    return all(n.split(":", 1)[0] == "virtual" for n in names)
+
+
+def loss_masks(target: np.ndarray, clean: bool, background_weight: float = BACKGROUND_WEIGHT) -> np.ndarray:
+    """Per-pixel loss weights (float32): with clean targets 1 on valid pixels and
+    ``background_weight`` on background (0) pixels; with sensor targets 1 on valid pixels and 0
+    on invalid ones (a hole is not background)."""
+    valid = target > 0
+    if clean:
+        return np.where(valid, np.float32(1.0), np.float32(background_weight)).astype(np.float32)
+    return valid.astype(np.float32)
+
+
+def augment_sample(color: np.ndarray, target: np.ndarray, mask: np.ndarray, aug: AugmentConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One augmented (colour, target, mask) triple; see :class:`AugmentConfig`."""
+    import cv2
+
+    s = color.shape[0]
+    if rng.random() < aug.flip_p:
+        color, target, mask = color[:, ::-1], target[:, ::-1], mask[:, ::-1]
+    if aug.shift_px > 0 or aug.scale > 0 or aug.rotate_deg > 0:
+        c = (s - 1) / 2.0
+        m = cv2.getRotationMatrix2D((c, c), rng.uniform(-aug.rotate_deg, aug.rotate_deg),
+                                    1.0 + rng.uniform(-aug.scale, aug.scale))
+        m[:, 2] += rng.uniform(-aug.shift_px, aug.shift_px, size=2)
+        color = cv2.warpAffine(np.ascontiguousarray(color), m, (s, s), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        target = cv2.warpAffine(np.ascontiguousarray(target), m, (s, s), flags=cv2.INTER_NEAREST,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        inside = cv2.warpAffine(np.ones((s, s), np.uint8), m, (s, s), flags=cv2.INTER_NEAREST,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), m, (s, s), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0) * (inside > 0)
+    x = np.asarray(color, dtype=np.float32)
+    # colour jitter: brightness, contrast, saturation, white balance
+    x = x * (1.0 + rng.uniform(-aug.brightness, aug.brightness))
+    mean = x.mean()
+    x = (x - mean) * (1.0 + rng.uniform(-aug.contrast, aug.contrast)) + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = (x - grey) * (1.0 + rng.uniform(-aug.saturation, aug.saturation)) + grey
+    x = x * (1.0 + rng.uniform(-aug.channel_gain, aug.channel_gain, size=3)).astype(np.float32)
+    if rng.random() < aug.blur_p:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(*aug.blur_sigma))
+    if rng.random() < aug.noise_p:
+        x = x + rng.normal(0.0, rng.uniform(0.0, aug.noise_sigma), size=x.shape).astype(np.float32)
+    out = np.clip(x, 0, 255).astype(np.uint8)
+    if rng.random() < aug.jpeg_p:
+        ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(*aug.jpeg_quality))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return np.ascontiguousarray(out), np.ascontiguousarray(target), np.ascontiguousarray(mask)
+
+
+class _TrainSet:
+    """Map-style dataset of augmented training crops (uint8 NHWC in, float tensors out)."""
+
+    def __init__(self, color: np.ndarray, target: np.ndarray, subject: np.ndarray, clean: bool,
+                 background_weight: float, aug: AugmentConfig, seed: int) -> None:
+        self.color, self.target, self.subject, self.aug, self.seed = color, target, subject, aug, seed
+        self.clean, self.background_weight = clean, background_weight
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.color)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        c, t = self.color[i], self.target[i]
+        m = loss_masks(t, self.clean, self.background_weight)
+        if self.aug.enabled:
+            rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+            c, t, m = augment_sample(c, t, m, self.aug, rng)
+        return (torch.from_numpy(np.ascontiguousarray(c)), torch.from_numpy(np.ascontiguousarray(t)),
+                torch.from_numpy(np.ascontiguousarray(m)), int(self.subject[i]))
+
+
+def to_input(color_u8, device):
+    """uint8 (N, S, S, 3) RGB tensor -> float (N, 3, S, S) in [-1, 1], the generator's input."""
+    return color_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_tanh(levels_u8, device):
+    """uint8 (N, S, S) levels -> float (N, 1, S, S) in [-1, 1] (``sensors.encoding.levels_to_tanh``)."""
+    return levels_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(127.5).sub_(1.0)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    epochs_done: int
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    stopped: str
+    rank: int = 0
+    world_size: int = 1              # processes that trained together (DistributedDataParallel)
+    samples_per_process: int = 0     # training crops each process saw per epoch
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world, local
+
+
+def resolve_device(name: str, local_rank: int = 0):
+    import torch
+
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available to this torch build")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name not in ("auto", "cpu"):
+        raise ConfigError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """A generator checkpoint (``train``'s last.pt / best.pt, or a shipped ``.pt``); ModelError if not one."""
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelError("checkpoint file does not exist", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file; name the file, one line
+        raise ModelError(f"not a readable PyTorch checkpoint ({type(exc).__name__})", path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError("not a facedepth generator checkpoint", path)
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ModelError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}", path)
+    return ckpt
+
+
+def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
+    """A Generator from a checkpoint (with its weights) or from a GeneratorConfig dict."""
+    from models.generator.net import Generator, GeneratorConfig
+
+    if ckpt_or_config and "generator_config" in ckpt_or_config:
+        g = Generator(GeneratorConfig.from_dict(ckpt_or_config["generator_config"]))
+        g.load_state_dict(ckpt_or_config["generator"])
+        return g
+    return Generator(GeneratorConfig.from_dict(ckpt_or_config) if ckpt_or_config else GeneratorConfig())
+
+
+def id_verifier_files(value: str | None) -> list[str]:
+    """The checkpoint files of ``--id-verifier`` (one, or a comma-separated list for an ensemble
+    whose score is the mean of its members' cosine similarities); ConfigError on an empty entry."""
+    if not value:
+        return []
+    files = [f.strip() for f in value.split(",")]
+    if not all(files):
+        raise ConfigError(f"--id-verifier {value!r}: an empty file name in the comma-separated list")
+    return files
+
+
+class IdentityLoss(NamedTuple):
+    """The identity loss's terms (tensors): ``same``, the mean over the batch of 1 - cos(e(G(x_i)),
+    e(y_i)); ``others``, per generated crop the sum over the true depth of OTHER people's crops of
+    max(0, cos(e(G(x_i)), e(y_j)) - threshold), averaged over the batch; ``triplet``, per generated
+    crop max(0, max_j cos(e(G(x_i)), e(y_j)) - cos(e(G(x_i)), e(y_i)) + margin) over the other
+    people j, averaged over the crops that have one in the batch (each 0 when not asked for)."""
+
+    same: Any
+    others: Any
+    triplet: Any
+
+
+def identity_loss(verifier, fake, target_u8, region: str = "face", subject=None,
+                  threshold: float | None = None, triplet_margin: float | None = None) -> IdentityLoss:
+    """How far the verifier's embedding of the generated depth is from that of the true depth of
+    the same crop (and, given the crops' ``subject`` ids, how far above a ``threshold`` the
+    generated depth scores against other people's true depth, and how close the most similar
+    other person comes to its own true depth's score, within ``triplet_margin``). ``fake``
+    (N, 1, S, S) tanh output, ``target_u8`` (N, S, S) true levels; ``verifier`` a frozen
+    ``VerifierBranch``. The generated depth reaches the verifier as inference hands it over
+    (``tanh_to_levels``), without the rounding: what rounds to level 0 is background; with
+    ``region`` "face" only inside the true depth's valid pixels (``ID_REGIONS``)."""
+    import torch
+
+    levels = ((fake[:, 0] + 1.0) * 127.5).clamp(max=255.0)
+    levels = levels * (levels >= 0.5).detach()
+    if region == "face":
+        levels = levels * (target_u8 > 0)
+    with torch.no_grad():
+        e_true = verifier(target_u8)
+    e_fake = verifier(levels)
+    cos_same = (e_fake * e_true).sum(dim=1)
+    others = triplet = torch.zeros((), device=fake.device)
+    if subject is not None and (threshold is not None or triplet_margin is not None):
+        subject = subject.to(fake.device)
+        other = subject[:, None] != subject[None, :]
+        cos = e_fake @ e_true.T
+        if threshold is not None:
+            others = (torch.relu(cos - threshold) * other).sum(dim=1).mean()
+        if triplet_margin is not None:
+            hardest = cos.masked_fill(~other, -2.0).max(dim=1).values
+            has_other = other.any(dim=1)
+            gap = torch.relu(hardest - cos_same + triplet_margin) * has_other
+            triplet = gap.sum() / has_other.sum().clamp(min=1)
+    return IdentityLoss((1.0 - cos_same).mean(), others, triplet)
+
+
+def identity_similarity(verifier, pred8: np.ndarray, true8: np.ndarray, device, batch_size: int = 256) -> float:
+    """Mean cosine similarity of the verifier's embeddings of predicted and true level crops."""
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(pred8), batch_size):
+            a = verifier(torch.from_numpy(pred8[i:i + batch_size]).to(device))
+            b = verifier(torch.from_numpy(true8[i:i + batch_size]).to(device))
+            total += float((a * b).sum())
+    return total / max(len(pred8), 1)
+
+
+def masked_mse(pred, target, mask):
+    """Weighted mean squared error: sum(w (p - t)^2) / sum(w)."""
+    import torch
+
+    m = mask.float()
+    return ((pred - target) ** 2 * m).sum() / torch.clamp(m.sum(), min=1.0)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a generator as configured; returns the history and the best validation metrics."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn import functional as F
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from tqdm import tqdm
+
+    from models.data.dataset import load_datasets
+    from models.generator.net import Discriminator, GeneratorConfig
+
+    if cfg.mode not in ("cgan", "ae"):
+        raise ConfigError(f"unknown mode {cfg.mode!r}; expected cgan or ae")
+    if cfg.id_weight < 0 or (cfg.id_weight > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-weight {cfg.id_weight:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_negatives < 0 or (cfg.id_negatives > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-negatives {cfg.id_negatives:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_triplet < 0 or (cfg.id_triplet > 0 and not cfg.id_verifier):
+        raise ConfigError(f"--id-triplet {cfg.id_triplet:g} needs --id-verifier CKPT and must not be negative")
+    if cfg.id_margin < 0 or (cfg.id_margin > 0 and not cfg.id_negatives):
+        raise ConfigError(f"--id-margin {cfg.id_margin:g} needs --id-negatives W and must not be negative")
+    if cfg.id_triplet_margin < 0 or (cfg.id_triplet_margin != ID_TRIPLET_MARGIN and not cfg.id_triplet):
+        raise ConfigError(f"--id-triplet-margin {cfg.id_triplet_margin:g} needs --id-triplet W and must not be negative")
+    id_files = id_verifier_files(cfg.id_verifier)
+    if cfg.id_region not in ID_REGIONS:
+        raise ConfigError(f"unknown --id-region {cfg.id_region!r}; expected one of {', '.join(ID_REGIONS)}")
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    from models.metrics import ALL_KEYS, HIGHER_IS_BETTER
+
+    if cfg.select_metric not in ALL_KEYS and cfg.select_metric != "val_loss":
+        raise ConfigError(f"unknown --select-metric {cfg.select_metric!r}; expected val_loss or one of {', '.join(ALL_KEYS)}")
+    higher_better = cfg.select_metric in HIGHER_IS_BETTER
+
+    rank, world, local_rank = _dist_env()
+    distributed = world > 1
+    device = resolve_device(cfg.device, local_rank)
+    owns_group = distributed and not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cpu":
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    else:
+        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg.seed + rank)
+    main_proc = rank == 0
+    out = Path(cfg.out)
+
+    # ---- data
+    data = load_datasets([cfg.data, *cfg.extra_data])
+    crop = crop_config_from_meta(data.meta, data.size_px)
+    clean = data.depth_clean is not None
+    train_set = data.select_split("train")
+    val_set = data.select_split("val")
+    if len(train_set) == 0:
+        raise FormatError("the dataset has no training crops (split 0)", cfg.data)
+    if len(val_set) == 0:
+        raise FormatError("the dataset has no validation crops (split 1)", cfg.data)
+    if cfg.max_train_samples:
+        train_set = train_set.subset(np.arange(min(cfg.max_train_samples, len(train_set))))
+    tr_target = train_set.target
+    ds = _TrainSet(train_set.color, tr_target, train_set.subject, clean, cfg.background_weight, cfg.augment, cfg.seed)
+    sampler = None
+    if distributed:
+        sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=world, rank=rank,
+                                                                  shuffle=True, seed=cfg.seed, drop_last=True)
+    gen = torch.Generator()
+    gen.manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(ds) >= cfg.batch_size * world,
+        num_workers=cfg.workers, generator=gen, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+    )
+
+    # ---- models, optimisers, state
+    init_ckpt = load_checkpoint(cfg.init) if cfg.init else None
+    if init_ckpt is not None:
+        _check_crop_compatible(init_ckpt, crop, cfg.init)
+        g_cfg = init_ckpt["generator_config"]
+    else:
+        g_cfg = cfg.generator or GeneratorConfig().to_dict()
+    cfg = replace(cfg, generator=g_cfg)
+    cfg = replace(cfg, command=command_for(cfg))
+    G = build_generator(init_ckpt if init_ckpt is not None else g_cfg).to(device)
+    D = Discriminator().to(device) if cfg.mode == "cgan" else None
+    if D is not None and init_ckpt is not None and init_ckpt.get("discriminator"):
+        D.load_state_dict(init_ckpt["discriminator"])
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if D is not None else None
+    start_epoch, history, best_value, best_epoch, best_metrics = 0, [], None, -1, {}
+    if resume:
+        last = load_checkpoint(out / "last.pt")
+        if last.get("mode") != cfg.mode:
+            raise ConfigError(f"--resume: the run in {out} is {last.get('mode')}, not {cfg.mode}")
+        G.load_state_dict(last["generator"])
+        opt_g.load_state_dict(last["opt_g"])
+        if D is not None:
+            D.load_state_dict(last["discriminator"])
+            opt_d.load_state_dict(last["opt_d"])
+        start_epoch = last["epoch"]
+        history = list(last.get("history", []))
+        best_value, best_epoch, best_metrics = last.get("best_value"), last.get("best_epoch", -1), last.get("best_metrics", {})
+        if "rng" in last:
+            _set_rng_state(last["rng"])
+    id_net, id_threshold, id_bar = None, None, None
+    if id_files:
+        from models.verifier.train import load_verifier
+        from models.verifier.net import BranchEnsemble
+
+        loaded = [load_verifier(f) for f in id_files]
+        for f, one in zip(id_files, loaded):
+            if one.branch.config.size_px != data.size_px:
+                raise ConfigError(f"--id-verifier: the verifier takes {one.branch.config.size_px} px crops, the data "
+                                  f"has {data.size_px} px", f)
+            if cfg.id_negatives and one.threshold is None:
+                raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
+                                 "(launch.py train-verifier's best.pt)", f)
+        id_net = BranchEnsemble([one.branch for one in loaded]).to(device).requires_grad_(False)  # one file: scores as its branch
+        if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
+            id_threshold = float(np.mean([one.threshold for one in loaded]))
+            id_bar = id_threshold - cfg.id_margin  # what the other-people term counts above
+    Gt = DDP(G) if distributed else G
+    Dt = DDP(D) if distributed and D is not None else D
+
+    data_info = {
+        "file": os.path.basename(cfg.data), "sha256": file_sha256(cfg.data), "samples": len(data),
+        "extra_training_files": [{"file": os.path.basename(p), "sha256": file_sha256(p)} for p in cfg.extra_data],
+        "train": len(train_set), "val": len(val_set), "test": int((data.split == 2).sum()),
+        "train_subjects": sorted(int(s) for s in np.unique(train_set.subject)),
+        "val_subjects": sorted(int(s) for s in np.unique(val_set.subject)),
+        "target": "depth_clean" if clean else "depth (sensor; invalid pixels masked)",
+        "synthetic": data_is_synthetic(data.meta),
+        "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
+    }
+    if id_files:
+        data_info["id_verifier"] = {"file": ",".join(os.path.basename(f) for f in id_files),
+                                    "sha256": ",".join(file_sha256(f) for f in id_files),
+                                    "threshold": id_threshold, "margin": cfg.id_margin,
+                                    "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
+    synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    tb = _tensorboard(out) if main_proc else None
+
+    val_target = val_set.target
+    sample_idx = np.linspace(0, len(val_set) - 1, min(SAMPLE_ROWS, len(val_set))).astype(int)
+    t_start = time.monotonic()
+    budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
+    stopped = "epochs"
+    epoch = start_epoch
+    bce = torch.nn.BCEWithLogitsLoss()
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.monotonic()
+        for group in opt_g.param_groups:
+            group["lr"] = lr_at(cfg.lr, epoch, cfg.epochs)
+        ds.epoch = epoch
+        gen.manual_seed(cfg.seed * 100003 + epoch)  # the epoch's shuffle depends on the epoch only: exact resume
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        G.train()
+        if D is not None:
+            D.train()
+        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0}
+        steps = 0
+        out_of_time = False
+        bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                   disable=not (progress and main_proc), dynamic_ncols=True)
+        for color_u8, target_u8, mask, subject in bar:
+            x = to_input(color_u8, device)
+            y = to_tanh(target_u8, device)
+            m = mask.to(device).unsqueeze(1).float()
+            fake = Gt(x)
+            mse = masked_mse(fake, y, m)
+            if D is not None:
+                seen = m > 0
+                real_in = torch.where(seen, y, torch.full_like(y, -1.0))
+                fake_in = torch.where(seen, fake, torch.full_like(fake, -1.0))
+                # discriminator step: real and generated pairs in one forward
+                logits = Dt(torch.cat([x, x]), torch.cat([real_in, fake_in.detach()]))
+                n = x.shape[0]
+                loss_d = bce(logits[:n], torch.full_like(logits[:n], REAL_LABEL)) + bce(logits[n:], torch.zeros_like(logits[n:]))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                # generator step through the (frozen, unsynchronised) discriminator
+                D.requires_grad_(False)
+                adv = bce(D(x, fake_in), torch.ones(n, device=device))
+                D.requires_grad_(True)
+                loss_g = mse + cfg.adv_weight * adv
+            else:
+                adv = loss_d = torch.zeros((), device=device)
+                loss_g = mse
+            if id_net is not None:
+                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_bar,
+                                         cfg.id_triplet_margin if cfg.id_triplet else None)
+                id_loss, id_others, id_triplet = id_terms
+                loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others + cfg.id_triplet * id_triplet
+            else:
+                id_loss = id_others = id_triplet = torch.zeros((), device=device)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            steps += 1
+            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
+                         ("id_others", id_others), ("id_triplet", id_triplet)):
+                sums[k] += float(v.detach())
+            if progress and main_proc:
+                bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
+            if time.monotonic() - t_start > budget_s:
+                out_of_time = True
+                break
+        bar.close()
+        out_of_time = _agree(out_of_time, distributed, device)
+        row = {"epoch": epoch + 1, "time_s": round(time.monotonic() - t_start, 2), "lr": opt_g.param_groups[0]["lr"],
+               **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()}}
+        improved = False
+        if main_proc:
+            val = validate(G, val_set.color, val_target, (clean, cfg.background_weight), val_set.distance_mm,
+                           crop["half_range_mm"], device, cfg.batch_size * 2)
+            row.update({"val_loss": val["val_loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}})
+            if id_net is not None:
+                row["val_id_similarity"] = identity_similarity(id_net, val["pred8"], val_target, device)
+            current = val["val_loss"] if cfg.select_metric == "val_loss" else val["metrics"].get(cfg.select_metric)
+            if current is not None and (best_value is None or (current > best_value if higher_better else current < best_value)):
+                best_value, best_epoch, improved = current, epoch + 1, True
+                best_metrics = {"val_loss": val["val_loss"], **val["metrics"]}
+            history.append(row)
+            state = {
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "mode": cfg.mode, "epoch": epoch + 1,
+                "generator_config": g_cfg, "generator": G.state_dict(),
+                "discriminator": D.state_dict() if D is not None else None,
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
+                "crop": crop, "train_config": cfg.to_dict(), "data": data_info, "synthetic_only": synthetic_only,
+                "init": None if init_ckpt is None else {"file": os.path.basename(cfg.init), "mode": init_ckpt.get("mode"),
+                                                       "data": init_ckpt.get("data", {}).get("file")},
+                "val_metrics": {"val_loss": val["val_loss"], **val["metrics"]},
+                "history": history, "best_value": best_value, "best_epoch": best_epoch, "best_metrics": best_metrics,
+                "rng": _get_rng_state(),
+            }
+            save_checkpoint(state, out / "last.pt")
+            if improved:
+                save_checkpoint(state, out / "best.pt")
+            write_curves(history, out)
+            write_sample_grid(val_set.color[sample_idx], val_target[sample_idx], val["pred8"][sample_idx],
+                              out / "samples" / f"epoch_{epoch + 1:03d}.png")
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch" and isinstance(v, float | int):
+                        tb.add_scalar(k, v, epoch + 1)
+                tb.flush()
+            sel = row.get(f"val_{cfg.select_metric}", row.get(cfg.select_metric))
+            tqdm.write(f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
+                       + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
+                       + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
+                       + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
+                       + (f" triplet {row['train_id_triplet']:.4f}" if cfg.id_triplet else "")
+                       + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
+                       + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
+        if out_of_time:
+            stopped = "max-minutes"
+            break
+        # stop before an epoch that would overrun the budget
+        epoch_s = time.monotonic() - t_epoch
+        if _agree(time.monotonic() - t_start + epoch_s > budget_s and epoch + 1 < cfg.epochs, distributed, device):
+            stopped = "max-minutes"
+            break
+    if distributed:
+        dist.barrier()
+    if owns_group:
+        # on success only (after a failure other ranks may still wait in a collective); left to
+        # interpreter shutdown, gloo's threads can abort the process after its work is done
+        dist.destroy_process_group()
+    if tb is not None:
+        tb.close()
+    return TrainResult(epochs_done=len(history) if main_proc else epoch + 1, best_epoch=best_epoch,
+                       best_metrics=dict(best_metrics), history=history, stopped=stopped, rank=rank,
+                       world_size=world, samples_per_process=len(sampler) if sampler is not None else len(ds))
+
+
+def lr_at(lr: float, epoch: int, epochs: int) -> float:
+    """The generator's learning rate in ``epoch`` (0-based): cosine decay from ``lr`` to 2 % of
+    it over ``epochs`` (a closed form, so a resumed or extended run follows it exactly)."""
+    floor = 0.02 * lr
+    return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def _agree(flag: bool, distributed: bool, device) -> bool:
+    """Every process takes rank 0's decision (stopping must be collective under DDP)."""
+    if not distributed:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def _check_crop_compatible(ckpt: Mapping[str, Any], crop: Mapping[str, Any], path: str) -> None:
+    theirs = ckpt.get("crop", {})
+    for k in ("size_px", "window_x_mm", "window_y_mm", "half_range_mm"):
+        if k in theirs and abs(float(theirs[k]) - float(crop[k])) > 1e-6:
+            raise ConfigError(
+                f"--init: the checkpoint was trained on crops with {k}={theirs[k]:g} but the data has {crop[k]:g}; "
+                f"build the dataset with the checkpoint's crop geometry", path)
+
+
+def validate(G, color: np.ndarray, target: np.ndarray, weighting: tuple[bool, float], distance_mm: np.ndarray,
+             half_range_mm: float, device, batch_size: int = 64) -> dict:
+    """Validation loss (the training MSE with ``weighting`` = (clean targets?, background weight),
+    in tanh units) and the mean metrics of ``models.metrics``
+    in both domains; also returns the predicted levels (``pred8``)."""
+    import torch
+
+    from models.metrics import MetricsAggregator, depth_metrics_batch
+    from sensors.encoding import tanh_to_levels
+
+    G.eval()
+    preds = np.empty(target.shape, np.uint8)
+    loss_sum, weight = 0.0, 0.0
+    with torch.no_grad():
+        for i in range(0, len(color), batch_size):
+            x = to_input(torch.from_numpy(color[i:i + batch_size]), device)
+            y = to_tanh(torch.from_numpy(target[i:i + batch_size]), device)
+            m = torch.from_numpy(loss_masks(target[i:i + batch_size], *weighting)).to(device).unsqueeze(1)
+            p = G(x)
+            loss_sum += float(((p - y) ** 2 * m).sum())
+            weight += float(m.sum())
+            preds[i:i + batch_size] = tanh_to_levels(p[:, 0].cpu().numpy())
+    agg = MetricsAggregator()
+    for mtr in depth_metrics_batch(preds, target, distance_mm, half_range_mm):
+        agg.add(mtr)
+    G.train()
+    return {"val_loss": loss_sum / max(weight, 1.0), "metrics": agg.session_mean(), "pred8": preds,
+            "scored": agg.scored, "skipped": agg.skipped}
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike[str]) -> None:
+    """Save a checkpoint so that an interrupted save never leaves a truncated file."""
+    import torch
+
+    from models.common.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _get_rng_state() -> dict:
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist()),
+            "python": json.dumps(random.getstate()[1])}
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import torch
+
+    try:
+        torch.set_rng_state(state["torch"])
+        keys = np.array(json.loads(state["numpy"]), dtype=np.uint32)
+        np.random.set_state(("MT19937", keys, 624, 0, 0.0))
+        random.setstate((3, tuple(json.loads(state["python"])), None))
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        pass  # an older or foreign checkpoint: the run continues with fresh random state
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def write_curves(history: list[dict[str, float]], out: Path) -> None:
+    """``curves.csv`` (every column of every epoch) and ``curves.png`` (losses and key metrics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    panels = [
+        ("loss (tanh units)", ["train_mse", "val_loss"], True),
+        ("adversarial, identity", ["train_adv", "train_loss_d", "train_id", "train_id_others", "val_id_similarity"], False),
+        ("validation mm", ["val_l1_mm", "val_rmse_mm"], False),
+        ("validation delta", ["val_delta<1.25^1/4", "val_delta<1.25^1/3", "val_delta<1.25^1/2", "val_delta<1.25"], False),
+    ]
+    for ax, (title, cols, log) in zip(axes, panels, strict=True):
+        for c in cols:
+            ys = [r.get(c, float("nan")) for r in history]
+            if any(math.isfinite(y) and y != 0 for y in ys):
+                ax.plot(ep, ys, marker=".", label=c)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if log and all(r.get("train_mse", 0) > 0 for r in history):
+            ax.set_yscale("log")
+        if ax.lines:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=80)
+    plt.close(fig)
+
+
+def write_sample_grid(color: np.ndarray, true8: np.ndarray, pred8: np.ndarray, path: Path, scale: int = 2) -> None:
+    """Rows of colour | true depth | predicted depth | |error| (error x4, inverted colour map), as PNG."""
+    import cv2
+
+    rows = []
+    for c, t, p in zip(color, true8, pred8, strict=True):
+        err = np.abs(t.astype(np.int16) - p.astype(np.int16))
+        err = np.where(t > 0, np.clip(err * 4, 0, 255), 0).astype(np.uint8)
+        tiles = [c[:, :, ::-1], cv2.cvtColor(t, cv2.COLOR_GRAY2BGR), cv2.cvtColor(p, cv2.COLOR_GRAY2BGR),
+                 cv2.applyColorMap(err, cv2.COLORMAP_INFERNO)]
+        rows.append(np.concatenate([np.pad(tile, ((1, 1), (1, 1), (0, 0)), constant_values=255) for tile in tiles], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    if not cv2.imwrite(str(path), grid):
+        raise FormatError("could not write the sample grid", path)

@@ -1,0 +1,469 @@
+"""``launch.py train-verifier``: train the face verifier on TRUE depth crops of the training
+identities, choose its threshold on the validation identities, export ``verifier.onnx``.
+
+    python launch.py train-verifier --data crops.npz --out runs/verifier
+    python launch.py train-verifier --data crops.npz --out runs/verifier --resume --epochs 60
+
+Training (``models.verifier.net``): batches of P identities x K crops of the training split,
+the sensor depth (``depth``) and, with probability ``--clean-prob``, the noise-free depth of
+the same crop where the dataset has it (still true depth: never a generator's output);
+augmented with a small shift, extra sensor holes and level noise; the supervised contrastive
+loss (``--loss triplet``: batch-hard soft-margin triplet); AdamW with a one-cycle cosine
+learning-rate schedule.
+
+Validation after each epoch: a fixed, balanced pair list drawn on the validation identities
+(seeded); its equal error rate decides the best epoch (ties: the higher AUC, then the wider
+separation d' = (mean same - mean different score) / pooled standard deviation). The decision threshold exported with
+the model is the EER threshold of the best epoch on those pairs (``models.verifier.pairs``): the
+validation identities never take part in training, so the threshold is chosen on identities
+the network has not seen, as the test identities will be.
+
+In ``--out``: ``config.json`` (arguments, branch, data), ``last.pt`` (model, optimiser,
+scheduler and random states: ``--resume`` continues from it), ``best.pt``, ``curves.csv`` and
+``curves.png`` (loss and validation EER / AUC / accuracy per epoch), ``val_pairs.json``,
+``verifier.onnx`` (exported from ``best.pt`` with a PyTorch/ONNX Runtime parity check) and
+``export.json`` (threshold, validation metrics, parity, pair latency). ``--max-minutes`` stops
+after the epoch that passes the limit and exports what is best so far; ``--resume`` continues
+(with a larger ``--epochs`` to train longer).
+
+The training identities (and the dataset's sources) are recorded in the ONNX metadata, so an
+evaluation can tell when its pairs hold identities the verifier was trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
+                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
+                        "(validation and test stay the first file's)")
+    g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, curves, verifier.onnx")
+    g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
+    g.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: training crops / batch size, at least 50)")
+    g.add_argument("--identities", type=int, default=16, metavar="P", help="identities per batch (default %(default)s)")
+    g.add_argument("--per-identity", type=int, default=8, metavar="K", help="crops per identity (default %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default %(default)s)")
+    g.add_argument("--loss", default="supcon", choices=("supcon", "triplet"),
+                   help="supervised contrastive or batch-hard triplet (default %(default)s)")
+    g.add_argument("--temperature", type=float, default=0.1, help="the loss's temperature (default %(default)s)")
+    g.add_argument("--clean-prob", type=float, default=0.25,
+                   help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
+    g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
+    g.add_argument("--flip-prob", type=float, default=0.0,
+                   help="share of crops mirrored left-right (a mirrored face stands for the same person; default %(default)s)")
+    g.add_argument("--erase-prob", type=float, default=0.0,
+                   help="share of crops with a random rectangle blanked, like an occluder or a hole (default %(default)s)")
+    # the defaults are models.verifier.net.VerifierConfig's (not imported here: it loads torch)
+    g.add_argument("--embedding-dim", type=int, default=128, help="embedding length (default %(default)s)")
+    g.add_argument("--widths", default="16,32,48,64,96", help="branch widths (default %(default)s)")
+    g.add_argument("--extra-convs", default="0,1,1,1,0",
+                   help="unstrided 3x3 convs after each strided one (default %(default)s)")
+    g = p.add_argument_group("validation and run")
+    g.add_argument("--val-pairs", type=int, default=2000, help="validation pairs (default %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="training device (default %(default)s)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    g.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after the epoch that passes this many minutes, then export (--resume continues)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    from sensors.errors import ConfigError
+
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals:
+        raise ConfigError(f"{what} must list at least one integer")
+    return vals
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from sensors.errors import ConfigError
+
+    for name, lo in (("epochs", 1), ("identities", 2), ("per_identity", 2), ("val_pairs", 10), ("embedding_dim", 2)):
+        if getattr(args, name) < lo:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(args, name)}")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise ConfigError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
+    for name in ("clean_prob", "flip_prob", "erase_prob"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be positive, got {args.max_minutes}")
+    if args.lr <= 0 or args.temperature <= 0 or args.shift_px < 0:
+        raise ConfigError("--lr and --temperature must be positive and --shift-px not negative")
+
+
+class _Data:
+    """The training and validation crops, and PK batch sampling with augmentation."""
+
+    def __init__(self, dataset: Any, args: argparse.Namespace, rng: Any) -> None:
+        import numpy as np
+
+        from sensors.errors import FormatError
+
+        self.rng = rng
+        train = dataset.split == 0
+        self.depth = dataset.depth
+        self.clean = dataset.depth_clean
+        self.by_subject = {int(s): np.flatnonzero(train & (dataset.subject == s))
+                           for s in np.unique(dataset.subject[train])}
+        self.by_subject = {s: ix for s, ix in self.by_subject.items() if len(ix) >= 2}
+        if len(self.by_subject) < 2:
+            raise FormatError(f"the training split holds {len(self.by_subject)} identities with two or more crops; "
+                              "the verifier needs at least 2", args.data[0])
+        self.subjects = np.array(sorted(self.by_subject))
+        self.p = min(args.identities, len(self.subjects))
+        self.k = args.per_identity
+        self.clean_prob = args.clean_prob if self.clean is not None else 0.0
+        self.shift = args.shift_px
+        self.flip_prob = args.flip_prob
+        self.erase_prob = args.erase_prob
+        self.n_train = int(train.sum())
+
+    def batch(self) -> tuple[Any, Any]:
+        """(P*K, S, S) float32 levels and (P*K,) int64 labels."""
+        import numpy as np
+
+        rng = self.rng
+        subs = rng.choice(self.subjects, size=self.p, replace=False)
+        idx = np.concatenate([rng.choice(self.by_subject[int(s)], size=self.k, replace=len(self.by_subject[int(s)]) < self.k)
+                              for s in subs])
+        labels = np.repeat(subs, self.k).astype(np.int64)
+        x = self.depth[idx].astype(np.float32)
+        if self.clean_prob > 0:
+            use_clean = rng.random(len(idx)) < self.clean_prob
+            x[use_clean] = self.clean[idx[use_clean]]
+        return self._augment(x), labels
+
+    def _augment(self, x: Any) -> Any:
+        import numpy as np
+
+        rng = self.rng
+        n, s, _ = x.shape
+        out = np.zeros_like(x)
+        for i in range(n):
+            dy, dx = (rng.integers(-self.shift, self.shift + 1, size=2) if self.shift else (0, 0))
+            src = x[i, max(0, -dy):s - max(0, dy), max(0, -dx):s - max(0, dx)]
+            out[i, max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+        valid = out > 0
+        noise = rng.normal(0.0, 1.0, size=out.shape).astype(np.float32)
+        out = np.where(valid, np.clip(np.rint(out + noise), 1, 255), 0).astype(np.float32)
+        holes = rng.random(out.shape) < rng.uniform(0.0, 0.03, size=(n, 1, 1))
+        out[holes] = 0
+        if self.flip_prob > 0:
+            flip = rng.random(n) < self.flip_prob
+            out[flip] = out[flip, :, ::-1]
+        for i in np.flatnonzero(rng.random(n) < self.erase_prob):
+            h, w = rng.integers(s // 8, s // 3, size=2)
+            y, x0 = rng.integers(0, s - h), rng.integers(0, s - w)
+            out[i, y:y + h, x0:x0 + w] = 0
+        return out
+
+
+def _validation_pairs(dataset: Any, args: argparse.Namespace, out: Path) -> Any:
+    from models.verifier.runtime import pairs_for
+
+    return pairs_for(dataset, out / "val_pairs.json", split="val", n_pairs=args.val_pairs, seed=args.seed)
+
+
+def _embed(model: Any, crops: Any, device: Any, batch: int = 256) -> Any:
+    import numpy as np
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for k in range(0, len(crops), batch):
+            outs.append(model(torch.from_numpy(np.ascontiguousarray(crops[k:k + batch])).to(device)).cpu().numpy())
+    return np.concatenate(outs)
+
+
+def validate(model: Any, dataset: Any, pairs: Any, device: Any) -> dict[str, float]:
+    """Validation metrics on the fixed pairs, at the EER threshold of these scores."""
+    import numpy as np
+
+    from models.verifier.pairs import equal_error_rate, verification_metrics
+
+    needed = np.unique(np.concatenate([pairs.first, pairs.second]))
+    where = np.full(len(dataset.subject), -1, dtype=np.int64)
+    where[needed] = np.arange(len(needed))
+    emb = _embed(model, dataset.depth[needed], device)
+    scores = np.sum(emb[where[pairs.first]] * emb[where[pairs.second]], axis=1)
+    t = equal_error_rate(scores, pairs.same).threshold
+    m = verification_metrics(scores, pairs.same, t)
+    pos, neg = scores[pairs.same], scores[~pairs.same]
+    d_prime = float((pos.mean() - neg.mean()) / max(np.sqrt((pos.var() + neg.var()) / 2), 1e-9))
+    return {"val_eer": m.eer, "val_auc": m.auc, "val_accuracy": m.accuracy, "val_d_prime": d_prime, "threshold": t}
+
+
+CURVE_FIELDS = ("epoch", "train_loss", "val_eer", "val_auc", "val_accuracy", "val_d_prime", "threshold", "lr", "epoch_s")
+
+
+def _write_curves(out: Path, rows: list[dict[str, Any]]) -> None:
+    with open(out / "curves.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in CURVE_FIELDS})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    a.plot(ep, [r["train_loss"] for r in rows], marker=".")
+    a.set_xlabel("epoch"), a.set_ylabel("triplet loss (train)"), a.grid(alpha=0.3)
+    b.plot(ep, [r["val_eer"] for r in rows], marker=".", label="EER")
+    b.plot(ep, [1 - r["val_auc"] for r in rows], marker=".", label="1 - AUC")
+    b.plot(ep, [1 - r["val_accuracy"] for r in rows], marker=".", label="error at EER threshold")
+    b.set_xlabel("epoch"), b.set_ylabel("validation (unseen identities)"), b.grid(alpha=0.3), b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png")
+    plt.close(fig)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    from models.common.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load(path: Path, missing_hint: str = " (train first, or drop --resume / --export-only)") -> dict[str, Any]:
+    import pickle
+    import zipfile
+
+    import torch
+
+    from sensors.errors import ModelError
+
+    if not path.is_file():
+        raise ModelError(f"checkpoint does not exist{missing_hint}", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path) from None
+
+
+def branch_from_checkpoint(ck: dict[str, Any]) -> Any:
+    """The trained branch (eval mode) of a loaded ``train-verifier`` checkpoint."""
+    from models.verifier.net import VerifierBranch, VerifierConfig
+
+    model = VerifierBranch(VerifierConfig.from_dict(ck["branch"]))
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+class LoadedVerifier(NamedTuple):
+    """A ``train-verifier`` checkpoint's trained branch (eval mode) and the decision threshold its
+    best epoch chose on the validation identities (None when the file holds none)."""
+
+    branch: Any
+    threshold: float | None
+
+
+def load_verifier(path: str | os.PathLike[str]) -> LoadedVerifier:
+    """The branch and validation threshold of a ``train-verifier`` checkpoint file (best.pt /
+    last.pt), read once; ModelError if not one."""
+    from sensors.errors import ModelError
+
+    ck = _load(Path(path), missing_hint="")
+    if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
+        raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
+    threshold = (ck.get("best") or {}).get("threshold")
+    return LoadedVerifier(branch_from_checkpoint(ck), None if threshold is None else float(threshold))
+
+
+def load_branch(path: str | os.PathLike[str]) -> Any:
+    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
+    return load_verifier(path).branch
+
+
+def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str, float]:
+    """Median wall and mean CPU milliseconds to score one pair (batch of two), one thread."""
+    import numpy as np
+
+    from models.verifier.runtime import Verifier
+
+    v = Verifier(onnx_path, threads=1)
+    a, b = crops[0], crops[1 % len(crops)]
+    for _ in range(10):
+        v.score(a, b)
+    walls = []
+    c0 = time.process_time()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        v.score(a, b)
+        walls.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / repeats
+    return {"pair_wall_ms_median": float(np.median(walls) * 1e3), "pair_cpu_ms_mean": float(cpu * 1e3)}
+
+
+def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: bool = False) -> dict[str, Any]:
+    """Export DIR/best.pt to DIR/verifier.onnx with the validation threshold; write export.json."""
+    import numpy as np
+    import torch
+
+    from models.verifier.export import export_verifier
+    ck = _load(out / "best.pt")
+    model = branch_from_checkpoint(ck)
+    metrics = validate(model, dataset, pairs, torch.device("cpu"))
+    val_idx = np.flatnonzero(dataset.split == 1)
+    parity = dataset.depth[val_idx[np.linspace(0, len(val_idx) - 1, min(16, len(val_idx))).astype(int)]]
+    info = {
+        "name": "facedepth verifier",
+        "threshold_rule": "equal-error-rate threshold on balanced pairs of the validation identities",
+        "validation": {"eer": metrics["val_eer"], "auc": metrics["val_auc"], "d_prime": metrics["val_d_prime"],
+                       "accuracy_at_threshold": metrics["val_accuracy"], "pairs": len(pairs),
+                       "subjects": list(pairs.subjects)},
+        "crop": dict(dataset.meta.get("crop", {})),
+        "training": {"data": data_names, "epoch": ck["epoch"],
+                     "sources": dataset.meta.get("sources", []),
+                     "train_subjects": [int(s) for s in np.unique(dataset.subject[dataset.split == 0])],
+                     "loss": ck.get("loss", "supcon"), "true_depth_only": True},
+    }
+    if (out / "config.json").is_file():  # the options the run was trained with
+        with open(out / "config.json", encoding="utf-8") as f:
+            info["training"]["args"] = json.load(f).get("args", {})
+    onnx_path = out / "verifier.onnx"
+    parity_check = export_verifier(model, onnx_path, metrics["threshold"], info, parity)
+    latency = pair_latency_ms(onnx_path, parity)
+    summary = {"file": str(onnx_path), "bytes": onnx_path.stat().st_size, "threshold": metrics["threshold"],
+               "validation": info["validation"], "parity": parity_check, "latency": latency,
+               "latency_note": "one pair = two crops in one batch, ONNX Runtime, 1 thread, this machine"}
+    with open(out / "export.json", "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    if not quiet:
+        print(f"exported {onnx_path} ({summary['bytes'] / 1e6:.2f} MB): threshold {metrics['threshold']:.4f}, "
+              f"validation EER {metrics['val_eer']:.4f}, AUC {metrics['val_auc']:.4f}; parity {parity_check['max_abs_diff']:.1e}; "
+              f"pair {latency['pair_wall_ms_median']:.2f} ms")
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from sensors.errors import ConfigError, ModelError
+
+    from models.data.dataset import load_datasets
+    from models.verifier.net import LOSSES, VerifierBranch, VerifierConfig
+
+    _check_args(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_datasets(args.data)
+    data_names = ", ".join(os.path.basename(p) for p in args.data)
+    pairs = _validation_pairs(dataset, args, out)
+    if args.export_only:
+        export_best(out, dataset, pairs, data_names, args.quiet)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available to PyTorch")
+    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    try:
+        config = VerifierConfig(size_px=dataset.size_px, widths=_ints(args.widths, "--widths"),
+                                extra_convs=_ints(args.extra_convs, "--extra-convs"), embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    data = _Data(dataset, args, rng)
+    model = VerifierBranch(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = args.steps_per_epoch or max(50, data.n_train // (data.p * data.k))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps,
+                                                pct_start=min(0.3, 1.0 / args.epochs), anneal_strategy="cos")
+    rows: list[dict[str, Any]] = []
+    start, best = 1, None
+    if args.resume:
+        ck = _load(out / "last.pt")
+        if ck["branch"] != config.to_dict():
+            raise ModelError(f"checkpoint branch {ck['branch']} differs from the arguments' {config.to_dict()}", out / "last.pt")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ck["total_steps"] == args.epochs * steps:
+            sched.load_state_dict(ck["scheduler"])
+        elif ck["epoch"] < args.epochs:
+            # a longer run than the checkpoint's: the new schedule, advanced to where training stands
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(ck["epoch"] * steps):
+                    sched.step()
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        rows, best, start = ck["curves"], ck["best"], ck["epoch"] + 1
+        if start > args.epochs:
+            print(f"{out / 'last.pt'} already holds {ck['epoch']} epochs; raise --epochs to train more")
+    config_doc = {"command": "train-verifier", "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                  "branch": config.to_dict(), "data": {"files": [os.path.abspath(p) for p in args.data], "crops": len(dataset),
+                  "train_crops": data.n_train, "train_subjects": [int(s) for s in data.subjects],
+                  "val_subjects": list(pairs.subjects), "crop": dataset.meta.get("crop", {})},
+                  "steps_per_epoch": steps, "device": str(device)}
+    with open(out / "config.json", "w", encoding="utf-8") as f:
+        json.dump(config_doc, f, indent=1)
+    started = time.monotonic()
+    for epoch in range(start, args.epochs + 1):
+        if args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60:
+            print(f"stopped before epoch {epoch}: --max-minutes {args.max_minutes:g} passed; --resume continues")
+            break
+        model.train()
+        t0 = time.perf_counter()
+        losses = []
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False, unit="batch")
+        for _ in bar:
+            x, y = data.batch()
+            xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            loss = LOSSES[args.loss](model(xt), yt, args.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        m = validate(model, dataset, pairs, device)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **m,
+               "lr": opt.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t0}
+        rows.append(row)
+        improved = best is None or (m["val_eer"], -m["val_auc"], -m["val_d_prime"]) < (
+            best["val_eer"], -best["val_auc"], -best["val_d_prime"])
+        if improved:
+            best = dict(row)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "epoch": epoch, "branch": config.to_dict(), "total_steps": args.epochs * steps,
+                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "curves": rows, "best": best}
+        _save(out / "last.pt", state)
+        if improved:
+            _save(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "branch": config.to_dict(),
+                                    "best": best, "loss": args.loss})
+        _write_curves(out, rows)
+        print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
+              f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
+    export_best(out, dataset, pairs, data_names, args.quiet)
+    return 0

@@ -1,0 +1,2 @@
+"""Head localisation: where the head centre is, from depth, colour or stored annotations.
+"""
