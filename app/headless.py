@@ -1,7 +1,6 @@
 """``launch.py run --headless``: process a source without a window and write a JSON report."""
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -12,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from app.pipeline import FrameResult, LatencyStats, Pipeline
+from app.run_config import RunConfig
+from models.metrics import SUMMARY_KEYS
 from sensors.errors import FacedepthError, FormatError
-from sensors.source import Source, open_source
+from sensors.source import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,7 @@ def _summary_table(report: dict[str, Any]) -> str:
     if lat["p50"] is not None:
         rows += [("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}")]
     rows += [("skipped", report["skipped"]["count"])]
-    for k in ("delta<1.25^1/4", "delta<1.25", "l1", "l1_mm", "rmse_mm"):
+    for k in SUMMARY_KEYS:
         if k in report.get("metrics", {}):
             rows.append((k, f"{report['metrics'][k]:.4f}"))
     ver = report.get("verification")
@@ -129,18 +130,17 @@ def _summary_table(report: dict[str, Any]) -> str:
     return "\n".join(f"{str(k):<{width}}  {v}" for k, v in rows)
 
 
-def run_headless(args: argparse.Namespace, model_path: Path) -> int:
+def run_headless(cfg: RunConfig) -> int:
+    """Process ``cfg.source`` without a window, print a summary and write the JSON report."""
     from tqdm import tqdm
 
-    from app.run_command import DEFAULT_VERIFIER
-
-    paths = [model_path] + ([Path(args.second_model)] if args.second_model else [])
+    paths = [cfg.model] + ([cfg.second_model] if cfg.second_model else [])
     generators = load_generators(paths)
-    verifier = load_verifier(Path(args.verifier) if args.verifier else DEFAULT_VERIFIER)
-    rec = RunRecorder(Path(args.save) if args.save else None)
+    verifier = load_verifier(cfg.verifier)
+    rec = RunRecorder(cfg.save)
     rec.threshold = getattr(verifier, "threshold", None)
-    max_frames = args.max_frames
-    with open_source(args.source) as source:
+    max_frames = cfg.max_frames
+    with open_source(cfg.source) as source:
         pipeline = Pipeline(source, generators, verifier=verifier)
         total = max_frames if max_frames else (len(source) if hasattr(source, "__len__") else None)
         bar = tqdm(total=total, unit="frame", desc="run", file=sys.stderr, disable=not sys.stderr.isatty())
@@ -158,12 +158,12 @@ def run_headless(args: argparse.Namespace, model_path: Path) -> int:
     n = len(rec.per_frame)
     if n == 0 and rec.bad_frames:
         raise FormatError(f"every frame was unreadable ({len(rec.bad_frames)}), e.g. {rec.bad_frames[0]['reason']}",
-                          rec.bad_frames[0]["file"] or args.source)
+                          rec.bad_frames[0]["file"] or cfg.source)
     report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
-    if args.report:
+    if cfg.report:
         from models.common.files import write_json
 
-        write_json(args.report, report)
+        write_json(cfg.report, report)
     print(_summary_table(report))
     return 0
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.mailbox import Mailbox
+from models.metrics import percentile_summary
 from sensors.crop import CropConfig, FaceCrop, crop_face
 from sensors.errors import FacedepthError, SourceLostError
 from sensors.frame import Frame
@@ -377,8 +378,4 @@ class LatencyStats:
         self.values.append(float(v))
 
     def percentiles(self) -> dict[str, float | None]:
-        if not self.values:
-            return {"p50": None, "p95": None, "p99": None, "max": None}
-        a = np.asarray(self.values)
-        p50, p95, p99 = np.percentile(a, [50, 95, 99])
-        return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max())}
+        return percentile_summary(self.values)

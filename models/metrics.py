@@ -56,6 +56,15 @@ MM_KEYS: tuple[str, ...] = ("l1_mm", "rmse_mm")
 ALL_KEYS: tuple[str, ...] = METRIC_KEYS + MM_KEYS
 #: keys where larger is better (the deltas); smaller is better for all others
 HIGHER_IS_BETTER: frozenset[str] = frozenset(DELTA_THRESHOLDS)
+#: the delta accuracies, hardest first (the order of tables, plots and logs)
+DELTA_KEYS: tuple[str, ...] = ("delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2",
+                               "delta<1.25", "delta<1.25^2", "delta<1.25^3")
+#: the columns of a table comparing methods: the four hardest deltas, then the errors
+TABLE_KEYS: tuple[str, ...] = (*DELTA_KEYS[:4], "l1", "rmse", "abs_rel", "rmse_log", "silog", *MM_KEYS)
+#: the few metrics of a one-run summary
+SUMMARY_KEYS: tuple[str, ...] = ("delta<1.25^1/4", "delta<1.25", "l1", *MM_KEYS)
+#: the percentiles of a latency summary (``percentile_summary``)
+PERCENTILES: tuple[int, ...] = (50, 95, 99)
 #: a frame with fewer valid ground-truth pixels than this is skipped (1 % of a 100x100 crop)
 MIN_VALID_PIXELS = 100
 
@@ -82,6 +91,15 @@ class DepthMetrics(Mapping[str, float]):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v:.4g}" for k, v in self._values.items())
         return f"DepthMetrics({inner}; {self.valid_pixels} px)"
+
+
+def percentile_summary(values: Sequence[float]) -> dict[str, float | None]:
+    """``p50``, ``p95``, ``p99`` (:data:`PERCENTILES`) and ``max`` of ``values``; all None for none."""
+    keys = [f"p{q}" for q in PERCENTILES]
+    if len(values) == 0:
+        return {**dict.fromkeys(keys), "max": None}
+    a = np.asarray(values, dtype=np.float64)
+    return {**{k: float(v) for k, v in zip(keys, np.percentile(a, PERCENTILES))}, "max": float(a.max())}
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray) -> None:

@@ -7,16 +7,15 @@ from sensors.errors import (
     ConfigError,
     FacedepthError,
     FormatError,
-    ModelError,
     SensorError,
     SourceLostError,
-    VerificationError,
 )
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.source import Options, Pacer, SeekableSource, Source, SourceURI, open_source, parse_uri
 
 __all__ = [
     "CameraIntrinsics", "ConfigError", "Extrinsics", "FacedepthError", "FormatError", "Frame",
-    "ModelError", "Options", "Pacer", "SeekableSource", "SensorError", "Source", "SourceLostError",
-    "SourceURI", "VerificationError", "open_source", "parse_uri",
+    "Options", "Pacer", "SeekableSource", "SensorError", "Source", "SourceLostError",
+    "SourceURI", "open_source", "parse_uri",
 ]

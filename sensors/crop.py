@@ -48,7 +48,8 @@ import numpy as np
 
 from sensors.encoding import encode_depth
 from sensors.errors import ConfigError, SensorError
-from sensors.frame import CameraIntrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics
 
 #: the neutral value that pads colour where the window reaches past the image
 PAD_GRAY = 128
@@ -170,8 +171,7 @@ def window_px_for(center_color_mm: np.ndarray, camera: CameraIntrinsics,
     d = float(c[2])
     if d < MIN_Z_MM:
         raise SensorError(f"head centre z = {d:.1f} mm is not in front of the colour camera")
-    u = camera.fx * c[0] / d + camera.cx
-    v = camera.fy * c[1] / d + camera.cy
+    u, v = camera.project_xyz(c[0], c[1], d)
     w = camera.fx * config.window_x_mm / d
     h = camera.fy * config.window_y_mm / d
     return (float(u), float(v)), (float(u - w / 2), float(v - h / 2), float(w), float(h))
@@ -258,31 +258,14 @@ def _crop_color(image: np.ndarray, window: tuple[float, float, float, float], s:
 def _ray_tables(camera: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per depth pixel: the undistorted ray (x/z, y/z) and its pixel's size (d(x/z)/du, d(y/z)/dv)."""
     u, v = np.meshgrid(np.arange(camera.width, dtype=np.float64), np.arange(camera.height, dtype=np.float64))
-    if any(camera.distortion):
-        pts = np.stack([u.ravel(), v.ravel()], axis=1).reshape(-1, 1, 2)
-        und = cv2.undistortPoints(pts, camera.matrix(), np.asarray(camera.distortion, dtype=np.float64))
-        rx = und[:, 0, 0].reshape(u.shape)
-        ry = und[:, 0, 1].reshape(u.shape)
-    else:
-        rx = (u - camera.cx) / camera.fx
-        ry = (v - camera.cy) / camera.fy
+    rays = camera.ray_distorted(u, v)
+    rx, ry = rays[..., 0], rays[..., 1]
     sx = np.abs(np.gradient(rx, axis=1)) if camera.width > 1 else np.full_like(rx, 1.0 / camera.fx)
     sy = np.abs(np.gradient(ry, axis=0)) if camera.height > 1 else np.full_like(ry, 1.0 / camera.fy)
     tables = tuple(a.astype(np.float32) for a in (rx, ry, sx, sy))
     for a in tables:
         a.setflags(write=False)
     return tables  # type: ignore[return-value]
-
-
-def _project_distorted(points_mm: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
-    """Project Nx3 camera points (z > 0) to pixels through the camera's distortion model."""
-    if not any(camera.distortion):
-        return camera.project(points_mm)
-    uv, _ = cv2.projectPoints(
-        np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 1, 3), np.zeros(3), np.zeros(3),
-        camera.matrix(), np.asarray(camera.distortion, dtype=np.float64),
-    )
-    return uv.reshape(-1, 2)
 
 
 class _Registration:
@@ -312,7 +295,7 @@ class _Registration:
         if np.any(in_depth[:, 2] <= MIN_Z_MM / 2):
             u0, v0, u1, v1 = 0, 0, dcam.width, dcam.height  # frustum crosses the depth camera's plane
         else:
-            uv = _project_distorted(in_depth, dcam)
+            uv = dcam.project_distorted(in_depth)
             pad = 2
             u0 = max(0, int(math.floor(uv[:, 0].min())) - pad)
             v0 = max(0, int(math.floor(uv[:, 1].min())) - pad)

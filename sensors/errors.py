@@ -3,15 +3,14 @@
 Every error the project raises on purpose derives from :class:`FacedepthError`, so callers
 catch what they mean and the CLI turns any of them into a one-line message. The hierarchy
 lives in ``sensors`` because that is the lowest layer: ``models`` and ``app`` import it from
-here, and ``sensors`` imports nothing else from the project.
+here, and ``sensors`` imports nothing else from the project. The models' own errors
+(``ModelError``, ``VerificationError``) derive from it in ``models.common.errors``.
 
     FacedepthError            base of everything below
     ├── ConfigError           a bad URI, option or argument value (CLI exit code 2)
     ├── SensorError           a device is absent, its driver is missing, or a frame is malformed
     │   └── SourceLostError   a live source stopped delivering (unplugged, hung)
-    ├── FormatError           a file is missing, unreadable, or not what its format says
-    ├── ModelError            a model file is missing, corrupt or incompatible
-    └── VerificationError     an enrolment does not belong to the verifier in use
+    └── FormatError           a file is missing, unreadable, or not what its format says
 
 ``EOFError`` (end of a recording) and ``TimeoutError`` (no frame within the read timeout)
 are the built-in exceptions, used as their names say; they are not errors of the project.
@@ -51,11 +50,3 @@ class SourceLostError(SensorError):
 
 class FormatError(FacedepthError):
     """A file is missing or unreadable, or its content is not what its format says."""
-
-
-class ModelError(FacedepthError):
-    """A model file is missing, corrupt, or incompatible (input shape, metadata)."""
-
-
-class VerificationError(FacedepthError):
-    """An enrolment or pair list does not match the verifier or the data in use."""

@@ -1,6 +1,6 @@
 """The frame contract: one frame type for every source (live, recorded, dataset, virtual).
 
-Conventions (they hold everywhere in the project):
+Conventions (they hold everywhere in the project; cameras and axes in ``sensors.geometry``):
 
 - Pixels: ``u`` to the right, ``v`` down, the centre of the top-left pixel at (0, 0).
 - Camera coordinates in millimetres: x right, y down, z forward (away from the camera).
@@ -13,103 +13,12 @@ Conventions (they hold everywhere in the project):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sensors.errors import SensorError
-
-
-@dataclass(frozen=True)
-class CameraIntrinsics:
-    """Pinhole intrinsics of one camera, in pixels, with OpenCV-style distortion coefficients."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-    distortion: tuple[float, ...] = ()
-
-    def matrix(self) -> np.ndarray:
-        """The 3x3 camera matrix K."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def project(self, points_mm: np.ndarray) -> np.ndarray:
-        """Project Nx3 camera-coordinate points (z > 0) to Nx2 pixel coordinates (no distortion)."""
-        p = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
-        z = p[:, 2]
-        return np.stack([self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy], axis=1)
-
-    def unproject(self, u: np.ndarray, v: np.ndarray, z_mm: np.ndarray) -> np.ndarray:
-        """Back-project pixel coordinates with depth z (mm) to Nx3 camera-coordinate points."""
-        u = np.asarray(u, dtype=np.float64).ravel()
-        v = np.asarray(v, dtype=np.float64).ravel()
-        z = np.asarray(z_mm, dtype=np.float64).ravel()
-        return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=1)
-
-    def scaled(self, width: int, height: int) -> "CameraIntrinsics":
-        """The same camera for an image resized to ``width`` x ``height``."""
-        sx, sy = width / self.width, height / self.height
-        return replace(
-            self,
-            fx=self.fx * sx,
-            fy=self.fy * sy,
-            cx=(self.cx + 0.5) * sx - 0.5,
-            cy=(self.cy + 0.5) * sy - 0.5,
-            width=int(width),
-            height=int(height),
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height, "distortion": list(self.distortion),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CameraIntrinsics":
-        return cls(
-            float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
-            int(d["width"]), int(d["height"]), tuple(float(x) for x in d.get("distortion", ())),
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class Extrinsics:
-    """A rigid transform in mm: a point p maps to ``rotation @ p + translation_mm``."""
-
-    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
-    translation_mm: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-    def __post_init__(self) -> None:
-        r = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
-        t = np.asarray(self.translation_mm, dtype=np.float64).reshape(3)
-        r.setflags(write=False)
-        t.setflags(write=False)
-        object.__setattr__(self, "rotation", r)
-        object.__setattr__(self, "translation_mm", t)
-
-    def apply(self, points_mm: np.ndarray) -> np.ndarray:
-        """Transform Nx3 points (or one 3-vector)."""
-        p = np.asarray(points_mm, dtype=np.float64)
-        return p @ self.rotation.T + self.translation_mm
-
-    def inverse(self) -> "Extrinsics":
-        rt = self.rotation.T
-        return Extrinsics(rt, -rt @ self.translation_mm)
-
-    def to_dict(self) -> dict:
-        return {"rotation": self.rotation.tolist(), "translation_mm": self.translation_mm.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Extrinsics":
-        return cls(np.array(d["rotation"], dtype=np.float64), np.array(d["translation_mm"], dtype=np.float64))
-
-    @classmethod
-    def identity(cls) -> "Extrinsics":
-        return cls()
+from sensors.geometry import CameraIntrinsics, Extrinsics
 
 
 def _check_image(name: str, a: np.ndarray, ndim: int, dtype: type, channels: int | None = None) -> None:

@@ -39,7 +39,7 @@ SOURCE_SCHEMES: dict[str, str] = {
     "kinect": "sensors.devices.kinect:KinectSource",
     "webcam": "sensors.devices.webcam:WebcamSource",
     "images": "sensors.datasets.images:ImagesSource",
-    "replay": "sensors.recording:ReplaySource",
+    "replay": "sensors.recording.replay:ReplaySource",
     "biwi": "sensors.datasets.biwi:BiwiSource",
     "pandora": "sensors.datasets.pandora:PandoraSource",
     "tum": "sensors.datasets.tum:TumSource",

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sensors.errors import ModelError, SourceLostError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from models.common.errors import ModelError
+from sensors.errors import SourceLostError
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.source import Options, SeekableSource, SourceURI
 
 CROP = {"size_px": 100, "window_x_mm": 240.0, "window_y_mm": 240.0, "half_range_mm": 150.0}

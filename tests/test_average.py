@@ -6,10 +6,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import launch  # noqa: E402
+from models.common.checkpoint import load_checkpoint  # noqa: E402
 from models.generator.average import average_checkpoints  # noqa: E402
 from models.data.dataset import load_dataset  # noqa: E402
 from models.generator.runtime import DepthGenerator  # noqa: E402
-from models.generator.train import TrainConfig, build_generator, load_checkpoint, train, validate  # noqa: E402
+from models.generator.train import TrainConfig, build_generator, train, validate  # noqa: E402
 from sensors.errors import ConfigError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_the_average_is_the_parameter_mean_and_is_validated_again(runs, tmp_path
     out = tmp_path / "avg.pt"
     assert launch.main(["average", "--checkpoint", str(a), "--checkpoint", str(b), "--data", str(runs / "crops.npz"),
                         "--out", str(out), "--threads", "1"]) == 0
-    ca, cb, avg = load_checkpoint(a), load_checkpoint(b), load_checkpoint(out)
+    ca, cb, avg = load_checkpoint(a, "generator"), load_checkpoint(b, "generator"), load_checkpoint(out, "generator")
     assert not torch.equal(ca["generator"]["stem.0.weight"], cb["generator"]["stem.0.weight"])
     for net in ("generator", "discriminator"):
         for k, v in avg[net].items():
@@ -58,7 +59,7 @@ def test_the_average_is_the_parameter_mean_and_is_validated_again(runs, tmp_path
     assert dict(info.validation_metrics) == pytest.approx(avg["val_metrics"])
     tuned = train(TrainConfig(data=str(runs / "crops.npz"), out=str(tmp_path / "ft"), mode="cgan", epochs=1,
                               batch_size=8, threads=1, init=str(out)), progress=False)
-    assert tuned.history and load_checkpoint(tmp_path / "ft" / "last.pt")["init"]["file"] == "avg.pt"
+    assert tuned.history and load_checkpoint(tmp_path / "ft" / "last.pt", "generator")["init"]["file"] == "avg.pt"
 
 
 def test_refuses_runs_from_other_starts_other_data_or_one_file(runs, tmp_path):

@@ -29,8 +29,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sensors.errors import FacedepthError, FormatError, ModelError, VerificationError
-from sensors.frame import CameraIntrinsics, Frame
+from models.common.errors import ModelError, VerificationError
+from sensors.errors import FacedepthError, FormatError
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics
 from sensors.recording import Recorder, scan_mcap
 from sensors.source import open_source
 from tests.fixtures_formats import biwi_depth_bin_bytes, write_biwi, write_pandora, write_photos, write_tum

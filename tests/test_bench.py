@@ -17,7 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import launch  # noqa: E402
-from app import bench  # noqa: E402
+from app.bench.pipeline import SensorPacedReplay, run_soak  # noqa: E402
+from app.bench.plan import QUICK, STAGES, TARGET_RSS_GROWTH_MB  # noqa: E402
+from app.bench.recording import record_source  # noqa: E402
+from app.bench.timing import summarize  # noqa: E402
 from pipeline_fakes import fake_source, write_tiny_verifier  # noqa: E402
 from sensors.source import parse_uri  # noqa: E402
 
@@ -39,13 +42,13 @@ def exported(tmp_path_factory):
     a checkpoint and exported with ``launch.py export``, the .pt beside the .onnx as shipped; and a
     tiny verifier."""
     from models.generator.net import Generator, GeneratorConfig
-    from models.generator.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+    from models.common.checkpoint import CHECKPOINT_FORMATS, CHECKPOINT_VERSION
     from sensors.crop import CropConfig
 
     d = tmp_path_factory.mktemp("bench_models")
     torch.manual_seed(0)
     config = GeneratorConfig()
-    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "mode": "ae",
+    ckpt = {"format": CHECKPOINT_FORMATS["generator"], "version": CHECKPOINT_VERSION, "mode": "ae",
             "generator_config": config.to_dict(), "generator": Generator(config).state_dict(),
             "crop": CropConfig().to_dict(), "synthetic_only": True}
     torch.save(ckpt, d / "generator.pt")
@@ -79,18 +82,18 @@ def test_report_has_the_required_keys_and_the_machine(quick_report):
     assert len(m["load_average_before"]) == 3 and len(m["load_average_after"]) == 3
     assert quick_report["commit"] != "" and quick_report["quick"] is True
     rec = quick_report["inputs"]["recording"]
-    assert (rec["frames"], rec["color_size"], rec["depth_size"]) == (bench.QUICK.frames, "1920x1080", "512x424")
+    assert (rec["frames"], rec["color_size"], rec["depth_size"]) == (QUICK.frames, "1920x1080", "512x424")
     assert rec["annotated_frames"] == rec["frames"]
 
 
 def test_every_stage_is_measured(quick_report):
     stages = quick_report["stages"]
-    assert list(stages) == list(bench.STAGES)
+    assert list(stages) == list(STAGES)
     for name, s in stages.items():
         assert "ms_p50" in s, f"{name}: {s}"
-        assert s["runs"] >= bench.QUICK.min_runs
+        assert s["runs"] >= QUICK.min_runs
         assert s["ms_p50"] > 0
-    assert set(quick_report["stage_notes"]) <= set(bench.STAGES)
+    assert set(quick_report["stage_notes"]) <= set(STAGES)
 
 
 def test_every_timing_is_coherent(quick_report):
@@ -105,7 +108,7 @@ def test_every_timing_is_coherent(quick_report):
 def test_pipeline_fps_agrees_with_frames_over_elapsed_time(quick_report):
     pipe = quick_report["pipeline"]
     n = quick_report["inputs"]["recording"]["frames"]
-    warm = bench.QUICK.pipeline_warmup
+    warm = QUICK.pipeline_warmup
     for run in ("fast", "sync", "paced"):
         r = pipe[run]
         assert r["elapsed_s"] > 0
@@ -161,10 +164,10 @@ def test_targets_are_judged_from_the_values(quick_report):
 
 def test_summarize_uses_linear_percentiles():
     values = list(range(1, 101))  # 1..100 ms
-    s = bench.summarize(values[::-1], cpu_s=0.5)
+    s = summarize(values[::-1], cpu_s=0.5)
     assert (s["ms_p50"], s["ms_p95"], s["ms_p99"]) == (50.5, 95.05, 99.01)
     assert (s["ms_mean"], s["ms_min"], s["ms_max"], s["runs"], s["cpu_ms_mean"]) == (50.5, 1, 100, 100, 5.0)
-    assert bench.summarize([])["available"] is False
+    assert summarize([])["available"] is False
 
 
 def test_sensor_paced_replay_stamps_due_times_and_skips_stale_frames(tmp_path):
@@ -174,7 +177,7 @@ def test_sensor_paced_replay_stamps_due_times_and_skips_stale_frames(tmp_path):
     with fake_source(n=10) as src, Recorder(path) as rec:
         for frame in src:  # recorded 33.3 ms apart
             assert rec.write(frame, wait_s=10.0)
-    replay = bench.SensorPacedReplay(parse_uri(f"replay:{path}"))
+    replay = SensorPacedReplay(parse_uri(f"replay:{path}"))
     with replay:
         t0 = time.monotonic_ns()
         first = replay.read(1.0)
@@ -217,7 +220,7 @@ def test_memory_stays_flat_over_10000_frames(exported, tmp_path):
 
     model, verifier = exported
     recording = tmp_path / "soak.mcap"
-    bench.record_source("virtual:seed=3,pace=off", 60, recording)
-    soak = bench.run_soak(recording, load_generators([model]), load_verifier(verifier), frames=10_000, warmup=500)
+    record_source("virtual:seed=3,pace=off", 60, recording)
+    soak = run_soak(recording, load_generators([model]), load_verifier(verifier), frames=10_000, warmup=500)
     assert soak["frames"] == 10_000 - 500 == soak["scored"]
-    assert soak["rss_growth_mb"] < bench.TARGET_RSS_GROWTH_MB
+    assert soak["rss_growth_mb"] < TARGET_RSS_GROWTH_MB

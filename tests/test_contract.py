@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import sensors
+from models.common.errors import ModelError, VerificationError
 from sensors import (
-    CameraIntrinsics, ConfigError, Extrinsics, FacedepthError, FormatError, Frame, ModelError,
-    SensorError, SourceLostError, VerificationError, parse_uri,
+    CameraIntrinsics, ConfigError, Extrinsics, FacedepthError, FormatError, Frame,
+    SensorError, SourceLostError, parse_uri,
 )
 from sensors.encoding import decode_depth, encode_depth
 from sensors.source import Source

@@ -15,7 +15,8 @@ import pytest
 from sensors.crop import PAD_GRAY, CropConfig, FaceCrop, crop_face
 from sensors.encoding import encode_depth
 from sensors.errors import ConfigError, SensorError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 
 COLOR = CameraIntrinsics(1081.4, 1081.4, 959.5, 539.5, 1920, 1080)
 DEPTH = CameraIntrinsics(365.5, 365.5, 254.9, 205.4, 512, 424, (0.09, -0.27, 0.0, 0.0, 0.09))

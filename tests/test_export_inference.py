@@ -15,11 +15,13 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 import launch  # noqa: E402
-from models.generator.export import check_self_contained, export_onnx, slim_checkpoint  # noqa: E402
+from models.common.checkpoint import load_checkpoint  # noqa: E402
+from models.common.onnx_export import check_self_contained  # noqa: E402
+from models.generator.export import export_onnx, slim_checkpoint  # noqa: E402
 from models.generator.runtime import DepthGenerator, ModelInfo  # noqa: E402
-from models.generator.train import TrainConfig, build_generator, load_checkpoint, train  # noqa: E402
+from models.generator.train import TrainConfig, build_generator, train  # noqa: E402
 from sensors.encoding import tanh_to_levels  # noqa: E402
-from sensors.errors import ModelError  # noqa: E402
+from models.common.errors import ModelError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +42,7 @@ def trained(tmp_path_factory):
 
 def test_onnx_output_equals_pytorch_output(trained):
     ckpt_path, onnx_path = trained
-    model = build_generator(load_checkpoint(ckpt_path)).eval()
+    model = build_generator(load_checkpoint(ckpt_path, "generator")).eval()
     gen = DepthGenerator(onnx_path, provider="cpu")
     rng = np.random.default_rng(0)
     color = rng.integers(0, 256, (3, S, S, 3), dtype=np.uint8)  # batch 3 through the dynamic batch axis
@@ -68,7 +70,7 @@ def test_one_self_contained_file_with_a_dynamic_batch_axis(trained):
 
 def test_metadata_round_trip(trained):
     ckpt_path, onnx_path = trained
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, "generator")
     gen = DepthGenerator(onnx_path, provider="cpu")
     info = gen.info
     assert isinstance(info, ModelInfo)
@@ -101,7 +103,7 @@ def test_fp16_export_runs_and_stays_close(trained, tmp_path):
 def test_slim_checkpoint_keeps_what_fine_tuning_needs(trained, tmp_path):
     ckpt_path, _ = trained
     slim_checkpoint(ckpt_path, tmp_path / "slim.pt")
-    full, slim = load_checkpoint(ckpt_path), load_checkpoint(tmp_path / "slim.pt")
+    full, slim = load_checkpoint(ckpt_path, "generator"), load_checkpoint(tmp_path / "slim.pt", "generator")
     assert slim["opt_g"] is None and "rng" not in slim
     for k in full["generator"]:
         assert torch.equal(full["generator"][k], slim["generator"][k])
@@ -124,10 +126,10 @@ def test_gpu_providers_fall_back_to_the_cpu_quietly(trained, capfd):
 
 def test_a_gpu_provider_whose_library_loads_but_cannot_start_falls_back_quietly(trained, capfd, monkeypatch):
     """onnxruntime-gpu on a machine without a usable GPU: the session comes up on the CPU alone."""
-    import models.generator.runtime as inf
+    import models.common.runtime as ort_sessions
 
     _, onnx_path = trained
-    monkeypatch.setattr(inf, "provider_library_loads", lambda kind: (True, ""))
+    monkeypatch.setattr(ort_sessions, "provider_library_loads", lambda kind: (True, ""))
     gen = DepthGenerator(onnx_path, provider="cuda")
     if gen.provider == "CPUExecutionProvider":
         assert "did not initialise" in gen.fallback_reason

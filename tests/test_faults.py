@@ -33,16 +33,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sensors.recording as recording
+import sensors.recording.writer as recording_writer
 from app.pipeline import Pipeline
 from sensors.errors import FacedepthError, FormatError, SensorError, SourceLostError
-from sensors.frame import CameraIntrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics
 from sensors.recording import Recorder, scan_mcap
 from sensors.source import Options, Source, SourceURI, open_source
 from tests.pipeline_fakes import FakeRGBDSource, SlowGenerator, write_tiny_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the issue's limit: a lost source ends the stream within this many seconds of its last frame
+#: the limit: a lost source ends the stream within this many seconds of its last frame
+#: (docs/design.md, "Targets")
 LOST_LIMIT_S = 2.0
 
 
@@ -398,7 +400,7 @@ def test_a_full_disk_keeps_every_frame_written_before_it(room, tmp_path, monkeyp
             return FillingFile(str(partial), limit)
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(recording, "open", full_disk_open, raising=False)
+    monkeypatch.setattr(recording_writer, "open", full_disk_open, raising=False)
     frames = _frames(12)
     if room == "start":
         with pytest.raises(FormatError, match="cannot write the recording .No space left on device") as info:

@@ -1,4 +1,4 @@
-"""The one definition of head rotation and head centre (sensors/geometry.py)."""
+"""The one definition of cameras, head rotation and head centre (sensors/geometry.py)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sensors.geometry import (
-    centre_from_anchor, euler_deg_from_rotation, rot_x, rot_y, rot_z, rotation_from_euler_deg,
+    CameraIntrinsics, centre_from_anchor, euler_deg_from_rotation, rot_x, rot_y, rot_z, rotation_from_euler_deg,
 )
 
 
@@ -64,3 +64,48 @@ def test_centre_from_anchor_follows_the_head_as_it_turns():
         # the face turns to the image left for yaw > 0, so the centre behind it lies to the right
         assert np.sign(c[0] - anchor[0]) == np.sign(yaw)
         assert c[2] - anchor[2] == pytest.approx(66.0 * math.cos(math.radians(45)))
+
+
+CAM = CameraIntrinsics(365.5, 366.0, 254.9, 205.4, 512, 424)
+CAM_DISTORTED = CameraIntrinsics(365.5, 366.0, 254.9, 205.4, 512, 424, (0.09, -0.27, 0.001, -0.002, 0.1))
+
+
+def test_rays_project_back_to_their_pixels():
+    u, v = np.meshgrid([0.0, 100.5, 511.0], [3.0, 423.0])
+    rays = CAM.ray(u, v)
+    assert rays.shape == (2, 3, 3) and np.all(rays[..., 2] == 1.0)
+    np.testing.assert_allclose(CAM.project(rays.reshape(-1, 3) * 850.0), np.stack([u.ravel(), v.ravel()], 1),
+                               atol=1e-9)
+    assert CAM.ray(10.0, 20.0).shape == (3,)
+    np.testing.assert_allclose(CAM.unproject(u, v, np.full(u.size, 700.0)), rays.reshape(-1, 3) * 700.0, atol=1e-9)
+
+
+def test_ray_grid_is_the_ray_of_every_pixel():
+    grid = CAM.scaled(64, 53).ray_grid()
+    assert grid.shape == (53, 64, 3)
+    cam = CAM.scaled(64, 53)
+    np.testing.assert_array_equal(grid[7, 11], cam.ray(11.0, 7.0))
+
+
+def test_ray_rejects_pixel_arrays_of_different_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        CAM.ray(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="differ in shape"):
+        CAM_DISTORTED.ray_distorted(np.zeros(3), np.zeros(4))
+
+
+def test_project_xyz_keeps_the_dtype_and_matches_project():
+    p = np.array([[10.0, -20.0, 800.0], [-150.0, 60.0, 1200.0]])
+    u, v = CAM.project_xyz(p[:, 0], p[:, 1], p[:, 2])
+    np.testing.assert_array_equal(np.stack([u, v], 1), CAM.project(p))
+    p32 = p.astype(np.float32)
+    assert CAM.project_xyz(p32[:, 0], p32[:, 1], p32[:, 2])[0].dtype == np.float32
+
+
+def test_distorted_rays_and_projection_invert_each_other():
+    p = np.array([[10.0, -20.0, 800.0], [-250.0, 160.0, 900.0]])
+    uv = CAM_DISTORTED.project_distorted(p)
+    assert not np.allclose(uv, CAM.project(p), atol=0.5)  # the lens moves these points
+    rays = CAM_DISTORTED.ray_distorted(uv[:, 0], uv[:, 1])
+    np.testing.assert_allclose(rays * p[:, 2:], p, atol=0.05)
+    np.testing.assert_array_equal(CAM.ray_distorted(3.0, 4.0), CAM.ray(3.0, 4.0))  # no distortion: the plain ray

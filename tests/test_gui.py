@@ -78,14 +78,14 @@ def _wait_frames(qtbot, w: MainWindow, n: int, timeout_ms: int = 8000) -> None:
 def _settle(qtbot, w: MainWindow) -> None:
     """Wait until the display has caught up with the pipeline (after a pause)."""
     qtbot.wait(250)
-    qtbot.waitUntil(lambda: w.pipeline.latest() is w.last_shown, timeout=3000)
+    qtbot.waitUntil(lambda: w.controller.pipeline.latest() is w.last_shown, timeout=3000)
 
 
 def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
     w = make_window()
     _wait_frames(qtbot, w, 15)
     qtbot.waitUntil(lambda: w.plots.refreshes >= 2, timeout=3000)
-    w.set_playing(False)
+    w.controller.set_playing(False)
     _settle(qtbot, w)
     r = w.last_shown
     m = r.models[0]
@@ -101,10 +101,10 @@ def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
     rect = panels.face_rects[0].rect()
     assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx(m.crop.window_px)
     # the plots and the numbers show the session log
-    w.plots.refresh(w.log)
+    w.plots.refresh(w.controller.log)
     xs, ys = w.plots.delta_curves["delta<1.25"].getData()
-    assert len(xs) == w.log.means(0).frames and ys[-1] == pytest.approx(m.metrics["delta<1.25"])
-    session = w.log.means(0).session["l1_mm"]
+    assert len(xs) == w.controller.log.means(0).frames and ys[-1] == pytest.approx(m.metrics["delta<1.25"])
+    session = w.controller.log.means(0).session["l1_mm"]
     assert w.plots.table.item(6, 2).text() == f"{session:.2f}"
     # status: source, model, provider, fps, latency, dropped; the synthetic-only note is shown
     labels = {k: v.text() for k, v in w.status_labels.items()}
@@ -149,7 +149,7 @@ def test_play_pause_step_and_seek_on_a_recording(qtbot, make_window):
     w = make_window("fake:n=200,fps=100")
     _wait_frames(qtbot, w, 3)
     qtbot.keyClick(w, QtCore.Qt.Key_Space)                  # pause
-    assert not w.playing and w.playback.play_action.text() == "Play"
+    assert not w.controller.playing and w.playback.play_action.text() == "Play"
     _settle(qtbot, w)
     shown, index = w.panels.frames_shown, w.last_shown.index
     qtbot.wait(300)
@@ -157,9 +157,9 @@ def test_play_pause_step_and_seek_on_a_recording(qtbot, make_window):
     qtbot.keyClick(w, QtCore.Qt.Key_Right)                  # step
     qtbot.waitUntil(lambda: w.panels.frames_shown == shown + 1, timeout=3000)
     assert w.last_shown.index == index + 1
-    w.step()
+    w.controller.step()
     qtbot.waitUntil(lambda: w.last_shown.index == index + 2, timeout=3000)
-    w.seek(150)                                             # seek while paused shows that frame
+    w.controller.seek(150)                                  # seek while paused shows that frame
     qtbot.waitUntil(lambda: w.last_shown.index == 150, timeout=3000)
     assert w.playback.slider.value() == 150 and w.playback.counter.text().strip() == "frame 151 / 200"
     w.playback.slider.setValue(20)                          # the slider seeks too
@@ -174,17 +174,17 @@ def test_the_end_of_a_recording_then_seek_and_play_again(qtbot, make_window):
     w = make_window("fake:n=12")
     qtbot.waitUntil(w.stream_done, timeout=5000)
     qtbot.wait(50)
-    assert w.banner.kind == "info" and "End of the recording" in w.banner.text and not w.playing
-    w.seek(4)
+    assert w.banner.kind == "info" and "End of the recording" in w.banner.text and not w.controller.playing
+    w.controller.seek(4)
     qtbot.waitUntil(lambda: w.last_shown.index == 4, timeout=3000)
-    w.set_playing(True)
+    w.controller.set_playing(True)
     qtbot.waitUntil(lambda: w.last_shown.index == 11 and w.stream_done(), timeout=5000)
 
 
 def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qtbot, make_window, tmp_path):
     w = make_window()
     _wait_frames(qtbot, w, 5)
-    w.set_playing(False)
+    w.controller.set_playing(False)
     _settle(qtbot, w)
     r = w.last_shown
     m = r.models[0]
@@ -207,12 +207,12 @@ def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qt
 def test_export_writes_every_logged_frame_to_csv(qtbot, make_window, tmp_path):
     w = make_window()
     _wait_frames(qtbot, w, 8)
-    w.set_playing(False)
+    w.controller.set_playing(False)
     _settle(qtbot, w)
     n = w.export_csv(tmp_path / "metrics.csv")
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    series = w.log.series(0, ("frame_index", "l1_mm", "delta<1.25^1/4"), 10_000)
+    series = w.controller.log.series(0, ("frame_index", "l1_mm", "delta<1.25^1/4"), 10_000)
     assert n == len(rows) == len(series["frame_index"]) >= 8
     assert [int(r["frame_index"]) for r in rows] == series["frame_index"].astype(int).tolist()
     assert [float(r["l1_mm"]) for r in rows] == pytest.approx(series["l1_mm"].tolist(), rel=1e-5)
@@ -222,7 +222,7 @@ def test_export_writes_every_logged_frame_to_csv(qtbot, make_window, tmp_path):
 
 def test_a_bad_source_shows_an_error_and_the_app_survives(qtbot, make_window, tmp_path):
     w = make_window(f"replay:{tmp_path / 'missing.mcap'}")
-    assert w.pipeline is None and w.banner.kind == "error"
+    assert w.controller.pipeline is None and w.banner.kind == "error"
     assert "Could not open the source" in w.banner.text and "does not exist" in w.banner.text
     assert not w.banner.reconnect.isHidden()
     bad = tmp_path / "not_a_recording.mcap"
@@ -251,9 +251,9 @@ def test_a_bad_model_shows_an_error_and_the_old_model_keeps_running(qtbot, make_
     _wait_frames(qtbot, w, 3)
     bad = tmp_path / "random.onnx"
     bad.write_bytes(np.random.default_rng(0).bytes(2000))
-    assert not w.set_model(bad)
+    assert not w.controller.set_model(bad)
     assert w.banner.kind == "error" and "Could not load the model" in w.banner.text and "random.onnx" in w.banner.text
-    assert w.model_path == tiny_model and w.pipeline is not None
+    assert w.controller.model_path == tiny_model and w.controller.pipeline is not None
     _wait_frames(qtbot, w, 3)
     assert w.last_shown.models[0].name == "tiny"
 
@@ -271,10 +271,10 @@ def test_a_model_failing_while_running_is_shown_and_another_can_be_chosen(qtbot,
                         else real_loader(paths, threads))
     w = make_window()
     _wait_frames(qtbot, w, 2)
-    assert w.set_model(broken)
+    assert w.controller.set_model(broken)
     qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=5000)
     assert w.banner.text.startswith("The model failed: failing.onnx: fake model failed")
-    assert w.set_model(tiny_model) and w.banner.isHidden()
+    assert w.controller.set_model(tiny_model) and w.banner.isHidden()
     shown = w.panels.frames_shown
     _wait_frames(qtbot, w, 3)
     assert w.panels.frames_shown > shown and w.last_shown.models[0].name == "tiny"
@@ -285,7 +285,7 @@ def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):
     second = write_tiny_generator(tmp_path / "wide.onnx", crop=crop, weights=(0.3, 0.3, 0.3))
     w = make_window(second_model=second)
     _wait_frames(qtbot, w, 5)
-    w.set_playing(False)
+    w.controller.set_playing(False)
     _settle(qtbot, w)
     a, b = w.last_shown.models
     assert (a.name, b.name) == ("tiny", "wide")
@@ -295,7 +295,7 @@ def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):
     assert w.status_labels["model"].text() == "model: tiny vs wide"
     w.model_bar.compare.setChecked(False)                          # the toggle
     _wait_frames(qtbot, w, 0)
-    w.set_playing(True)
+    w.controller.set_playing(True)
     _wait_frames(qtbot, w, 3)
     assert len(w.last_shown.models) == 1 and not w.panels.pred_crops[1].view.isVisible()
 
@@ -304,7 +304,7 @@ def test_clicking_a_face_asks_the_locator_to_track_it(qtbot, make_window):
     w = make_window()
     _wait_frames(qtbot, w, 3)
     picked = []
-    w.pipeline.locator.select = picked.append
+    w.controller.pipeline.locator.select = picked.append
     scene_pt = w.panels.color_view.mapViewToScene(QtCore.QPointF(400.0, 100.0))
     widget_pt = w.panels.mapFromScene(scene_pt)
     qtbot.mouseClick(w.panels.viewport(), QtCore.Qt.LeftButton, pos=widget_pt)
@@ -324,7 +324,7 @@ def test_closing_the_window_stops_every_thread_within_two_seconds(qtbot, make_wi
 
 def test_layout_and_last_source_are_remembered(qtbot, make_window, tmp_path):
     from app.gui import initial_source
-    from app.run_command import DEFAULT_SOURCE
+    from app.run_config import DEFAULT_SOURCE
 
     settings_file = tmp_path / "remember.ini"
     w = make_window("fake:n=50,fps=60", settings=AppSettings(settings_file))
@@ -373,11 +373,11 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
 
     w = make_window("fake:n=400,fps=60")
     _wait_frames(qtbot, w, 2)
-    path = w.start_recording(tmp_path / "session.mcap")
+    path = w.controller.start_recording(tmp_path / "session.mcap")
     assert path is not None and w.panels.rec_badge.isVisible()
     assert w.status_labels["recording"].text().startswith("\u25cf REC")
     _wait_frames(qtbot, w, 21)  # the first frame shown may have been processed before recording began
-    w.stop_recording()
+    w.controller.stop_recording()
     assert not w.panels.rec_badge.isVisible() and "Recorded" in w.banner.text
     # the file replays frame for frame: same depth and annotations bit for bit, same colour up to JPEG
     from sensors.recording import ReplaySource  # noqa: F401  (the replay: scheme)
@@ -388,7 +388,7 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
     # (one DepthGenerator serves one thread)
     from app.headless import load_generators
 
-    predictor = Pipeline(fake_source(n=400), load_generators([w.model_path]))
+    predictor = Pipeline(fake_source(n=400), load_generators([w.controller.model_path]))
     n = len(replay)
     assert n >= 20
     first = None
@@ -410,15 +410,15 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
     # in the window, replay offers the recorded prediction beside the live one
     assert w.open_source(f"replay:{path}")
     assert w.model_bar.recorded.isEnabled()
-    w.set_playing(False)
+    w.controller.set_playing(False)
     w.model_bar.recorded.setChecked(True)
-    w.seek(5)
+    w.controller.seek(5)
     qtbot.waitUntil(lambda: w.last_shown is not None and w.last_shown.index == 5, timeout=3000)
-    recorded = w.source.recorded_prediction(w.last_shown.frame)
+    recorded = w.controller.source.recorded_prediction(w.last_shown.frame)
     np.testing.assert_array_equal(w.panels.pred_crops[0].image.image, display.depth_indices(recorded, 150.0, 150.0))
     assert w.panels.pred_crops[0].last_title.endswith("(recorded)")
     w.model_bar.recorded.setChecked(False)
-    w.seek(6)
+    w.controller.seek(6)
     qtbot.waitUntil(lambda: w.last_shown.index == 6, timeout=3000)
     live = w.last_shown.models[0].pred8
     np.testing.assert_array_equal(w.panels.pred_crops[0].image.image, display.depth_indices(live, 150.0, 150.0))
@@ -427,7 +427,7 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
 def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path):
     w = make_window("fake:n=100000,fps=30,live=on")
     _wait_frames(qtbot, w, 2)
-    path = w.start_recording(tmp_path / "closing.mcap")
+    path = w.controller.start_recording(tmp_path / "closing.mcap")
     _wait_frames(qtbot, w, 11)  # the first frame shown may have been processed before recording began
     t0 = time.monotonic()
     w.close()
@@ -446,21 +446,22 @@ def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_w
     w = make_window(verifier_path=verifier, settings=settings)
     assert w.playback.enrol_action.isEnabled()
     _wait_frames(qtbot, w, 3)
-    assert w.enrol("Alice Smith", frames=5)
-    qtbot.waitUntil(lambda: w.enrolment is not None, timeout=5000)
+    assert w.controller.enrol("Alice Smith", frames=5)
+    qtbot.waitUntil(lambda: w.controller.enrolment is not None, timeout=5000)
     saved = tmp_path / "out" / "enrolments" / "Alice_Smith.json"
-    assert saved.is_file() and w.enrolment.kind == "true-depth" and len(w.enrolment.embeddings) == 5
+    enrolment = w.controller.enrolment
+    assert saved.is_file() and enrolment.kind == "true-depth" and len(enrolment.embeddings) == 5
     _wait_frames(qtbot, w, 5)
     m = w.last_shown.models[0]
     # every frame of the fake shows the same head: its prediction against the enrolled true depth
     # scores what the verifier gives the pair directly, and pred vs true of the frame is scored too
-    assert m.enrolled == pytest.approx(w.verifier.score(m.pred8, m.true8), abs=1e-5)
-    assert m.verification == pytest.approx(w.verifier.score(m.pred8, m.true8), abs=1e-5)
+    assert m.enrolled == pytest.approx(w.controller.verifier.score(m.pred8, m.true8), abs=1e-5)
+    assert m.verification == pytest.approx(w.controller.verifier.score(m.pred8, m.true8), abs=1e-5)
     qtbot.waitUntil(lambda: "vs enrolled (identity)" in w.verification_label.text(), timeout=3000)
     assert "pred vs true" in w.verification_label.text()
     w.close()
     again = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "enrol.ini"))
-    assert again.enrolment is not None and again.enrolment.name == "Alice Smith"
+    assert again.controller.enrolment is not None and again.controller.enrolment.name == "Alice Smith"
 
 
 def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):
@@ -476,7 +477,7 @@ def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):
     offered = [w.model_bar.combo.itemText(i) for i in range(w.model_bar.combo.count())]
     assert offered == ["generator", "generator_ae", w.model_bar.BROWSE]
     assert w.model_bar.second.currentText() == "generator_ae"        # the other model, ready to compare
-    assert w.set_model(folder / "generator_ae.onnx")                  # switching keeps the list
+    assert w.controller.set_model(folder / "generator_ae.onnx")       # switching keeps the list
     assert w.model_bar.combo.currentText() == "generator_ae" and w.model_bar.combo.count() == 3
     _wait_frames(qtbot, w, 2)
     assert w.last_shown.models[0].name == "generator_ae"
@@ -495,5 +496,5 @@ def test_the_window_draws_at_least_25_new_frames_a_second_from_the_virtual_kinec
     fps = (w.panels.frames_shown - n0) / elapsed
     cpu = (time.process_time() - c0) / elapsed
     print(f"drawn {fps:.1f} frames/s; process CPU {cpu:.2f} cores; latency median "
-          f"{w.latency_ms():.1f} ms; dropped {w.pipeline.dropped}")
+          f"{w.latency_ms():.1f} ms; dropped {w.controller.pipeline.dropped}")
     assert fps >= 25.0

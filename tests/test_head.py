@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from sensors.errors import ConfigError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.locate.locator import HeadLocation, HeadLocator, LocatorConfig, _OneEuro
 
 COLOR = CameraIntrinsics(1081.4, 1081.4, 959.5, 539.5, 1920, 1080)

@@ -52,7 +52,7 @@ def test_offset_conversion_lands_on_the_skull_centre_as_the_head_turns(biwi_fold
 
 
 def test_refinement_from_depth_lands_nearer_than_the_annotation(biwi_folders):
-    # the silhouette model (sensors.locate.locator.measure_head) alone, measured here at 15-23 mm from the
+    # the silhouette model (sensors.locate.silhouette.measure_head) alone, measured here at 15-23 mm from the
     # skull centre at these yaws; the raw template centre is 66 mm from it
     posed, _ = biwi_folders
     with open_source(f"biwi:{posed.root},centre=refine") as src:
@@ -110,15 +110,15 @@ def test_files_name_their_definition_and_older_ones_are_converted(biwi_folders, 
 
 
 def test_a_recording_written_before_the_definition_is_converted(biwi_folders, tmp_path, monkeypatch):
-    import sensors.recording as recording
+    import sensors.recording.writer as recording_writer
 
     posed, _ = biwi_folders
     with open_source(f"biwi:{posed.root}") as src:
         frame = src.read()
     # what the recorder wrote before: the dataset's own centre, no definition, no raw centre
     old = replace(frame, head_center_mm=frame.head_center_raw_mm, head_center_raw_mm=None)
-    monkeypatch.setattr(recording, "HEAD_CENTRE_DEFINITION", None)
-    with recording.Recorder(tmp_path / "old.mcap") as rec:
+    monkeypatch.setattr(recording_writer, "HEAD_CENTRE_DEFINITION", None)
+    with recording_writer.Recorder(tmp_path / "old.mcap") as rec:
         rec.write(old)
     monkeypatch.undo()
     with open_source(f"replay:{tmp_path / 'old.mcap'},pace=off") as src:

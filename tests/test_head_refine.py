@@ -153,7 +153,7 @@ def test_a_missing_or_foreign_refiner_file_is_a_named_error(tmp_path):
 
 def test_train_refiner_writes_a_loadable_refiner(tmp_path):
     """A tiny run end to end: samples, two epochs, export with parity, loaded by the live class."""
-    from models.refiner import train as train_refiner
+    from app.cli import train_refiner
 
     p = argparse.ArgumentParser()
     train_refiner.add_arguments(p)

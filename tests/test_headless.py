@@ -38,7 +38,7 @@ def test_headless_report_and_saved_crops(tmp_path, fake_scheme):
     prov = r["provenance"]
     assert hashlib.sha256(model.read_bytes()).hexdigest() in json.dumps(prov)
     assert "commit" in prov and "half_range_mm" in json.dumps(prov) and "window_x_mm" in json.dumps(prov)
-    # every metric of DESIGN section 3, in both domains, averaged over the scored frames
+    # every metric of docs/design.md, "Metrics", in both domains, averaged over the scored frames
     assert set(ALL_KEYS) <= set(r["metrics"]) and {"l1_mm", "rmse_mm", "delta<1.25^1/4"} <= set(r["metrics"])
     frame_l1 = [f["metrics"]["l1_mm"] for f in r["per_frame"] if f.get("metrics")]
     assert len(frame_l1) == r["metrics_frames"] == 8

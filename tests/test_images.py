@@ -10,7 +10,7 @@ import pytest
 
 from sensors import ConfigError, FormatError, open_source
 from sensors.devices.calibration import fov_intrinsics, load_calibration, save_calibration
-from sensors.frame import CameraIntrinsics
+from sensors.geometry import CameraIntrinsics
 from tests.fixtures_formats import write_photos, write_video
 
 

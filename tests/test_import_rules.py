@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # models modules on the live path (the app loads them); everything else in models is offline
-LIVE_MODELS = ("models.generator.runtime", "models.metrics", "models.verifier.runtime", "models.encoding")
+LIVE_MODELS = ("models.generator.runtime", "models.metrics", "models.verifier.runtime", "models.encoding",
+               "models.refiner.runtime", "models.common.runtime", "models.common.errors")
 
 
 def _modules(package: str) -> list[str]:
@@ -47,6 +48,11 @@ def test_live_path_never_loads_torch():
     live = _modules("app") + [m for m in LIVE_MODELS if (ROOT / (m.replace(".", "/") + ".py")).exists()]
     loaded = _loaded_after_import(live)
     assert "torch" not in loaded
+
+
+def test_the_controller_loads_neither_qt_nor_torch():
+    loaded = _loaded_after_import(["app.controller", "app.session"])
+    assert not loaded & {"PyQt5", "pyqtgraph", "torch"}
 
 
 def test_models_never_load_qt():

@@ -1,7 +1,7 @@
 """Depth metrics (models/metrics.py): every metric checked on hand-worked 2x2 examples.
 
-Expected values are worked out here pixel by pixel from the formulas in DESIGN.md section 3,
-never taken from the code under test.
+Expected values are worked out here pixel by pixel from the formulas in docs/design.md
+("Metrics"), never taken from the code under test.
 """
 from __future__ import annotations
 

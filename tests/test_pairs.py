@@ -22,7 +22,8 @@ from models.verifier.pairs import (
     rates_by_yaw_difference,
     verification_metrics,
 )
-from sensors.errors import FormatError, VerificationError
+from models.common.errors import VerificationError
+from sensors.errors import FormatError
 
 
 def _data(n_subjects: int = 10, per: int = 20, test=(7, 8, 9), val=(5, 6)):

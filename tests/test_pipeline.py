@@ -22,7 +22,8 @@ from pipeline_fakes import (
     write_tiny_generator,
 )
 from sensors.encoding import encode_depth
-from sensors.errors import ModelError, SourceLostError
+from models.common.errors import ModelError
+from sensors.errors import SourceLostError
 
 
 def _pipeline_threads() -> list[threading.Thread]:

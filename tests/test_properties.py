@@ -27,7 +27,8 @@ from sensors.datasets.biwi import read_cal, read_depth_bin, read_pose
 from sensors.crop import MIN_Z_MM, PAD_GRAY, CropConfig, crop_face, register_depth, window_px_for
 from sensors.encoding import LEVELS, decode_depth, encode_depth, levels_to_tanh, mm_per_level, tanh_to_levels
 from sensors.errors import ConfigError, FormatError, SensorError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.datasets.pandora import parse_records
 from sensors.datasets.tum import read_tum_list
 from tests.fixtures_formats import biwi_depth_bin_bytes

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from sensors import ConfigError, FormatError, open_source
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.recording import (
     TOPIC_COLOR, TOPIC_DEPTH, TOPIC_FRAME, Recorder, rotation_to_quaternion, scan_mcap,
 )

@@ -53,7 +53,7 @@ def _probe_crops(subject: int, verifier, generator=None) -> tuple[np.ndarray, np
 
 @pytest.fixture(scope="module")
 def setup():
-    from app.enrol_command import capture_crops
+    from app.enrol import capture_crops
     from models.verifier.runtime import Enrolment, Verifier
 
     v = Verifier(VERIFIER)

@@ -21,13 +21,14 @@ from models.generator.train import (  # noqa: E402
     TrainConfig,
     augment_sample,
     build_generator,
-    load_checkpoint,
     loss_masks,
     train,
     validate,
 )
+from models.common.checkpoint import load_checkpoint  # noqa: E402
+from models.common.errors import ModelError  # noqa: E402
 from models.data.dataset import load_dataset  # noqa: E402
-from sensors.errors import ConfigError, ModelError  # noqa: E402
+from sensors.errors import ConfigError  # noqa: E402
 from synthetic_data import make_crops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def test_a_short_run_lowers_the_validation_loss_and_writes_its_files(data_file, 
     assert {"train_mse", "val_loss", "val_l1_mm", "val_delta<1.25^1/4"} <= set(rows[0])
     assert (out / "curves.png").stat().st_size > 1000
     assert sorted(p.name for p in (out / "samples").iterdir()) == [f"epoch_00{i}.png" for i in range(1, 7)]
-    best = load_checkpoint(out / "best.pt")
+    best = load_checkpoint(out / "best.pt", "generator")
     assert best["epoch"] == result.best_epoch
     assert best["val_metrics"]["l1_mm"] == min(float(r["val_l1_mm"]) for r in rows)
     assert best["crop"]["size_px"] == 48 and best["synthetic_only"] is True
@@ -94,10 +95,10 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(data_file,
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(data_file, tmp_path / "b", mode="cgan", epochs=3), progress=False)
     monkeypatch.setattr(mt, "write_sample_grid", real_grid)
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "b" / "last.pt", "generator")["epoch"] == 2
     resumed = train(_cfg(data_file, tmp_path / "b", mode="cgan", epochs=3), resume=True, progress=False)
-    assert len(resumed.history) == 3 and resumed.history[:2] == load_checkpoint(tmp_path / "b" / "last.pt")["history"][:2]
-    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert len(resumed.history) == 3 and resumed.history[:2] == load_checkpoint(tmp_path / "b" / "last.pt", "generator")["history"][:2]
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt", "generator"), load_checkpoint(tmp_path / "b" / "last.pt", "generator")
     assert b["epoch"] == 3
     for k in a["generator"]:
         torch.testing.assert_close(a["generator"][k], b["generator"][k], rtol=1e-5, atol=1e-6)
@@ -113,7 +114,7 @@ def test_cli_resume_and_its_errors(data_file, tmp_path, capsys):
     assert launch.main(args) == 0
     assert launch.main(["train", "--data", str(data_file), "--out", str(out), "--resume", "--epochs", "2",
                         "--no-progress", "--threads", "1"]) == 0
-    ckpt = load_checkpoint(out / "last.pt")
+    ckpt = load_checkpoint(out / "last.pt", "generator")
     assert ckpt["epoch"] == 2 and ckpt["generator_config"]["widths"] == [8, 16, 24]
     assert "--widths 8,16,24" in ckpt["train_config"]["command"]
     capsys.readouterr()
@@ -130,7 +131,7 @@ def test_more_data_files_add_training_people_and_are_recorded(data_file, tmp_pat
     args = ["train", "--data", str(data_file), "--data", str(tmp_path / "more.npz"), "--out", str(out), "--mode", "ae",
             "--epochs", "1", "--batch-size", "6", "--widths", "8,16,24", "--threads", "1", "--no-progress"]
     assert launch.main(args) == 0
-    ckpt = load_checkpoint(out / "last.pt")
+    ckpt = load_checkpoint(out / "last.pt", "generator")
     first, extra = load_dataset(data_file), load_dataset(tmp_path / "more.npz")
     expected_train = set(first.subject[first.split == 0].tolist()) | set(extra.subject[extra.split == 0].tolist())
     assert set(ckpt["data"]["train_subjects"]) == expected_train
@@ -141,7 +142,7 @@ def test_more_data_files_add_training_people_and_are_recorded(data_file, tmp_pat
     assert f"--data {data_file} --data {tmp_path / 'more.npz'} --out" in ckpt["train_config"]["command"]
     # --resume keeps the extra file from config.json when --data is given as at the start
     assert launch.main(args[:7] + ["--resume", "--epochs", "2", "--no-progress", "--threads", "1"]) == 0
-    assert list(load_checkpoint(out / "last.pt")["train_config"]["extra_data"]) == [str(tmp_path / "more.npz")]
+    assert list(load_checkpoint(out / "last.pt", "generator")["train_config"]["extra_data"]) == [str(tmp_path / "more.npz")]
     # resuming with fewer (or more) files than the run trains on is refused, not silently changed
     capsys.readouterr()
     assert launch.main(args[:3] + args[5:7] + ["--resume", "--epochs", "3", "--no-progress"]) == 2
@@ -159,14 +160,14 @@ def test_more_data_files_add_training_people_and_are_recorded(data_file, tmp_pat
 
 def test_fine_tuning_starts_from_the_given_weights(data_file, tmp_path):
     train(_cfg(data_file, tmp_path / "base", mode="cgan", epochs=1), progress=False)
-    base = load_checkpoint(tmp_path / "base" / "last.pt")
+    base = load_checkpoint(tmp_path / "base" / "last.pt", "generator")
     # sensor-depth data of other people, not marked synthetic: what a user's Kinect recordings look like
     real = make_crops(n=24, size=48, seed=7, clean=False)
     real_file = tmp_path / "real.npz"
     replace(real, meta={**real.meta, "sources": ["biwi:/data/hpdb"]}).save(real_file)
     train(_cfg(real_file, tmp_path / "ft", mode="cgan", epochs=1, lr=0.0, lr_d=0.0, generator={},
                init=str(tmp_path / "base" / "last.pt")), progress=False)
-    ft = load_checkpoint(tmp_path / "ft" / "last.pt")
+    ft = load_checkpoint(tmp_path / "ft" / "last.pt", "generator")
     for k in base["generator"]:  # lr 0: the weights are exactly the initial ones
         torch.testing.assert_close(ft["generator"][k], base["generator"][k], rtol=0, atol=0)
     for k in base["discriminator"]:
@@ -188,7 +189,7 @@ def test_fine_tuning_starts_from_the_given_weights(data_file, tmp_path):
 def test_max_minutes_stops_after_validating_and_saving(data_file, tmp_path):
     result = train(_cfg(data_file, tmp_path / "t", mode="ae", epochs=50, max_minutes=1e-6), progress=False)
     assert result.stopped == "max-minutes" and result.epochs_done == 1
-    assert load_checkpoint(tmp_path / "t" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "t" / "last.pt", "generator")["epoch"] == 1
 
 
 def test_sensor_targets_mask_invalid_pixels_and_clean_targets_keep_background():
@@ -236,7 +237,7 @@ def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
         proc.communicate()
         raise AssertionError("DDP training did not finish within 180 s") from None
     assert proc.returncode == 0, stderr[-3000:]
-    ckpt = load_checkpoint(out / "last.pt")
+    ckpt = load_checkpoint(out / "last.pt", "generator")
     assert ckpt["epoch"] == 1 and ckpt["generator_config"]["widths"] == [8, 16]
     reports = [line for line in stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1, stdout  # rank 0 alone reports
@@ -263,7 +264,7 @@ def _verifier_checkpoint(path, size_px, seed=0, threshold=None):
 
 def test_identity_loss_by_hand():
     from models.generator.train import identity_loss, to_tanh
-    from models.verifier.train import load_branch
+    from models.verifier.net import load_branch
 
     import tempfile
 
@@ -287,7 +288,7 @@ def test_identity_loss_by_hand():
 
 def test_identity_loss_other_people_term_by_hand():
     from models.generator.train import identity_loss, to_tanh
-    from models.verifier.train import load_branch
+    from models.verifier.net import load_branch
 
     import tempfile
 
@@ -314,7 +315,7 @@ def test_identity_loss_other_people_term_by_hand():
 
 def test_identity_loss_triplet_term_by_hand():
     from models.generator.train import identity_loss, to_tanh
-    from models.verifier.train import load_branch
+    from models.verifier.net import load_branch
 
     import tempfile
 
@@ -344,7 +345,7 @@ def test_identity_loss_triplet_term_by_hand():
 
 def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file, tmp_path, capsys):
     from models.generator.train import identity_similarity
-    from models.verifier.train import load_branch
+    from models.verifier.net import load_branch
 
     vpath = _verifier_checkpoint(tmp_path / "verifier.pt", 48)
     common = dict(mode="ae", epochs=4, lr=3e-3, batch_size=3)
@@ -357,7 +358,7 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
     face = val.target > 0
     sims = {}
     for name in ("plain", "crop", "face"):
-        G = build_generator(load_checkpoint(tmp_path / name / "last.pt")).eval()
+        G = build_generator(load_checkpoint(tmp_path / name / "last.pt", "generator")).eval()
         pred8 = validate(G, val.color, val.target, (True, 0.1), val.distance_mm, 150.0, torch.device("cpu"))["pred8"]
         sims[name] = (identity_similarity(v, pred8, val.target, torch.device("cpu")),  # the crop as handed over
                       identity_similarity(v, pred8 * face, val.target, torch.device("cpu")))  # inside the true outline
@@ -366,7 +367,7 @@ def test_identity_loss_raises_the_identity_similarity_and_is_recorded(data_file,
     assert face_id[-1] < 0.8 * face_id[0]
     assert runs["crop"].history[-1]["val_id_similarity"] == pytest.approx(sims["crop"][0], abs=1e-4)
     assert "val_id_similarity" not in plain.history[-1]
-    ckpt = load_checkpoint(tmp_path / "face" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "face" / "last.pt", "generator")
     assert ckpt["data"]["id_verifier"]["file"] == "verifier.pt" and len(ckpt["data"]["id_verifier"]["sha256"]) == 64
     assert f"--id-verifier {vpath} --id-weight 1 --id-region face" in ckpt["train_config"]["command"]
     # bad combinations are one-line errors
@@ -408,7 +409,7 @@ def test_the_other_people_term_trains_and_is_recorded(data_file, tmp_path):
     assert row["train_id_others"] > 0
     assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_id"] + 0.25 * row["train_id_others"],
                                                 rel=1e-4)
-    ckpt = load_checkpoint(tmp_path / "neg" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "neg" / "last.pt", "generator")
     assert ckpt["data"]["id_verifier"]["threshold"] == -0.5
     assert "--id-region face --id-negatives 0.25" in ckpt["train_config"]["command"]
 
@@ -419,7 +420,7 @@ def test_the_margin_lowers_the_other_people_terms_bar(data_file, tmp_path):
     result = train(_cfg(data_file, tmp_path / "margin", mode="ae", epochs=1, batch_size=3, id_verifier=str(vpath),
                         id_weight=0.5, id_negatives=0.25, id_margin=1.5), progress=False)
     assert result.history[-1]["train_id_others"] > 0
-    ckpt = load_checkpoint(tmp_path / "margin" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "margin" / "last.pt", "generator")
     assert ckpt["data"]["id_verifier"]["threshold"] == 0.5 and ckpt["data"]["id_verifier"]["margin"] == 1.5
     assert "--id-region face --id-negatives 0.25 --id-margin 1.5" in ckpt["train_config"]["command"]
 
@@ -432,7 +433,7 @@ def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
     assert row["train_id_triplet"] > 0 and row["train_id_others"] == 0.0
     assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_id"] + 0.25 * row["train_id_triplet"],
                                                 rel=1e-4)
-    ckpt = load_checkpoint(tmp_path / "trip" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "trip" / "last.pt", "generator")
     assert ckpt["data"]["id_verifier"]["triplet_margin"] == 3.0
     assert "--id-region face --id-triplet 0.25 --id-triplet-margin 3" in ckpt["train_config"]["command"]
     capsys.readouterr()
@@ -447,7 +448,7 @@ def test_the_triplet_term_trains_and_is_recorded(data_file, tmp_path, capsys):
 
 def test_several_loss_verifiers_score_as_the_mean_of_their_cosines(data_file, tmp_path, capsys):
     from models.generator.train import identity_loss
-    from models.verifier.train import load_branch
+    from models.verifier.net import load_branch
     from models.verifier.net import BranchEnsemble
 
     a = _verifier_checkpoint(tmp_path / "a.pt", 48, seed=0, threshold=0.2)
@@ -467,7 +468,7 @@ def test_several_loss_verifiers_score_as_the_mean_of_their_cosines(data_file, tm
     assert twice["val_id_similarity"] == pytest.approx(once["val_id_similarity"], rel=1e-4)
     # two verifiers: both recorded; the other-people term's threshold is the mean of theirs
     train(_cfg(data_file, tmp_path / "pair", id_verifier=f"{a},{b}", id_negatives=0.25, **common), progress=False)
-    ckpt = load_checkpoint(tmp_path / "pair" / "last.pt")
+    ckpt = load_checkpoint(tmp_path / "pair" / "last.pt", "generator")
     record = ckpt["data"]["id_verifier"]
     assert record["file"] == "a.pt,b.pt" and [len(h) for h in record["sha256"].split(",")] == [64, 64]
     assert record["threshold"] == pytest.approx(0.3)

@@ -21,7 +21,8 @@ from models.verifier.runtime import (
 )
 from models.verifier.export import export_verifier
 from models.verifier.net import VerifierBranch, VerifierConfig
-from sensors.errors import FormatError, ModelError, VerificationError
+from models.common.errors import ModelError, VerificationError
+from sensors.errors import FormatError
 from verifier_toy import toy_depth_dataset
 
 CROP = {"size_px": 100, "window_x_mm": 240.0, "window_y_mm": 240.0, "half_range_mm": 150.0}

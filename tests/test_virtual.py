@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sensors.errors import ConfigError
-from sensors.frame import Extrinsics
+from sensors.geometry import Extrinsics
 from sensors.source import open_source, parse_uri
 from sensors.virtual import DEPTH_TO_COLOR, VirtualKinect, build_head, sample_identity
 from sensors.virtual.people import Identity

@@ -1,23 +1,24 @@
-"""The Qt window (PyQt5 + pyqtgraph): a thin view over the headless pipeline.
+"""The Qt window (PyQt5 + pyqtgraph): views of the Qt-free :class:`app.controller.Controller`.
 
-``run_gui(args, model_path)`` is what ``launch.py run`` calls without ``--headless``. Qt is
+``run_gui(cfg)`` is what ``launch.py run`` calls without ``--headless``. Qt is
 imported only inside it, so importing this package stays cheap and Qt-free.
 
-Modules: ``window`` (MainWindow: timer-driven display, source/model switching, record, enrol,
-snapshot, export, errors), ``panels`` (colour frame and depth crops), ``plots`` (metrics over
-time and their means), ``controls`` (toolbars and shortcuts), ``display`` (depth -> colour
-indices, Qt-free), ``session`` (per-frame log, CSV, snapshot files, Qt-free), ``settings``
-(what is remembered between runs).
+Modules: ``window`` (MainWindow: builds the views, wires the controls to the controller and
+its events to the views; timer-driven display, snapshot, export, errors), ``panels`` (colour
+frame and depth crops), ``plots`` (metrics over time and their means), ``controls`` (toolbars
+and shortcuts), ``display`` (depth -> colour indices, Qt-free), ``settings`` (what is
+remembered between runs).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from app.run_config import RunConfig
 
 #: an INI file to use instead of the user's settings (tests, screenshots, portable setups)
 SETTINGS_ENV = "FACEDEPTH_SETTINGS"
@@ -26,13 +27,13 @@ SCREENSHOT_TIMEOUT_S = 120.0
 SCREENSHOT_DEFAULT_FRAMES = 30
 
 
-def run_gui(args: argparse.Namespace, model_path: Path) -> int:
-    """Open the window on ``args.source`` with ``model_path``; with ``args.screenshot``, render
-    off-screen, save a PNG after ``args.max_frames`` frames (default 30) and exit.
+def run_gui(cfg: RunConfig) -> int:
+    """Open the window on ``cfg.source`` with ``cfg.model``; with ``cfg.screenshot``, render
+    off-screen, save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
 
     Returns 0, or 1 when a screenshot run ended with an error shown in the window.
     """
-    screenshot = getattr(args, "screenshot", None)
+    screenshot = cfg.screenshot
     if screenshot and "QT_QPA_PLATFORM" not in os.environ:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     import pyqtgraph as pg
@@ -40,7 +41,6 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
 
     from app.gui.settings import AppSettings
     from app.gui.window import MainWindow
-    from app.run_command import DEFAULT_VERIFIER
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     _quiet_known_qt_noise()
@@ -53,15 +53,13 @@ def run_gui(args: argparse.Namespace, model_path: Path) -> int:
         settings = AppSettings(Path(tmp_settings.name) / "settings.ini")
     else:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
-    source = args.source if screenshot else initial_source(args.source, settings)
-    verifier = Path(args.verifier) if getattr(args, "verifier", None) else DEFAULT_VERIFIER
-    second = Path(args.second_model) if getattr(args, "second_model", None) else None
-    frames = args.max_frames if args.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
-    window = MainWindow(model_path, source, settings, second_model=second, verifier_path=verifier,
+    source = cfg.source if screenshot else initial_source(cfg.source, settings)
+    frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
+    window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
                         max_frames=frames)
     try:
         if screenshot:
-            return _screenshot(app, window, Path(screenshot), frames)
+            return _screenshot(app, window, screenshot, frames)
         window.show()
         app.exec_()
         return 0
@@ -90,10 +88,10 @@ def _quiet_known_qt_noise() -> None:
 def initial_source(source_arg: str, settings: Any) -> str:
     """The source the window opens: ``--source`` when given, else the last one used.
 
-    ``source_arg`` is ``args.source``; argparse hands over its default object itself when the
-    option is absent, which is how "not given" is told from an explicit ``--source virtual:``.
+    ``source_arg`` is ``RunConfig.source``; argparse hands over its default object itself when
+    the option is absent, which is how "not given" is told from an explicit ``--source virtual:``.
     """
-    from app.run_command import DEFAULT_SOURCE
+    from app.run_config import DEFAULT_SOURCE
 
     if source_arg is DEFAULT_SOURCE:
         return settings.last_source() or source_arg
@@ -110,14 +108,15 @@ def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
     deadline = time.monotonic() + SCREENSHOT_TIMEOUT_S
     while time.monotonic() < deadline:
         QtWidgets.QApplication.processEvents()
-        p = w.pipeline
+        p = w.controller.pipeline
         if w.stream_done() or (p.frames_processed >= frames and p.latest() is w.last_shown):
             break
         time.sleep(0.002)
-    w.set_playing(False)
+    w.controller.set_playing(False)
     ok = w.save_screenshot(path)
     error = w.banner.text if w.banner.kind == "error" else ""
-    processed = w.pipeline.frames_processed if w.pipeline is not None else 0
+    p = w.controller.pipeline
+    processed = p.frames_processed if p is not None else 0
     shown = w.panels.frames_shown
     if not ok:
         sys.stderr.write(f"launch.py run: error: could not write the screenshot {path}\n")

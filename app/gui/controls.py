@@ -2,7 +2,7 @@
 
 Built as toolbars of QActions, so every control has a keyboard shortcut where it makes sense
 and the toolbars' placement is saved with the window layout. The controls only emit intents;
-:class:`app.gui.window.MainWindow` acts on them.
+:class:`app.gui.window.MainWindow` passes them to :class:`app.controller.Controller`.
 """
 from __future__ import annotations
 
@@ -42,18 +42,6 @@ def guess_uri(path: str | Path) -> str:
             or any(p.glob("*/*/data.json")):
         return f"pandora:{p}"
     return f"images:{p}"
-
-
-def is_generator_file(path: str | Path) -> bool:
-    """Whether an .onnx file is a depth generator (its metadata marks it so; the verifier and
-    other ONNX files in the same folder are not offered as models)."""
-    import mmap
-
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return data.find(b"facedepth.format") >= 0
-    except (OSError, ValueError):
-        return False
 
 
 def _action(parent: QtWidgets.QWidget, text: str, tip: str, key: str | None = None,

@@ -1,7 +1,7 @@
 """Running plots over time (the six delta accuracies, L1 in mm, the verification scores) and a
 table of the latest value, the sliding-window mean and the session mean of each.
 
-Refreshed from the window's timer at about 10 Hz from :class:`app.gui.session.SessionLog`;
+Refreshed from the window's timer at about 10 Hz from :class:`app.session.SessionLog`;
 the curves are built once and only get new data.
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from app.gui.session import DELTA_KEYS, SessionLog
+from app.session import SessionLog
+from models.metrics import DELTA_KEYS
 
 HISTORY_FRAMES = 300
 #: the x axis scrolls in steps of this many frames, so the axes are redrawn only now and then

@@ -59,8 +59,8 @@ class AppSettings:
     # -- output folder (snapshots, recordings, CSV) -----------------------------------------
     def output_dir(self) -> Path:
         """Where recordings, snapshots, enrolments and exports go: the project's data folder
-        (``sensors.recording.data_dir()``) unless the user chose another."""
-        from sensors.recording import data_dir
+        (``sensors.paths.data_dir()``) unless the user chose another."""
+        from sensors.paths import data_dir
 
         v = self._q.value("output/dir")
         return Path(str(v)) if v else data_dir()

@@ -1,59 +1,40 @@
-"""The main window: a thin view over :class:`app.pipeline.Pipeline`.
+"""The main window: views of :class:`app.controller.Controller`, and the wiring between them.
 
 A QTimer polls ``pipeline.latest()`` and pushes the newest result into panels built once;
-frames never travel through Qt signals. Everything that must see every frame (the metric log,
-the recorder, enrolment) hangs on ``Pipeline.on_result`` and runs on the inference thread,
-guarded so that nothing it does can stop the pipeline. Errors (a source that cannot open or
-stops, an unreadable file, a bad model) are shown in a banner in plain words; the window keeps
-running and offers to reconnect or pick another source.
+frames never travel through Qt signals. The controller owns the state (source, models,
+recording, enrolment); the window subscribes to its events and updates the widgets, handing
+events that come from the pipeline's threads over to the Qt thread through a signal. Errors
+(a source that cannot open or stops, an unreadable file, a bad model) are shown in a banner in
+plain words; the window keeps running and offers to reconnect or pick another source.
 """
 from __future__ import annotations
 
 import collections
-import sys
-import threading
 import time
-import traceback
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from app.gui.controls import ModelBar, PlaybackBar, SourceBar, is_generator_file
+from app import controller as ctl
+from app.controller import Controller, plain_words
+from app.gui.controls import ModelBar, PlaybackBar, SourceBar
 from app.gui.panels import ImagePanels
 from app.gui.plots import MetricsPlots
-from app.gui.session import SessionLog, write_snapshot_data
 from app.gui.settings import AppSettings
 from app.pipeline import FrameResult, Pipeline
-from sensors.errors import FacedepthError, FormatError, ModelError, SensorError
+from app.session import write_snapshot_data
+from models.common.errors import ModelError
+from models.generator.runtime import is_generator
+from sensors.errors import FacedepthError, FormatError, SensorError
 from sensors.source import SeekableSource, Source, open_source
 
 TICK_MS = 8            # display poll interval: well under a 30 Hz frame period
 PLOT_PERIOD_S = 0.1    # plots and the numbers table at about 10 Hz
 STATUS_PERIOD_S = 0.25
-ENROL_FRAMES = 30
-STOP_TIMEOUT_S = 2.0
-
-
-def _report_unexpected(exc: BaseException) -> None:
-    """A failure that is not one of the project's errors is a bug or a missing piece: the
-    window shows it in one line, the terminal gets the traceback."""
-    if not isinstance(exc, (FacedepthError, OSError, ImportError)):
-        traceback.print_exception(exc, file=sys.stderr)
-
-
-def _plain(exc: BaseException) -> str:
-    """An exception as one line of plain words (FacedepthError messages already are)."""
-    if isinstance(exc, FacedepthError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return f"{where}{exc.strerror or exc}"
-    if isinstance(exc, ImportError):
-        return f"a module it needs is not installed ({exc})"
-    return f"{type(exc).__name__}: {exc}"
+STATUS_KEYS = ("source", "model", "provider", "fps", "latency", "dropped", "recording")
 
 
 class ErrorBanner(QtWidgets.QFrame):
@@ -102,6 +83,9 @@ class ErrorBanner(QtWidgets.QFrame):
 class MainWindow(QtWidgets.QMainWindow):
     """The app's window. ``source_uri`` is opened at once (a failure is shown, not raised)."""
 
+    #: a controller event, delivered on the Qt thread (queued when emitted from another thread)
+    _event_arrived = QtCore.pyqtSignal(object)
+
     def __init__(self, model_path: Path, source_uri: str, settings: AppSettings,
                  second_model: Path | None = None, verifier_path: Path | None = None,
                  output_dir: Path | None = None, max_frames: int | None = None,
@@ -110,32 +94,11 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.setWindowTitle("facedepth")
         self.settings = settings
-        self.output_dir = Path(output_dir) if output_dir else settings.output_dir()
         self.max_frames = max_frames
-        self.model_path = Path(model_path)
-        self.second_path: Path | None = Path(second_model) if second_model else None
-        self.compare = second_model is not None
+        self.controller = Controller(model_path, Path(output_dir) if output_dir else settings.output_dir(),
+                                     second_model=second_model, verifier_path=verifier_path,
+                                     source_opener=source_opener)
         self.use_recorded = False
-        self._generators: dict[str, Any] = {}
-        self.verifier = None
-        self.verifier_error: str | None = None
-        self.source: Source | None = None
-        self.source_uri = source_uri
-        self.source_opener = source_opener
-        self.pipeline: Pipeline | None = None
-        self.log: SessionLog | None = None
-        self.enrolment = None
-        self.playing = True
-        self.recorder: Any = None
-        self.recording_path: Path | None = None
-        self._rec_lock = threading.Lock()
-        self._rec_error: str | None = None
-        self._enrol_lock = threading.Lock()
-        self._enrol_crops: list[np.ndarray] | None = None
-        self._enrol_name = ""
-        self._enrol_kind = ""
-        self._enrol_target = ENROL_FRAMES
-        self._done: tuple[FrameResult | None, int] = (None, 0)
         self.last_shown: FrameResult | None = None  # the result on screen
         self._finish_handled = False
         self._show_times: collections.deque[float] = collections.deque(maxlen=60)
@@ -145,11 +108,30 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closed = False
         self.results_seen = 0
 
-        # -- widgets ------------------------------------------------------------------------
+        self._build_central()
+        self._build_plots_dock()
+        self._build_toolbars()
+        self._build_status_bar()
+        self.offered_models = _generators_in(model_dir or self.controller.model_path.parent)
+        self.model_bar.set_models(self.offered_models, self.controller.model_path, self.controller.second_path)
+        self.model_bar.compare.setChecked(self.controller.compare)
+        self.source_bar.set_sources(source_uri, settings.recent_sources())
+        self._restore_layout()
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self._connect_controls()
+        self._subscribe()
+        self._show_verifier()
+        self.controller.reload_enrolment(settings.last_enrolment())
+        self.open_source(source_uri)
+        self.timer.start(TICK_MS)
+
+    # -- building the views ----------------------------------------------------------------------
+    def _build_central(self) -> None:
+        """The error banner, the synthetic-only note and the image panels."""
         self.panels = ImagePanels()
-        self.panels.face_clicked.connect(self.select_face)
         self.banner = ErrorBanner()
-        self.banner.reconnect_clicked.connect(self.reconnect)
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -164,6 +146,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.addWidget(self.panels, 1)
         self.setCentralWidget(central)
 
+    def _build_plots_dock(self) -> None:
         self.plots = MetricsPlots()
         self.plots_dock = QtWidgets.QDockWidget("Metrics over time", self)
         self.plots_dock.setObjectName("metrics_dock")
@@ -171,31 +154,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plots_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetMovable | QtWidgets.QDockWidget.DockWidgetFloatable)
         self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, self.plots_dock)
 
+    def _build_toolbars(self) -> None:
         self.source_bar = SourceBar(self)
-        self.source_bar.open_requested.connect(self.open_source)
-        self.source_bar.reconnect_action.triggered.connect(self.reconnect)
         self.model_bar = ModelBar(self)
-        self.model_bar.model_chosen.connect(lambda p: self.set_model(Path(p)))
-        self.model_bar.second_model_chosen.connect(lambda p: self.set_second_model(Path(p)))
-        self.model_bar.compare_toggled.connect(self.set_compare)
-        self.model_bar.recorded_toggled.connect(self.set_use_recorded)
         self.playback = PlaybackBar(self)
-        self.playback.play_action.triggered.connect(self.toggle_play)
-        self.playback.step_action.triggered.connect(self.step)
-        self.playback.seek_requested.connect(self.seek)
-        self.playback.record_action.triggered.connect(self._record_clicked)
-        self.playback.enrol_action.triggered.connect(self._enrol_clicked)
-        self.playback.snapshot_action.triggered.connect(self._snapshot_clicked)
-        self.playback.export_action.triggered.connect(self._export_clicked)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.source_bar)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.model_bar)
         self.addToolBarBreak(QtCore.Qt.TopToolBarArea)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.playback)
 
-        # status bar: source, model, provider, fps, latency, dropped, recording, synthetic note
+    def _build_status_bar(self) -> None:
+        """Source, model, provider, fps, latency, dropped, recording; verification on the right."""
         sb = self.statusBar()
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
-        for key in ("source", "model", "provider", "fps", "latency", "dropped", "recording"):
+        for key in STATUS_KEYS:
             label = QtWidgets.QLabel("")
             label.setContentsMargins(6, 0, 6, 0)
             self.status_labels[key] = label
@@ -204,198 +176,112 @@ class MainWindow(QtWidgets.QMainWindow):
         self.verification_label = QtWidgets.QLabel("")
         sb.addPermanentWidget(self.verification_label)
 
-        model_dir = model_dir or self.model_path.parent
-        self.offered_models = ([p for p in sorted(model_dir.glob("*.onnx")) if is_generator_file(p)]
-                               if model_dir.is_dir() else [])
-        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
-        self.model_bar.compare.setChecked(self.compare)
-        self.source_bar.set_sources(source_uri, settings.recent_sources())
+    def _restore_layout(self) -> None:
         self.resize(1440, 900)
-        geometry, state = settings.geometry(), settings.state()
+        geometry, state = self.settings.geometry(), self.settings.state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._default_layout = state is None
         if state is not None:
             self.restoreState(state)
 
-        self.timer = QtCore.QTimer(self)
-        self.timer.setTimerType(QtCore.Qt.PreciseTimer)
-        self.timer.timeout.connect(self._tick)
+    def _connect_controls(self) -> None:
+        """The controls' intents go to the controller (or to the window's own actions)."""
+        c = self.controller
+        self.panels.face_clicked.connect(c.select_face)
+        self.banner.reconnect_clicked.connect(self.reconnect)
+        self.source_bar.open_requested.connect(self.open_source)
+        self.source_bar.reconnect_action.triggered.connect(self.reconnect)
+        self.model_bar.model_chosen.connect(lambda p: c.set_model(Path(p)))
+        self.model_bar.second_model_chosen.connect(lambda p: c.set_second_model(Path(p)))
+        self.model_bar.compare_toggled.connect(self._compare_toggled)
+        self.model_bar.recorded_toggled.connect(self._recorded_toggled)
+        self.playback.play_action.triggered.connect(lambda: c.set_playing(not c.playing))
+        self.playback.step_action.triggered.connect(c.step)
+        self.playback.seek_requested.connect(c.seek)
+        self.playback.record_action.triggered.connect(self._record_clicked)
+        self.playback.enrol_action.triggered.connect(self._enrol_clicked)
+        self.playback.snapshot_action.triggered.connect(self._snapshot_clicked)
+        self.playback.export_action.triggered.connect(self._export_clicked)
 
-        self._load_verifier(verifier_path)
-        self._reload_enrolment()
-        self.open_source(source_uri)
-        self.timer.start(TICK_MS)
+    def _subscribe(self) -> None:
+        """Controller events reach :meth:`_on_event` on the Qt thread: directly when emitted
+        there, queued when emitted on the pipeline's inference thread."""
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ctl.Notice: self._on_notice,
+            ctl.SourceOpened: self._on_source_opened,
+            ctl.SourceClosed: self._on_source_closed,
+            ctl.PipelineReady: self._on_pipeline_ready,
+            ctl.PipelineRestarted: self._on_pipeline_restarted,
+            ctl.PlayingChanged: self._on_playing_changed,
+            ctl.Seeked: lambda _e: self._hide_info(),
+            ctl.ModelsChanged: self._on_models_changed,
+            ctl.RecordingStarted: lambda _e: self._show_recording(True),
+            ctl.RecordingStopped: lambda _e: self._show_recording(False),
+            ctl.RecordingFailed: lambda e: self.controller.stop_recording(failure=e.error),
+            ctl.EnrolmentCollected: lambda _e: self.controller.finish_enrolment(),
+            ctl.Enrolled: lambda e: self.settings.set_last_enrolment(e.path),
+        }
+        self._event_arrived.connect(self._on_event)
+        self.controller.events.subscribe(self._event_arrived.emit)
 
-    # -- models -------------------------------------------------------------------------------
-    def _generator(self, path: Path) -> Any:
-        key = str(Path(path).resolve())
-        if key not in self._generators:
-            from app.headless import load_generators
-
-            self._generators[key] = load_generators([Path(path)])[0]
-        return self._generators[key]
-
-    def _load_verifier(self, path: Path | None) -> None:
-        from app.headless import load_verifier
-
-        try:
-            self.verifier = load_verifier(path)
-        except (FacedepthError, OSError) as exc:
-            self.verifier = None
-            self.verifier_error = _plain(exc)
-        self.playback.enrol_action.setEnabled(self.verifier is not None)
-        if self.verifier is None:
+    def _show_verifier(self) -> None:
+        verifier = self.controller.verifier
+        self.playback.enrol_action.setEnabled(verifier is not None)
+        if verifier is None:
             self.playback.enrol_action.setToolTip("Enrol: no face verifier is loaded")
-        self.plots.set_threshold(getattr(self.verifier, "threshold", None))
+        self.plots.set_threshold(getattr(verifier, "threshold", None))
 
-    def _reload_enrolment(self) -> None:
-        """Reload the last enrolment when it belongs to the verifier in use (else leave it)."""
-        path = self.settings.last_enrolment()
-        if self.verifier is None or path is None or not path.is_file():
-            return
-        from models.verifier.runtime import Enrolment
+    # -- controller events --------------------------------------------------------------------------
+    def _on_event(self, event: object) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
 
-        try:
-            self.enrolment = Enrolment.load(path, self.verifier)
-        except FacedepthError as exc:
-            self._show_info(f"The last enrolment was not reloaded: {_plain(exc)}")
+    def _on_notice(self, e: ctl.Notice) -> None:
+        self.banner.show_message(e.text, e.kind, e.reconnect)
 
-    def _current_generators(self) -> list[Any]:
-        gens = [self._generator(self.model_path)]
-        if self.compare and self.second_path is not None:
-            gens.append(self._generator(self.second_path))
-        return gens
-
-    def set_model(self, path: Path) -> bool:
-        """Use another main model; on failure the message is shown and the old model stays."""
-        old = self.model_path
-        self.model_path = Path(path)
-        ok = self._rebuild()
-        if not ok:
-            message = self.banner.text
-            self.model_path = old
-            self._rebuild()
-            self._show_error(message)  # the old model runs again; the failure stays in view
-        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
-        return ok
-
-    def set_second_model(self, path: Path) -> bool:
-        old = self.second_path
-        self.second_path = Path(path)
-        if not self.compare:
-            return True
-        ok = self._rebuild()
-        if not ok:
-            message = self.banner.text
-            self.second_path = old
-            self._rebuild()
-            self._show_error(message)
-        self.model_bar.set_models(self.offered_models, self.model_path, self.second_path)
-        return ok
-
-    def set_compare(self, on: bool) -> None:
-        """Show a second model's prediction beside the first."""
-        if on and self.second_path is None:
-            chosen = self.model_bar.second_path()
-            self.second_path = Path(chosen) if chosen else None
-        self.compare = bool(on) and self.second_path is not None
-        self.panels.set_second_visible(self.compare)
-        if self.source is not None:
-            self._rebuild()
-
-    def set_use_recorded(self, on: bool) -> None:
-        """On replay of a recording made by the app: show the recorded prediction."""
-        self.use_recorded = bool(on)
-
-    # -- sources -------------------------------------------------------------------------------
-    def open_source(self, uri: str) -> bool:
-        """Close the current source and open ``uri``; on failure show why and keep running."""
-        self._teardown()
-        self.source_uri = uri
-        self.status_labels["source"].setText(f"source: {uri}")
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
-        try:
-            self.source = self.source_opener(uri)
-        except Exception as exc:  # noqa: BLE001 - whatever a source raises is shown, never a crash
-            _report_unexpected(exc)
-            self.source = None
-            self._show_error(f"Could not open the source: {_plain(exc)}. Pick another source, "
-                             "or press Reconnect once it is plugged in or fixed.", reconnect=True)
-            return False
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.settings.remember_source(uri)
-        self.source_bar.set_sources(uri, self.settings.recent_sources())
-        seekable = isinstance(self.source, SeekableSource)
-        self.playback.set_length(len(self.source) if seekable else None)  # type: ignore[arg-type]
-        has_recorded = _has_recorded_predictions(self.source)
-        self.model_bar.recorded.setEnabled(has_recorded)
-        if not has_recorded:
+    def _on_source_opened(self, e: ctl.SourceOpened) -> None:
+        self.settings.remember_source(e.uri)
+        self.source_bar.set_sources(e.uri, self.settings.recent_sources())
+        self.playback.set_length(e.length)
+        self.model_bar.recorded.setEnabled(e.has_recorded_predictions)
+        if not e.has_recorded_predictions:
             self.model_bar.recorded.setChecked(False)
         self.banner.hide()
-        return self._rebuild()
 
-    def reconnect(self) -> bool:
-        """Open the current source again (after an unplug, a fixed file, a driver install)."""
-        return self.open_source(self.source_uri)
-
-    def _teardown(self) -> None:
-        """Stop the pipeline, finish any recording and close the source."""
-        self.stop_recording()
-        with self._enrol_lock:
-            self._enrol_crops = None
-        if self.pipeline is not None:
-            self.pipeline.stop(STOP_TIMEOUT_S)
-            self.pipeline.on_result.clear()
-            self.pipeline = None
-        if self.source is not None:
-            try:
-                self.source.close()
-            except (FacedepthError, OSError) as exc:
-                self._show_error(f"Closing the source failed: {_plain(exc)}")
-            self.source = None
+    def _on_source_closed(self, _e: ctl.SourceClosed) -> None:
         self.last_shown = None
         self._finish_handled = False
 
-    def _rebuild(self) -> bool:
-        """(Re)build the pipeline over the open source with the chosen models."""
-        if self.source is None:
-            return False
-        if self.pipeline is not None:
-            self.stop_recording()
-            self.pipeline.stop(STOP_TIMEOUT_S)
-            self.pipeline.on_result.clear()
-            self.pipeline = None
-        try:
-            gens = self._current_generators()
-            pipeline = Pipeline(self.source, gens, verifier=self.verifier)
-        except Exception as exc:  # noqa: BLE001 - a bad model is shown, never a crash
-            _report_unexpected(exc)
-            self._show_error(f"Could not load the model: {_plain(exc)}. Choose another model.")
-            return False
-        pipeline.enrolment = self.enrolment
-        self.log = SessionLog([g.name for g in gens], threshold=getattr(self.verifier, "threshold", None),
-                              enrolment_label=self.enrolment.label if self.enrolment else None)
-        pipeline.on_result.append(self._on_result)
-        self.pipeline = pipeline
+    def _on_pipeline_ready(self, e: ctl.PipelineReady) -> None:
         self._finish_handled = False
         if self.banner.kind == "error":
             self.banner.hide()  # whatever failed before, this source and model now run
         self.plots.clear()
-        self.panels.set_second_visible(len(gens) > 1)
-        names = " vs ".join(g.name for g in gens)
-        self.status_labels["model"].setText(f"model: {names}")
-        provider = str(getattr(gens[0], "provider", "?")).replace("ExecutionProvider", "")
-        self.status_labels["provider"].setText(f"on {provider}")
-        info = getattr(gens[0], "info", None)
-        self.synthetic_note.setVisible(bool(getattr(info, "synthetic_only", False)))
-        if not self.playing:
-            pipeline.pause()
-            pipeline.request_step()  # paused: still show a frame of the new source or model
-        pipeline.start()
-        self.playback.set_playing(self.playing)
-        return True
+        self.panels.set_second_visible(len(e.model_names) > 1)
+        self.status_labels["model"].setText(f"model: {' vs '.join(e.model_names)}")
+        self.status_labels["provider"].setText(f"on {e.provider}")
+        self.synthetic_note.setVisible(e.synthetic_only)
+        self.playback.set_playing(e.playing)
+
+    def _on_pipeline_restarted(self, _e: ctl.PipelineRestarted) -> None:
+        self._finish_handled = False
+        self._hide_info()
+
+    def _on_playing_changed(self, e: ctl.PlayingChanged) -> None:
+        self.playback.set_playing(e.playing)
+        if e.playing:
+            self._hide_info()
+
+    def _on_models_changed(self, e: ctl.ModelsChanged) -> None:
+        self.model_bar.set_models(self.offered_models, e.model_path, e.second_path)
+
+    def _show_recording(self, on: bool) -> None:
+        self.panels.set_recording(on)
+        self.playback.record_action.setChecked(on)
+        self.playback.record_action.setText("\u25a0 Stop recording" if on else "\u25cf Record")
+        self._update_status()
 
     def _show_error(self, text: str, reconnect: bool = False) -> None:
         self.banner.show_message(text, "error", reconnect)
@@ -403,54 +289,71 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_info(self, text: str) -> None:
         self.banner.show_message(text, "info", False)
 
-    # -- the inference thread's hook --------------------------------------------------------------
-    def _on_result(self, result: FrameResult) -> None:
-        """Runs on the pipeline's inference thread for every processed frame."""
-        self._done = (result, time.monotonic_ns())
-        log = self.log
-        if log is not None:
-            log.add(result)
-        with self._rec_lock:
-            if self.recorder is not None:
-                try:
-                    m = result.models[0] if result.models else None
-                    self.recorder.write(result.frame,
-                                        prediction_depth8=None if m is None else m.pred8,
-                                        metrics=None if m is None else m.metrics)
-                except (FacedepthError, OSError) as exc:
-                    self._rec_error = _plain(exc)
-        with self._enrol_lock:
-            if self._enrol_crops is not None and result.models and len(self._enrol_crops) < self._enrol_target:
-                m = result.models[0]
-                crop = m.true8 if self._enrol_kind == "true-depth" else m.pred8
-                if crop is not None:
-                    self._enrol_crops.append(crop)
+    def _hide_info(self) -> None:
+        if self.banner.kind == "info":
+            self.banner.hide()
+
+    # -- the controls' own actions ------------------------------------------------------------------
+    def open_source(self, uri: str) -> bool:
+        """Close the current source and open ``uri``; on failure show why and keep running."""
+        self.status_labels["source"].setText(f"source: {uri}")
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
+        try:
+            return self.controller.open_source(uri)
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+
+    def reconnect(self) -> bool:
+        """Open the current source again (after an unplug, a fixed file, a driver install)."""
+        return self.open_source(self.controller.source_uri)
+
+    def _compare_toggled(self, on: bool) -> None:
+        chosen = self.model_bar.second_path()
+        self.controller.set_compare(on, Path(chosen) if chosen else None)
+        self.panels.set_second_visible(self.controller.compare)
+
+    def _recorded_toggled(self, on: bool) -> None:
+        """On replay of a recording made by the app: show the recorded prediction."""
+        self.use_recorded = bool(on)
+
+    def _record_clicked(self) -> None:
+        if self.controller.recording:
+            self.controller.stop_recording()
+        else:
+            self.controller.start_recording()
+        self.playback.record_action.setChecked(self.controller.recording)
+
+    def _enrol_clicked(self) -> None:
+        name, ok = QtWidgets.QInputDialog.getText(self, "Enrol", "Name of the person in view:")
+        if ok and name.strip():
+            self.controller.enrol(name.strip())
 
     # -- the display timer --------------------------------------------------------------------------
     def _tick(self) -> None:
-        pipeline = self.pipeline
+        c = self.controller
+        pipeline = c.pipeline
         now = time.monotonic()
         if pipeline is not None:
             result = pipeline.latest()
             if result is not None and result is not self.last_shown:
                 self._display(result)
-            if self.max_frames is not None and pipeline.frames_processed >= self.max_frames and self.playing:
-                self.set_playing(False)
+            if self.max_frames is not None and pipeline.frames_processed >= self.max_frames and c.playing:
+                c.set_playing(False)
             if pipeline.finished.is_set() and not self._finish_handled and pipeline.latest() is self.last_shown:
                 self._on_finished(pipeline)
-        self._finish_enrolment_if_ready()
         if now >= self._next_plot:
             self._next_plot = now + PLOT_PERIOD_S
-            if self.log is not None:
-                self.plots.refresh(self.log)
+            if c.log is not None:
+                self.plots.refresh(c.log)
         if now >= self._next_status:
             self._next_status = now + STATUS_PERIOD_S
             self._update_status()
 
     def _display(self, result: FrameResult) -> None:
+        source = self.controller.source
         predictions = None
-        if self.use_recorded and self.source is not None:
-            getter = getattr(self.source, "recorded_prediction", None)
+        if self.use_recorded and source is not None:
+            getter = getattr(source, "recorded_prediction", None)
             if getter is not None:
                 recorded = getter(result.frame)
                 predictions = [recorded]
@@ -458,35 +361,34 @@ class MainWindow(QtWidgets.QMainWindow):
                   for i, m in enumerate(result.models)]
         self.panels.show(result, predictions, labels)
         self.last_shown = result
-        done, done_ns = self._done
+        done, done_ns = self.controller.last_processed
         now_ns = time.monotonic_ns()
         extra_ms = (now_ns - done_ns) / 1e6 if done is result else 0.0
         self._latencies_ms.append(result.latency_ms + extra_ms)
         self._show_times.append(time.monotonic())
         self.results_seen += 1
-        if isinstance(self.source, SeekableSource):
-            length = len(self.source)
-            self.playback.set_position(min(max(self.source.position - 1, 0), length - 1), length)
+        if isinstance(source, SeekableSource):
+            length = len(source)
+            self.playback.set_position(min(max(source.position - 1, 0), length - 1), length)
 
     def stream_done(self) -> bool:
         """True once the stream ended or failed and its last result is on screen."""
-        p = self.pipeline
+        p = self.controller.pipeline
         return p is None or (p.finished.is_set() and p.latest() is self.last_shown)
 
     def _on_finished(self, pipeline: Pipeline) -> None:
         self._finish_handled = True
         if isinstance(pipeline.error, ModelError):
-            self._show_error(f"The model failed: {_plain(pipeline.error)}. Choose another model, or press "
+            self._show_error(f"The model failed: {plain_words(pipeline.error)}. Choose another model, or press "
                              "Reconnect to try again.", reconnect=True)
         elif isinstance(pipeline.error, (SensorError, FormatError)):
-            self._show_error(f"The source stopped: {_plain(pipeline.error)}. Press Reconnect, or pick "
+            self._show_error(f"The source stopped: {plain_words(pipeline.error)}. Press Reconnect, or pick "
                              "another source.", reconnect=True)
         elif pipeline.error is not None:
-            self._show_error(f"Processing stopped: {_plain(pipeline.error)}. Press Reconnect to start "
+            self._show_error(f"Processing stopped: {plain_words(pipeline.error)}. Press Reconnect to start "
                              "again, or pick another source or model.", reconnect=True)
-        elif isinstance(self.source, SeekableSource):
-            self.playing = False
-            self.playback.set_playing(False)
+        elif isinstance(self.controller.source, SeekableSource):
+            self.controller.set_playing(False)
             self._show_info("End of the recording: seek, or press Play to start again.")
         else:
             self._show_info("The source ended. Pick another source or press Reconnect.")
@@ -506,7 +408,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return float(np.median(self._latencies_ms)) if self._latencies_ms else None
 
     def _update_status(self) -> None:
-        p = self.pipeline
+        c = self.controller
+        p = c.pipeline
         self.status_labels["fps"].setText(f"{self.fps():.1f} fps")
         latency = self.latency_ms()
         if latency is not None:
@@ -518,199 +421,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_labels["dropped"].setToolTip(
                 f"{p.dropped} frames replaced by newer ones before inference; {not_shown} processed "
                 "but replaced before the display could draw them")
-        with self._rec_lock:
-            rec, rec_error = self.recorder, self._rec_error
-        if rec is not None and rec_error is None and getattr(rec, "error", None) is not None:
-            rec_error = _plain(rec.error)  # the writer thread stopped (e.g. the disk is full)
+        rec = c.recording_status()
         if rec is not None:
-            dropped = getattr(rec, "frames_dropped", 0)
             self.status_labels["recording"].setText(
-                f"\u25cf REC {self.recording_path.name if self.recording_path else ''}: "
-                f"{getattr(rec, 'frames_written', 0)} frames" + (f", {dropped} dropped" if dropped else ""))
+                f"\u25cf REC {rec.path.name}: {rec.frames_written} frames"
+                + (f", {rec.frames_dropped} dropped" if rec.frames_dropped else ""))
         else:
             self.status_labels["recording"].setText("")
-        if rec_error:
-            self._rec_error = None
-            path = self.stop_recording()
-            self._show_error(f"Recording failed: {rec_error}. The frames written so far are kept in {path}.")
-        if self.log is not None and self.verifier is not None:
-            self.verification_label.setText(self.log.verification_text())
-        elif self.verifier is None:
+        c.check_recording()
+        if c.log is not None and c.verifier is not None:
+            self.verification_label.setText(c.log.verification_text())
+        elif c.verifier is None:
             self.verification_label.setText("verification: off (no verifier)")
-            self.verification_label.setToolTip(self.verifier_error or "no verifier.onnx was found")
-
-    # -- playback --------------------------------------------------------------------------------------
-    def set_playing(self, playing: bool) -> None:
-        self.playing = bool(playing)
-        p = self.pipeline
-        if p is not None:
-            if self.playing:
-                if p.finished.is_set() and p.error is None and isinstance(self.source, SeekableSource):
-                    self._restart(0 if self.source.position >= len(self.source) else None)
-                p = self.pipeline
-                p.resume()
-            else:
-                p.pause()
-        self.playback.set_playing(self.playing)
-        if self.playing and self.banner.kind == "info":
-            self.banner.hide()
-
-    def toggle_play(self) -> None:
-        self.set_playing(not self.playing)
-
-    def step(self) -> None:
-        """While paused: one more frame."""
-        if self.playing:
-            self.set_playing(False)
-            return
-        p = self.pipeline
-        if p is None:
-            return
-        if p.finished.is_set() and p.error is None and isinstance(self.source, SeekableSource):
-            if self.source.position >= len(self.source):
-                return
-            self._restart(None)
-            p = self.pipeline
-        p.request_step()
-
-    def seek(self, index: int) -> None:
-        """Jump to frame ``index`` of a recording or dataset (shown even while paused)."""
-        p = self.pipeline
-        if p is None or not isinstance(self.source, SeekableSource):
-            return
-        if p.finished.is_set() and p.error is None:
-            self._restart(index)
-            return
-        p.seek(index)
-        if self.banner.kind == "info":
-            self.banner.hide()
-
-    def _restart(self, seek_to: int | None) -> None:
-        """Restart the threads of a pipeline that reached the end of a recording."""
-        p = self.pipeline
-        assert p is not None
-        p.stop(STOP_TIMEOUT_S)
-        p.pause()
-        if seek_to is not None:
-            p.seek(seek_to)
-        if self.playing:
-            p.resume()
-        self._finish_handled = False
-        p.start()
-        if self.banner.kind == "info":
-            self.banner.hide()
-
-    def select_face(self, u: float, v: float) -> None:
-        """Track the face at colour pixel (u, v) when several are in view."""
-        p = self.pipeline
-        if p is None:
-            return
-        select = getattr(p.locator, "select", None)
-        if select is not None:
-            select((u, v))
-
-    # -- recording ---------------------------------------------------------------------------------------
-    def _record_clicked(self) -> None:
-        if self.recorder is None:
-            self.start_recording()
-        else:
-            self.stop_recording()
-
-    def start_recording(self, path: Path | None = None) -> Path | None:
-        """Record the source with predictions and metrics to MCAP (in the output folder)."""
-        if self.pipeline is None:
-            self.playback.record_action.setChecked(False)
-            return None
-        from sensors.recording import Recorder, default_recording_path
-
-        if path is None:
-            path = default_recording_path(self.output_dir / "recordings")
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            recorder = Recorder(path, source_info=self.source.describe() if self.source else None)
-        except (FacedepthError, OSError) as exc:
-            self._show_error(f"Could not start recording: {_plain(exc)}")
-            self.playback.record_action.setChecked(False)
-            return None
-        with self._rec_lock:
-            self.recorder = recorder
-            self.recording_path = path
-        self.panels.set_recording(True)
-        self.playback.record_action.setChecked(True)
-        self.playback.record_action.setText("\u25a0 Stop recording")
-        self._update_status()
-        return path
-
-    def stop_recording(self) -> Path | None:
-        """Finish the recording (every accepted frame is written before this returns)."""
-        with self._rec_lock:
-            rec, path = self.recorder, self.recording_path
-            self.recorder = None
-        if rec is None:
-            return None
-        try:
-            rec.close()
-        except (FacedepthError, OSError) as exc:
-            self._show_error(f"Finishing the recording failed: {_plain(exc)}")
-        self.panels.set_recording(False)
-        self.playback.record_action.setChecked(False)
-        self.playback.record_action.setText("\u25cf Record")
-        written = getattr(rec, "frames_written", None)
-        if not self._closed:
-            self._show_info(f"Recorded {written} frames to {path}")
-        self._update_status()
-        return path
-
-    # -- enrolment ------------------------------------------------------------------------------------
-    def _enrol_clicked(self) -> None:
-        name, ok = QtWidgets.QInputDialog.getText(self, "Enrol", "Name of the person in view:")
-        if ok and name.strip():
-            self.enrol(name.strip())
-
-    def enrol(self, name: str, frames: int = ENROL_FRAMES) -> bool:
-        """Collect ``frames`` depth crops of the face in view (true depth when the source has it,
-        else the prediction) as the reference for live verification."""
-        if self.verifier is None or self.pipeline is None:
-            self._show_error("Enrol needs a face verifier (models/weights/verifier.onnx) and a running source.")
-            return False
-        kind = "true-depth" if self.source is not None and self._source_has_depth() else "predicted-depth"
-        with self._enrol_lock:
-            self._enrol_crops = []
-            self._enrol_target = int(frames)
-            self._enrol_name = name
-            self._enrol_kind = kind
-        self._show_info(f"Enrolling {name}: look at the camera ({frames} frames)\u2026")
-        return True
-
-    def _source_has_depth(self) -> bool:
-        r = self.last_shown
-        return r is not None and r.frame.has_depth
-
-    def _finish_enrolment_if_ready(self) -> None:
-        with self._enrol_lock:
-            crops = self._enrol_crops
-            if crops is None or len(crops) < self._enrol_target:
-                return
-            self._enrol_crops = None
-            name, kind = self._enrol_name, self._enrol_kind
-        from models.verifier.runtime import Enrolment
-
-        try:
-            enrolment = Enrolment.create(name, kind, self.verifier, np.stack(crops), source=self.source_uri)
-            path = self.output_dir / "enrolments" / f"{_safe_name(name)}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            enrolment.save(path)
-        except (FacedepthError, OSError) as exc:
-            self._show_error(f"Enrolment failed: {_plain(exc)}")
-            return
-        self.enrolment = enrolment
-        self.settings.set_last_enrolment(path)
-        if self.pipeline is not None:
-            self.pipeline.enrolment = enrolment
-        if self.log is not None:
-            self.log.set_enrolment_label(enrolment.label)
-        self._show_info(f"Enrolled {name} from {len(crops)} frames ({enrolment.label}); saved to {path}")
+            self.verification_label.setToolTip(c.verifier_error or "no verifier.onnx was found")
 
     # -- snapshot and export ----------------------------------------------------------------------------
     def _snapshot_clicked(self) -> None:
@@ -725,39 +448,37 @@ class MainWindow(QtWidgets.QMainWindow):
         if result is None:
             self._show_error("Snapshot: no frame shown yet.")
             return None
-        out = Path(out_dir) if out_dir else self.output_dir / "snapshots"
+        out = Path(out_dir) if out_dir else self.controller.output_dir / "snapshots"
         stem = time.strftime("snapshot_%Y%m%d_%H%M%S") + f"_frame{result.index:06d}"
         try:
             out.mkdir(parents=True, exist_ok=True)
             panels_png = out / f"{stem}_panels.png"
             if not self.panels.grab().save(str(panels_png), "PNG"):
                 raise OSError(f"could not write {panels_png}")
-            files = [str(p) for p in self._model_files()]
-            paths = write_snapshot_data(result, out, stem, self.source_uri, files,
+            files = [str(p) for p in self.controller.model_files()]
+            paths = write_snapshot_data(result, out, stem, self.controller.source_uri, files,
                                         extra_files={"panels": panels_png.name})
         except (FacedepthError, OSError) as exc:
-            self._show_error(f"Snapshot failed: {_plain(exc)}")
+            self._show_error(f"Snapshot failed: {plain_words(exc)}")
             return None
         return {"panels": panels_png, **paths}
 
-    def _model_files(self) -> list[Path]:
-        return [self.model_path] + ([self.second_path] if self.compare and self.second_path else [])
-
     def _export_clicked(self) -> None:
-        default = str(self.output_dir / time.strftime("metrics_%Y%m%d_%H%M%S.csv"))
+        default = str(self.controller.output_dir / time.strftime("metrics_%Y%m%d_%H%M%S.csv"))
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export per-frame metrics", default, "CSV (*.csv)")
         if path:
             self.export_csv(Path(path))
 
     def export_csv(self, path: Path) -> int | None:
         """Write the session's per-frame metrics; returns the number of rows."""
-        if self.log is None:
+        log = self.controller.log
+        if log is None:
             self._show_error("Export: no session yet.")
             return None
         try:
-            n = self.log.write_csv(path)
+            n = log.write_csv(path)
         except OSError as exc:
-            self._show_error(f"Export failed: {_plain(exc)}")
+            self._show_error(f"Export failed: {plain_words(exc)}")
             return None
         self._show_info(f"Exported {n} rows to {path}")
         return n
@@ -765,8 +486,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- screenshots and closing ------------------------------------------------------------------------
     def save_screenshot(self, path: Path) -> bool:
         """Render the whole window (plots refreshed first) to a PNG."""
-        if self.log is not None:
-            self.plots.refresh(self.log)
+        if self.controller.log is not None:
+            self.plots.refresh(self.controller.log)
         self._update_status()
         QtWidgets.QApplication.processEvents()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -779,7 +500,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._closed = True
         self.timer.stop()
-        self._teardown()
+        self.controller.close()
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.sync()
 
@@ -796,15 +517,6 @@ class MainWindow(QtWidgets.QMainWindow):
         super().closeEvent(event)
 
 
-def _has_recorded_predictions(source: Source) -> bool:
-    """A replay of a recording made by the app, which holds the app's predictions."""
-    if not callable(getattr(source, "recorded_prediction", None)):
-        return False
-    from sensors.recording import TOPIC_PREDICTION
-
-    return TOPIC_PREDICTION in source.describe().get("topics", ())
-
-
-def _safe_name(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip())
-    return keep or "person"
+def _generators_in(folder: Path) -> list[Path]:
+    """The depth generators among a folder's ONNX files (not the verifier nor other models)."""
+    return [p for p in sorted(folder.glob("*.onnx")) if is_generator(p)] if folder.is_dir() else []

@@ -25,12 +25,10 @@ records the command, the crop config, the locator and every source.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
 import os
-import shlex
 import sys
 import time
 import zlib
@@ -44,124 +42,37 @@ CHUNK_FRAMES = 48
 DEFAULT_MIN_VALID = 100
 
 
-class _SourceAction(argparse.Action):
-    """``--source URI`` appends a source; ``--split NAME`` tags the source before it."""
+@dataclass(frozen=True)
+class BuildConfig:
+    """One dataset build. ``sources``: ``{"uri": ..., "split": NAME or None}`` in order; untagged
+    sources are split by subject: ``val_subjects`` / ``test_subjects``, else by a fixed hash with
+    ``val_fraction`` / ``test_fraction``. Every ``every``-th frame of each source, at most
+    ``max_frames`` read; the crop (``size_px``, ``window_mm`` wide, ``window_y_mm`` high (None:
+    as wide), ``half_range_mm``); ``locator``: auto, annotation or detect; ``refiner`` a
+    head-refiner file, ``"none"`` or None for the shipped one; ``centre_check``: every K-th
+    annotated crop also located without the annotation (0: never); ``command`` is stored in
+    the file's metadata."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
-        items = list(getattr(namespace, "sources", None) or [])
-        if option_string == "--split":
-            if not items:
-                parser.error("--split must follow the --source it applies to")
-            if items[-1]["split"] is not None:
-                parser.error(f"source {items[-1]['uri']} already has a split")
-            items[-1] = {**items[-1], "split": values}
-        else:
-            items.append({"uri": values, "split": None})
-        namespace.sources = items
-
-
-def _int_list(text: str) -> list[int]:
-    """``3,5,9-12`` -> [3, 5, 9, 10, 11, 12]."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        a, dash, b = part.partition("-")
-        try:
-            lo, hi = int(a), int(b) if dash else int(a)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected subject ids like 3,5,9-12, got {text!r}") from None
-        if hi < lo:
-            raise argparse.ArgumentTypeError(f"range {part!r} runs backwards")
-        out.extend(range(lo, hi + 1))
-    return out
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return v
-
-
-def _int_at_least(minimum: int) -> Any:
-    """An argparse type: a whole number >= ``minimum``."""
-    what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.set_defaults(sources=[])
-    src = p.add_argument_group("sources and splits")
-    src.add_argument("--source", action=_SourceAction, metavar="URI", required=True,
-                     help="a source URI (repeatable), e.g. virtual:seed=0,subjects=0-79 or biwi:/data/hpdb")
-    src.add_argument("--split", action=_SourceAction, choices=SPLIT_NAMES,
-                     help="put every frame of the preceding --source in this split")
-    src.add_argument("--split-by", choices=("subject",), default="subject",
-                     help="how untagged sources are split: by subject identity (the only way; never by frame)")
-    src.add_argument("--val-subjects", type=_int_list, default=[], metavar="IDS",
-                     help="subject ids for validation, e.g. 9,18,21,22 or 80-89")
-    src.add_argument("--test-subjects", type=_int_list, default=[], metavar="IDS",
-                     help="subject ids for testing, e.g. 10,14,16,20 or 90-99")
-    src.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
-                     help="without subject lists: this share of subjects (by a fixed hash of the id) to validation")
-    src.add_argument("--test-fraction", type=_fraction, default=0.0, metavar="F",
-                     help="without subject lists: this share of subjects to testing")
-    src.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
-                     help="read at most N frames of each source")
-    src.add_argument("--every", type=_positive_int, default=1, metavar="K",
-                     help="keep every K-th frame of each source (recordings, datasets and the virtual Kinect "
-                          "with frames=N jump to them; other sources are read through)")
-    crop = p.add_argument_group("crop")
-    crop.add_argument("--size", type=_positive_int, default=100, metavar="S", help="crop side in pixels (100)")
-    crop.add_argument("--window-mm", type=_positive_float, default=240.0, metavar="R",
-                      help="window width R_x at the head's distance, mm (240)")
-    crop.add_argument("--window-y-mm", type=_positive_float, default=None, metavar="R",
-                      help="window height R_y, mm (default: the same as --window-mm)")
-    crop.add_argument("--half-range-mm", type=_positive_float, default=150.0, metavar="H",
-                      help="half-range H of the 8-bit depth encoding, mm (150)")
-    crop.add_argument("--locator", choices=("auto", "annotation", "detect"), default="auto",
-                      help="head localisation: the source's annotation when present (auto), only "
-                           "annotations, or always detection")
-    crop.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
-                      help="head-centre refiner for detected heads (default: the shipped "
-                           "models/weights/head_refiner.onnx; none: without)")
-    crop.add_argument("--centre-check", type=_int_at_least(0), default=10, metavar="K",
-                      help="on every K-th annotated crop also locate the head without the annotation and store "
-                           "both distances D, for evaluate's head-centre line (0: never) (10)")
-    crop.add_argument("--min-valid", type=_positive_int, default=DEFAULT_MIN_VALID, metavar="N",
-                      help="skip crops with fewer valid depth pixels (%(default)s)")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", required=True, metavar="FILE.npz", help="the dataset file to write")
-    out.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="worker processes (2)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    sources: tuple[dict[str, Any], ...]
+    out: str
+    split_by: str = "subject"
+    val_subjects: tuple[int, ...] = ()
+    test_subjects: tuple[int, ...] = ()
+    val_fraction: float = 0.0
+    test_fraction: float = 0.0
+    max_frames: int | None = None
+    every: int = 1
+    size_px: int = 100
+    window_mm: float = 240.0
+    window_y_mm: float | None = None
+    half_range_mm: float = 150.0
+    locator: str = "auto"
+    refiner: str | None = None
+    centre_check: int = 10
+    min_valid: int = DEFAULT_MIN_VALID
+    workers: int = 2
+    progress: bool = True
+    command: str = "launch.py build-dataset"
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,48 +311,48 @@ def subject_split(subject: int, val: set[int], test: set[int], val_fraction: flo
     return "train"
 
 
-def main(args: argparse.Namespace) -> int:
+def build_dataset(cfg: BuildConfig) -> int:
+    """Build the dataset file ``cfg.out``; prints what it holds and what was skipped."""
     from models.data.dataset import SPLITS, CropDataset
     from sensors.crop import CropConfig
     from sensors.errors import ConfigError, FormatError
 
-    if not args.sources:
+    if not cfg.sources:
         raise ConfigError("give at least one --source")
-    if args.val_fraction + args.test_fraction >= 1.0:
+    if cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError("--val-fraction plus --test-fraction must stay below 1")
-    if (args.val_subjects or args.test_subjects) and (args.val_fraction or args.test_fraction):
+    if (cfg.val_subjects or cfg.test_subjects) and (cfg.val_fraction or cfg.test_fraction):
         raise ConfigError("give subject lists or fractions, not both")
-    both = set(args.val_subjects) & set(args.test_subjects)
+    both = set(cfg.val_subjects) & set(cfg.test_subjects)
     if both:
         raise ConfigError(f"subjects {sorted(both)} are in both --val-subjects and --test-subjects")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
+    out_dir = os.path.dirname(os.path.abspath(cfg.out))
     if not os.path.isdir(out_dir):
         raise FormatError("output folder does not exist", out_dir)
-    config = CropConfig(size_px=args.size, window_x_mm=args.window_mm,
-                        window_y_mm=args.window_y_mm or args.window_mm, half_range_mm=args.half_range_mm)
+    config = CropConfig(size_px=cfg.size_px, window_x_mm=cfg.window_mm,
+                        window_y_mm=cfg.window_y_mm or cfg.window_mm, half_range_mm=cfg.half_range_mm)
     from models.refiner.runtime import DEFAULT_PATH
 
-    if args.locator != "annotation":
-        _worker_refiner(args.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
-    settings = BuildSettings(config.to_dict(), args.locator, args.min_valid, args.refiner or DEFAULT_PATH,
-                             args.centre_check)
-    sources = [dict(s) for s in args.sources]
-    units, totals = plan_units(sources, args.every, args.max_frames)
+    if cfg.locator != "annotation":
+        _worker_refiner(cfg.refiner or DEFAULT_PATH)  # a bad file fails here, named, before any work
+    settings = BuildSettings(config.to_dict(), cfg.locator, cfg.min_valid, cfg.refiner or DEFAULT_PATH,
+                             cfg.centre_check)
+    sources = [dict(s) for s in cfg.sources]
+    units, totals = plan_units(sources, cfg.every, cfg.max_frames)
     t0 = time.monotonic()
-    results = _run_units(units, settings, args.workers, totals, quiet=args.quiet)
-    dataset, summary = assemble(results, sources, args, config)
+    results = _run_units(units, settings, cfg.workers, totals, quiet=not cfg.progress)
+    dataset, summary = assemble(results, sources, cfg, config)
     meta = {
-        "command": "launch.py build-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset",
+        "command": cfg.command,
         "crop": config.to_dict(),
-        "locator": args.locator,
-        "refiner": None if args.locator == "annotation" else (args.refiner or "models/weights/head_refiner.onnx"),
-        "min_valid_pixels": args.min_valid,
-        "split_by": "source" if all(s["split"] for s in sources) else args.split_by,
-        "val_subjects": args.val_subjects,
-        "test_subjects": args.test_subjects,
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
+        "locator": cfg.locator,
+        "refiner": None if cfg.locator == "annotation" else (cfg.refiner or "models/weights/head_refiner.onnx"),
+        "min_valid_pixels": cfg.min_valid,
+        "split_by": "source" if all(s["split"] for s in sources) else cfg.split_by,
+        "val_subjects": list(cfg.val_subjects),
+        "test_subjects": list(cfg.test_subjects),
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
         "pose": "yaw, pitch, roll in degrees in colour-camera axes: R = Ry(yaw) Rx(-pitch) Rz(roll), "
                 "identity = facing the camera (sensors.geometry.euler_deg_from_rotation)",
         "build_seconds": round(time.monotonic() - t0, 1),
@@ -449,10 +360,10 @@ def main(args: argparse.Namespace) -> int:
     }
     meta = json.loads(json.dumps(meta, default=str))  # plain JSON types only
     dataset = CropDataset(**{**dataset, "meta": meta})
-    dataset.save(args.out)
+    dataset.save(cfg.out)
     counts = {name: int((dataset.split == code).sum()) for name, code in SPLITS.items()}
     skipped = summary["skipped"]
-    print(f"wrote {args.out}: {len(dataset)} crops ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
+    print(f"wrote {cfg.out}: {len(dataset)} crops ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
           f"skipped {sum(skipped.values())} ({json.dumps(skipped) if skipped else 'none'})")
     return 0
 
@@ -488,7 +399,7 @@ def _run_units(units: list[WorkUnit], settings: BuildSettings, workers: int, tot
     return results
 
 
-def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Namespace,
+def assemble(results: list[UnitResult], sources: list[dict], cfg: BuildConfig,
              config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stack the unit results into dataset arrays, assign splits, and summarise."""
     import numpy as np
@@ -515,7 +426,7 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
                                              "frame", "pose_deg", "split")}
     per_source = [{"uri": src["uri"], "split": src["split"], "read": 0, "samples": 0, "skipped": {},
                    "methods": {}, "describe": src.get("describe", {})} for src in sources]
-    val, test = set(args.val_subjects), set(args.test_subjects)
+    val, test = set(cfg.val_subjects), set(cfg.test_subjects)
     subject_splits: dict[int, set[str]] = {}
     checks: list[list[float]] = []
     for r in results:
@@ -531,7 +442,7 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
         fixed = sources[r.source_index]["split"]
         for i in range(len(r.color)):
             sub = subject_int(r.subject[i])
-            split = fixed or subject_split(sub, val, test, args.val_fraction, args.test_fraction)
+            split = fixed or subject_split(sub, val, test, cfg.val_fraction, cfg.test_fraction)
             if sub >= 0:
                 subject_splits.setdefault(sub, set()).add(split)
             cols["color"].append(r.color[i])
@@ -576,7 +487,7 @@ def assemble(results: list[UnitResult], sources: list[dict], args: argparse.Name
                      for name, code in SPLITS.items()},
         "subject_names": {v: k for k, v in names.items()},
         "head_centre_check": {
-            "every": args.centre_check,
+            "every": cfg.centre_check,
             "what": "D from the annotation and from the locator without it (colour + depth with the refiner), "
                     "on every K-th annotated crop: [crop index, D annotation mm, D locator mm or null]",
             "rows": checks},

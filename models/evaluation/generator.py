@@ -12,8 +12,8 @@ two baselines that need no learning:
                          another dataset file; without training crops the row is left out)
     flat plane at D      every pixel at level 128, i.e. z = D: a plane through the head centre
 
-Columns: every metric of ``models.metrics`` (DESIGN section 3) in the 8-bit domain and in mm,
-averaged over the frames (a frame with too few valid ground-truth pixels is skipped and
+Columns: every metric of ``models.metrics`` (docs/design.md, "Metrics") in the 8-bit domain and
+in mm, averaged over the frames (a frame with too few valid ground-truth pixels is skipped and
 counted). The ground truth is the dataset's clean depth where it has one (``--truth auto``;
 the virtual Kinect), else its sensor depth; ``--truth sensor`` scores against the sensor depth.
 The same table is broken down by |yaw| (0-30, 30-60, 60+ degrees; frames without a pose are
@@ -31,7 +31,6 @@ the same split with the predictions of every model, adds its results to the repo
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from models.metrics import DELTA_KEYS, MM_KEYS, TABLE_KEYS
 from sensors.errors import ConfigError, FormatError
 
 #: |yaw| bins in degrees: [lo, hi)
@@ -48,26 +48,6 @@ YAW_BINS: tuple[tuple[str, float, float], ...] = (("0-30", 0.0, 30.0), ("30-60",
 FLAT_LEVEL = 128  # z = D in the 8-bit encoding: 1 + 254 * H / (2 H) = 128
 MEAN_BASELINE = "mean training crop"
 FLAT_BASELINE = "flat plane at D"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="FILE.npz", help="crop dataset (launch.py build-dataset)")
-    p.add_argument("--models", default="", metavar="A.onnx,B.onnx", help="generators to score (comma-separated)")
-    p.add_argument("--report", required=True, metavar="FILE.json", help="write the JSON report here")
-    p.add_argument("--figure", default=None, metavar="FILE.png", help="write the figure here")
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="which crops [test]")
-    p.add_argument("--truth", choices=("auto", "clean", "sensor"), default="auto",
-                   help="ground truth: auto = clean depth where the data has it, else sensor depth [auto]")
-    p.add_argument("--mean-from", default=None, metavar="FILE.npz",
-                   help="dataset whose training split gives the mean-crop baseline [--data]")
-    p.add_argument("--examples", type=int, default=4, metavar="K", help="best and worst examples in the figure [4]")
-    p.add_argument("--threads", type=int, default=0, metavar="N", help="ONNX Runtime threads (0 = all cores) [0]")
-    p.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto", help="[auto]")
-    p.add_argument("--verifier", default=None, metavar="FILE.onnx",
-                   help="also run the face-verification protocol with this verifier")
-    p.add_argument("--pairs", default=None, metavar="FILE.json",
-                   help="verification pair list to read (or write, if missing); default: beside the data, "
-                        "DATA.SPLIT_pairs.json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,8 +243,7 @@ def _unique(name: str, taken: Mapping[str, Any]) -> str:
 
 def markdown_table(report: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
     """The methods x metrics table of a report, as Markdown."""
-    keys = list(keys or ["delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2", "delta<1.25", "l1", "rmse", "abs_rel",
-                         "rmse_log", "silog", "l1_mm", "rmse_mm"])
+    keys = list(keys or TABLE_KEYS)
     lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for m in report["methods"]:
         vals = [m["metrics"].get(k) for k in keys]
@@ -288,8 +267,7 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
     fig = plt.figure(figsize=(max(12, 1.9 * cols), 4.2 + 1.9 * rows_ex))
     grid = fig.add_gridspec(1 + rows_ex, cols, height_ratios=[4.2] + [1.9] * rows_ex)
     span = max(1, cols // 3)
-    panels = [("delta (8-bit)", ["delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2", "delta<1.25"]),
-              ("error (mm)", ["l1_mm", "rmse_mm"])]
+    panels = [("delta (8-bit)", list(DELTA_KEYS[:4])), ("error (mm)", list(MM_KEYS))]
     for j, (title, keys) in enumerate(panels):
         ax = fig.add_subplot(grid[0, j * span:(j + 1) * span])
         width = 0.8 / max(1, len(methods))
@@ -364,21 +342,3 @@ def add_verification(report: dict[str, Any], arrays: Mapping[str, Any], data_pat
         roc = Path(figure).with_name(Path(figure).stem + "_verification.png")
         ev.plot(roc)
         report["verification_figure"] = roc.name
-
-
-def main(args: argparse.Namespace) -> int:
-    models = [m for m in (s.strip() for s in args.models.split(",")) if m]
-    if args.examples < 0:
-        raise ConfigError("--examples must be >= 0")
-    report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider)
-    if args.verifier:
-        add_verification(report, arrays, args.data, args.verifier, args.figure, args.pairs, args.split)
-    if args.figure:
-        draw_figure(report, arrays, args.figure, args.examples)
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    from models.common.files import write_json
-
-    write_json(args.report, report, indent=2)
-    print(markdown_table(report))
-    print(centre_check_line(report["head_centre_check"]))
-    return 0

@@ -16,40 +16,36 @@ does; ``--live on`` runs the live tracker (search near the last face, causal smo
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: crop-pixel radius the issue's target is stated in
+#: crop-pixel radius the localisation target is stated in (docs/design.md, "Targets")
 RADIUS_PX = 5.0
 BIN_DEG = 15.0
+#: the annotated source scored when none is given
+DEFAULT_SOURCE = "virtual:seed=21,subjects=500-539,sequence=free,frames=3000"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="virtual:seed=21,subjects=500-539,sequence=free,frames=3000",
-                   metavar="URI", help="an annotated source (default: %(default)s)")
-    p.add_argument("--every", type=int, default=3, metavar="K", help="score every K-th frame [3]")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames")
-    p.add_argument("--live", choices=("off", "on"), default="off",
-                   help="off: detect every frame afresh; on: the live tracker with smoothing [off]")
-    p.add_argument("--window-mm", type=float, default=240.0, metavar="R", help="crop window R_x = R_y, mm [240]")
-    p.add_argument("--size", type=int, default=100, metavar="S", help="crop side, pixels [100]")
-    p.add_argument("--report", default=None, metavar="FILE.json", help="write the JSON report here")
-    p.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
-                   help="head-centre refiner (default: the shipped models/weights/head_refiner.onnx; "
-                        "none: the detector and depth silhouette alone)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--fit-shape", action="store_true",
-                   help="instead: fit the head-silhouette model of sensors/locate/locator.py (the centre's row and depth "
-                        "behind the face) to the source's annotated centres and print its constants")
+@dataclass(frozen=True)
+class LocatorEvalConfig:
+    """What to score: every ``every``-th frame of ``source`` (at most ``max_frames`` read), located
+    afresh (``live`` False) or by the live tracker, cropped at ``size_px`` pixels over
+    ``window_mm``; ``refiner`` a head-refiner file, ``"none"``, or None for the shipped one."""
+
+    source: str = DEFAULT_SOURCE
+    every: int = 3
+    max_frames: int | None = None
+    live: bool = False
+    window_mm: float = 240.0
+    size_px: int = 100
+    refiner: str | None = None
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,37 +116,33 @@ def summarise(rows: list[LocatedFrame], radius_px: float = RADIUS_PX) -> dict:
     }
 
 
-def main(args: argparse.Namespace) -> int:
+def evaluate_locator(cfg: LocatorEvalConfig) -> dict[str, Any]:
+    """The report: localisation error per |yaw| bin, and the sources, crop and refiner used."""
     from sensors.crop import CropConfig
     from sensors.errors import ConfigError
     from sensors.locate.locator import HeadLocator, LocatorConfig
 
-    if args.every < 1:
-        raise ConfigError(f"--every must be at least 1, got {args.every}")
-    if args.fit_shape:
-        return fit_shape(args)
-    crop_config = CropConfig(size_px=args.size, window_x_mm=args.window_mm, window_y_mm=args.window_mm)
+    if cfg.every < 1:
+        raise ConfigError(f"--every must be at least 1, got {cfg.every}")
+    crop_config = CropConfig(size_px=cfg.size_px, window_x_mm=cfg.window_mm, window_y_mm=cfg.window_mm)
     from models.refiner.runtime import DEFAULT_PATH, load_refiner
 
-    refiner = load_refiner(args.refiner or DEFAULT_PATH)
-    locator = HeadLocator(LocatorConfig(mode="detect"), live=args.live == "on", refiner=refiner)
+    refiner = load_refiner(cfg.refiner or DEFAULT_PATH)
+    locator = HeadLocator(LocatorConfig(mode="detect"), live=cfg.live, refiner=refiner)
     rows: list[LocatedFrame] = []
-    with _frames(args, live=args.live == "on", desc="evaluate-locator") as (src, frames):
+    with _frames(cfg, live=cfg.live, desc="evaluate-locator") as (src, frames):
         for scored, frame in frames:
-            if scored or args.live == "on":  # the live tracker sees every frame
+            if scored or cfg.live:  # the live tracker sees every frame
                 row = score_frame(frame, locator, crop_config)
                 if scored and row is not None:
                     rows.append(row)
         described = src.describe()
     if not rows:
-        raise ConfigError(f"{args.source}: no frame with an annotated head centre and rotation to score")
-    report = {"source": args.source, "live": args.live == "on", "every": args.every,
+        raise ConfigError(f"{cfg.source}: no frame with an annotated head centre and rotation to score")
+    report = {"source": cfg.source, "live": cfg.live, "every": cfg.every,
               "refiner": None if refiner is None else os.path.relpath(refiner.path),
               "crop": crop_config.to_dict(), "source_describe": described, **summarise(rows)}
-    print(format_table(report))
-    if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2, default=str))
-    return 0
+    return report
 
 
 def format_table(report: dict) -> str:
@@ -174,18 +166,19 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def fit_shape(args: argparse.Namespace) -> int:
-    """Fit ``sensors.locate.locator._V_COEF`` and ``_Z_BEHIND_FRONT_MM`` to annotated frames.
+def fit_shape(cfg: LocatorEvalConfig) -> None:
+    """Fit ``sensors.locate.silhouette._V_COEF`` and ``_Z_BEHIND_FRONT_MM`` to annotated frames.
 
     Each head is measured from a point on its face (the annotated centre moved 90 mm towards the
     camera), so the fit sees the silhouette measurement, not the candidate search. The row model
     is a least-squares fit, refitted twice without residuals beyond 2.5 median absolute
-    residuals; the depth offset is the median of (annotated z - nearest face depth).
+    residuals; the depth offset is the median of (annotated z - nearest face depth). Prints the
+    constants.
     """
-    from sensors.locate.locator import measure_head
+    from sensors.locate.silhouette import measure_head
 
     feats, rows_mm, behind = [], [], []
-    with _frames(args, live=False, desc="fit-shape") as (_, frames):
+    with _frames(cfg, live=False, desc="fit-shape") as (_, frames):
         for scored, frame in frames:
             if not scored or frame.head_center_mm is None or frame.depth_mm is None:
                 continue
@@ -201,7 +194,7 @@ def fit_shape(args: argparse.Namespace) -> int:
     if len(feats) < 20:
         from sensors.errors import ConfigError
 
-        raise ConfigError(f"{args.source}: only {len(feats)} measurable annotated heads; need at least 20")
+        raise ConfigError(f"{cfg.source}: only {len(feats)} measurable annotated heads; need at least 20")
     z_behind = float(np.median(behind))
     x = np.array(feats)
     tv, top, z_front, fy = np.array(rows_mm).T
@@ -215,14 +208,12 @@ def fit_shape(args: argparse.Namespace) -> int:
           f"within 12 mm {np.mean(np.abs(resid) < 12):.2f}")
     print(f"_V_COEF = np.array([{', '.join(f'{c:.3f}' for c in coef)}])")
     print(f"_Z_BEHIND_FRONT_MM = {z_behind:.1f}")
-    return 0
-
 
 
 @contextmanager
-def _frames(args: argparse.Namespace, live: bool, desc: str) -> Iterator[tuple[Any, Iterator[tuple[bool, Any]]]]:
-    """The open source and its frames as (scored, frame): every ``--every``-th is scored,
-    reading stops after ``--max-frames``. Offline (``live`` False) the source runs unpaced, every
+def _frames(cfg: LocatorEvalConfig, live: bool, desc: str) -> Iterator[tuple[Any, Iterator[tuple[bool, Any]]]]:
+    """The open source and its frames as (scored, frame): every ``every``-th is scored,
+    reading stops after ``max_frames``. Offline (``live`` False) the source runs unpaced, every
     frame as fast as it can be read; live, paced as it comes."""
     from tqdm import tqdm
 
@@ -230,10 +221,10 @@ def _frames(args: argparse.Namespace, live: bool, desc: str) -> Iterator[tuple[A
     from sensors.source import open_source
 
     def frames(src: Any) -> Iterator[tuple[bool, Any]]:
-        for read, frame in enumerate(tqdm(src, desc=desc, unit="frame", disable=args.quiet)):
-            yield read % args.every == 0, frame
-            if args.max_frames is not None and read + 1 >= args.max_frames:
+        for read, frame in enumerate(tqdm(src, desc=desc, unit="frame", disable=not cfg.progress)):
+            yield read % cfg.every == 0, frame
+            if cfg.max_frames is not None and read + 1 >= cfg.max_frames:
                 return
 
-    with open_source(args.source if live else unpaced_uri(args.source)) as src:
+    with open_source(cfg.source if live else unpaced_uri(cfg.source)) as src:
         yield src, frames(src)

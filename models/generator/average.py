@@ -20,8 +20,6 @@ listed under ``averaged_from`` (file, sha256, epoch, training command, validatio
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,25 +29,6 @@ from sensors.errors import ConfigError
 
 # What must be equal, besides the networks' parameter names and shapes, for the mean to be one model.
 _SAME_KEYS = ("mode", "crop", "init")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
-                   help="a train checkpoint (repeat: at least two, fine-tuned from the same --init)")
-    p.add_argument("--data", required=True, metavar="FILE.npz",
-                   help="the dataset file the runs were trained on (its validation crops score the average)")
-    p.add_argument("--out", required=True, metavar="FILE.pt", help="the averaged checkpoint to write")
-    p.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: all cores)")
-
-
-def main(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = average_checkpoints(args.checkpoint, args.data, args.out)
-    print(json.dumps(info))
-    return 0
 
 
 def average_state(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -77,15 +56,16 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
 
     from models.data.dataset import load_dataset
     from models.generator.export import slimmed
+    from models.common.checkpoint import load_checkpoint, save_checkpoint
     from models.common.files import file_sha256
-    from models.generator.train import BACKGROUND_WEIGHT, build_generator, load_checkpoint, save_checkpoint, validate
+    from models.generator.train import BACKGROUND_WEIGHT, build_generator, validate
 
     paths = [os.fspath(p) for p in paths]
     if len(paths) < 2:
         raise ConfigError(f"averaging needs at least two checkpoints, got {len(paths)}")
     if len(set(map(os.path.realpath, paths))) != len(paths):
         raise ConfigError("the same checkpoint is given twice: " + ", ".join(paths))
-    ckpts = [load_checkpoint(p) for p in paths]
+    ckpts = [load_checkpoint(p, "generator") for p in paths]
     _check_compatible(ckpts, paths)
     data = os.fspath(data)
     if not os.path.isfile(data):
@@ -118,6 +98,6 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.
          "val_l1_mm": (c.get("val_metrics") or {}).get("l1_mm")} for p, c in zip(paths, ckpts)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(avg, out)
+    save_checkpoint(avg, out, "generator")
     return {"out": str(out), "checkpoints": len(paths), "val_l1_mm": metrics.get("l1_mm"),
             "val_loss": metrics["val_loss"], "val_delta<1.25^1/4": metrics.get("delta<1.25^1/4")}

@@ -59,9 +59,10 @@ def build_model(onnx_path: Path, checkpoint: Path | None) -> tuple[Any, str] | t
     from models.generator.net import Generator, GeneratorConfig
 
     if checkpoint is not None:
-        from models.generator.train import build_generator, load_checkpoint
+        from models.common.checkpoint import load_checkpoint
+        from models.generator.train import build_generator
 
-        return build_generator(load_checkpoint(checkpoint)).eval(), "checkpoint"
+        return build_generator(load_checkpoint(checkpoint, "generator")).eval(), "checkpoint"
     meta = _metadata(onnx_path)
     cfg = meta.get("generator_config")
     if not isinstance(cfg, dict):

@@ -25,45 +25,32 @@ so nothing is repeated as a constant elsewhere:
     validation_metrics  the checkpoint's validation metrics (models.metrics keys)
     export              torch and opset versions, fp16, the checkpoint's sha256
 
-The exporter is torch's default (``torch.export`` based, ``dynamo=True``) with a dynamic batch
-dimension; the graph is a plain chain of Conv / ConvTranspose / Slice / Add / Relu / Tanh. The
-file is saved with every weight inside it (``save_as_external_data=False``), and this is checked
-after saving (``check_self_contained``).
+The exporter (``models.common.onnx_export``) is torch's default (``torch.export`` based,
+``dynamo=True``) with a dynamic batch dimension; the graph is a plain chain of Conv /
+ConvTranspose / Slice / Add / Relu / Tanh. The file holds every weight, and its output is
+checked against PyTorch's before it takes its name (float16: against the float32 network).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from models.common.files import atomic_path
-from sensors.errors import ConfigError, ModelError
+from models.common.errors import ModelError
+from models.common.onnx_export import OnnxGraph
+from sensors.errors import ConfigError
 
 METADATA_FORMAT = 1
 OPSET = 18
 INPUT_NAME = "color"
 OUTPUT_NAME = "depth"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a train checkpoint (best.pt, last.pt)")
-    p.add_argument("--out", required=True, metavar="FILE.onnx", help="the ONNX file to write")
-    p.add_argument("--fp16", action="store_true", help="float16 weights and compute (for CUDA / TensorRT)")
-    p.add_argument("--slim-checkpoint", default=None, metavar="FILE.pt",
-                   help="also write the checkpoint without optimiser state (the shipped fine-tuning checkpoint)")
-
-
-def main(args: argparse.Namespace) -> int:
-    info = export_onnx(args.checkpoint, args.out, fp16=args.fp16)
-    if args.slim_checkpoint:
-        slim_checkpoint(args.checkpoint, args.slim_checkpoint)
-    print(json.dumps(info))
-    return 0
+GRAPH = OnnxGraph(INPUT_NAME, OUTPUT_NAME, OPSET, dynamo=True)
+#: largest allowed |ORT - torch| difference of the tanh output (float16: rounding of a deep
+#: chain on random inputs reaches ~5e-3; the check is there to catch a broken graph)
+PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE_FP16 = 5e-2
 
 
 def build_metadata(ckpt: Mapping[str, Any], fp16: bool, checkpoint_sha256: str) -> dict[str, Any]:
@@ -101,57 +88,40 @@ def build_metadata(ckpt: Mapping[str, Any], fp16: bool, checkpoint_sha256: str) 
 
 
 def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], fp16: bool = False) -> dict[str, Any]:
-    """Export a checkpoint's generator to ``out``; returns a summary (path, bytes, sha256)."""
-    import onnx
+    """Export a checkpoint's generator to ``out``, checked against PyTorch; returns a summary
+    (path, bytes, sha256, parity)."""
+    import copy
+
+    import numpy as np
     import torch
 
+    from models.common.checkpoint import load_checkpoint
     from models.common.files import file_sha256
-    from models.generator.train import build_generator, load_checkpoint
+    from models.common.onnx_export import export_module
+    from models.generator.train import build_generator
 
-    ckpt = load_checkpoint(checkpoint)
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out must name a .onnx file, got {out}")
+    ckpt = load_checkpoint(checkpoint, "generator")
     try:
         model = build_generator(ckpt).eval()
     except (KeyError, RuntimeError) as exc:
         raise ModelError(f"checkpoint weights do not match its generator config ({type(exc).__name__})", checkpoint) from None
     size = int(ckpt["crop"]["size_px"])
-    module: torch.nn.Module = model
-    if fp16:
-        module = _half_wrapper(model)
-    dummy = torch.zeros(1, 3, size, size)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    # torch's exporter warns about torchvision ops it cannot register when torchvision is not
-    # installed; this graph uses none of them
-    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            program = torch.onnx.export(
-                module, (dummy,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,
-                dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False,
-            )
-    finally:
-        quiet.setLevel(level)
-    proto = program.model_proto
+    # the float16 graph is checked against the float32 network it approximates
+    module = _half_wrapper(copy.deepcopy(model)) if fp16 else model
     meta = build_metadata(ckpt, fp16, file_sha256(checkpoint))
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = json.dumps(value, sort_keys=True)
-    proto.producer_name = "facedepth"
-    proto.doc_string = f"facedepth depth generator ({ckpt['mode']}): colour crop -> 8-bit depth crop"
-    onnx.checker.check_model(proto)
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise ConfigError(f"--out must name a .onnx file, got {out}")
+    parity_input = np.random.default_rng(0).uniform(-1.0, 1.0, (2, 3, size, size)).astype(np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        onnx.save_model(proto, tmp, save_as_external_data=False)
-    check_self_contained(out)
+    diff = export_module(
+        module, torch.zeros(1, 3, size, size), out, GRAPH,
+        metadata={key: json.dumps(value, sort_keys=True) for key, value in meta.items()},
+        doc_string=f"facedepth depth generator ({ckpt['mode']}): colour crop -> 8-bit depth crop",
+        parity_input=parity_input, tolerance=PARITY_TOLERANCE_FP16 if fp16 else PARITY_TOLERANCE,
+        reference=model, what="generator")
     return {"out": str(out), "bytes": out.stat().st_size, "sha256": file_sha256(out), "model_kind": ckpt["mode"],
-            "fp16": fp16}
+            "fp16": fp16, "parity_max_abs_diff": diff}
 
 
 def _half_wrapper(model):
@@ -169,16 +139,6 @@ def _half_wrapper(model):
     return Half(model.half()).eval()
 
 
-def check_self_contained(path: str | os.PathLike[str]) -> None:
-    """ModelError unless every initializer of the ONNX file is stored inside it."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    for init in proto.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise ModelError(f"initializer {init.name} is stored in an external data file", path)
-
-
 def slimmed(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint dict without optimiser and RNG state (generator, discriminator, config, metrics):
     what ``train --init`` needs to fine-tune."""
@@ -189,8 +149,8 @@ def slimmed(ckpt: Mapping[str, Any]) -> dict[str, Any]:
 
 def slim_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Write :func:`slimmed` of ``checkpoint`` to ``out``."""
-    from models.generator.train import load_checkpoint, save_checkpoint
+    from models.common.checkpoint import load_checkpoint, save_checkpoint
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(slimmed(load_checkpoint(checkpoint)), out)
+    save_checkpoint(slimmed(load_checkpoint(checkpoint, "generator")), out, "generator")

@@ -1,5 +1,6 @@
-"""The networks of the method (DESIGN section 1): a compact U-Net generator and a conditional
-discriminator. PyTorch only; the live app runs the exported generator through ONNX Runtime.
+"""The networks of the method (docs/design.md, "The generator and its training"): a compact
+U-Net generator and a conditional discriminator. PyTorch only; the live app runs the exported
+generator through ONNX Runtime.
 
 Generator
     Colour crop (N, 3, S, S) in [-1, 1]  ->  depth (N, 1, S, S) in [-1, 1] (tanh), which

@@ -9,52 +9,31 @@ Everything the model needs is read from the file's metadata (written by ``launch
 crop geometry, encoding, normalisation, training provenance), never repeated here; a file
 without it, or with an input that does not match it, is a ModelError naming the file.
 
-Providers: ``"auto"`` tries TensorRT, then CUDA, then the CPU; ``"tensorrt"`` / ``"cuda"``
-try that one (TensorRT falls through to CUDA) and fall back to the CPU when it cannot load;
-``"cpu"`` uses the CPU. A GPU provider counts only when it really loads: its shared library
-is opened quietly first (onnxruntime-gpu lists CUDA and TensorRT as "available" on any
-machine; a CPU-only machine lacks the CUDA 13.x / cuDNN 9.x / TensorRT libraries that
-onnxruntime-gpu 1.31 is built against), with one silenced ``onnxruntime.preload_dlls()`` for
-CUDA libraries installed as pip packages; the session is then created with ONNX Runtime's
-logging muted and its own output captured, and kept only if ``get_providers()`` puts that
-provider first. ``provider`` says what is in use, ``fallback_reason`` why a requested GPU
-provider is not.
+Providers and threads: ``models.common.runtime.open_session`` (``provider`` says what is in use,
+``fallback_reason`` why a requested GPU provider is not).
 
 One instance serves one thread at a time (batch-1 calls reuse one input buffer); the live app
 calls it from its inference thread only.
-
-Threads: ``threads`` is ONNX Runtime's intra-op thread count. The live app uses 1 (the
-default), which leaves the other core of a 2-core machine to capture and the GUI; a
-1-thread session runs on the caller's thread, with no thread pool spinning.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import hashlib
-import io
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from models.common.errors import ModelError
+from models.common.runtime import open_session
 from sensors.encoding import tanh_to_levels
-from sensors.errors import ConfigError, ModelError
+from sensors.errors import ConfigError
 
-PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
-_ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-_PROVIDER_LIBS = {"tensorrt": "libonnxruntime_providers_tensorrt", "cuda": "libonnxruntime_providers_cuda"}
 #: metadata keys a generator file must carry
 REQUIRED_METADATA = ("facedepth.format", "input", "output", "normalisation", "crop", "encoding", "model_kind")
 SUPPORTED_FORMAT = 1
-#: ONNX Runtime logging severities: 2 warning (its default), 4 fatal only
-_ORT_DEFAULT_SEVERITY = 2
-_ORT_SILENT = 4
 
 
 @dataclass(frozen=True)
@@ -129,136 +108,27 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-@contextlib.contextmanager
-def _quiet_ort():
-    """Mute ONNX Runtime's logger and capture what its Python layer prints during a probe."""
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(_ORT_SILENT)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
-
-
-def provider_library_loads(kind: str) -> tuple[bool, str]:
-    """Whether ONNX Runtime's shared library for ``kind`` ("cuda", "tensorrt") and its CUDA
-    dependencies can be opened here; (False, reason) without a word on the console otherwise."""
-    import onnxruntime as ort
-
-    if _ORT_NAMES[kind] not in ort.get_available_providers():
-        return False, f"this onnxruntime build has no {_ORT_NAMES[kind]}"
-    capi = Path(ort.__file__).parent / "capi"
-    candidates = sorted(capi.glob(_PROVIDER_LIBS[kind] + ".*"))
-    if not candidates:
-        return False, f"{_PROVIDER_LIBS[kind]} is not installed"
-    try:
-        ctypes.CDLL(str(candidates[0]))
-    except OSError as exc:
-        first_error = exc
-    else:
-        return True, ""
-    # CUDA / cuDNN installed as pip packages (onnxruntime-gpu[cuda,cudnn], nvidia-*) are not on
-    # the loader's path: onnxruntime's preload_dlls() loads them from site-packages (quietly here)
-    if _preload_nvidia_libraries():
-        try:
-            ctypes.CDLL(str(candidates[0]))
-        except OSError:
-            pass
-        else:
-            return True, ""
-    return False, f"{candidates[0].name} cannot load ({' '.join(str(first_error).split())})"
-
-
-_PRELOADED: list[bool] = []
-
-
-def _preload_nvidia_libraries() -> bool:
-    """Run onnxruntime.preload_dlls() once, silenced; False where this build has none."""
-    import onnxruntime as ort
-
-    if not _PRELOADED:
-        preload = getattr(ort, "preload_dlls", None)
-        ok = False
-        if preload is not None:
-            try:
-                with _quiet_ort():
-                    preload()
-                ok = True
-            except (OSError, RuntimeError):
-                ok = False
-        _PRELOADED.append(ok)
-    return _PRELOADED[0]
-
-
 class DepthGenerator:
     """An exported depth generator on the best provider that really loads.
 
     ``path`` an ONNX file written by ``launch.py export``; ``provider`` one of
-    :data:`PROVIDERS`; ``threads`` ONNX Runtime's intra-op threads (1 for the live app).
+    :data:`models.common.runtime.PROVIDERS`; ``threads`` ONNX Runtime's intra-op threads (1 for the live app).
     Raises ModelError (one line, naming the file) for a missing, unreadable or incompatible file.
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "auto", threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        if provider not in PROVIDERS:
-            raise ConfigError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
-        if not isinstance(threads, int) or threads < 0:
-            raise ConfigError(f"threads must be a non-negative integer (0 = ONNX Runtime's choice), got {threads!r}")
-        self.path = Path(path)
+        opened = open_session(path, provider=provider, threads=threads)
+        self.path = opened.path
         self.name = self.path.stem
-        if not self.path.is_file():
-            raise ModelError("model file does not exist", self.path)
-        data = self.path.read_bytes()
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        self.fallback_reason: str | None = None
-        wanted = {"auto": ["tensorrt", "cuda"], "tensorrt": ["tensorrt", "cuda"], "cuda": ["cuda"], "cpu": []}[provider]
-        reasons: list[str] = []
-        session = None
-        for kind in wanted:
-            ok, why = provider_library_loads(kind)
-            if not ok:
-                reasons.append(why)
-                continue
-            chain = [_ORT_NAMES[k] for k in wanted[wanted.index(kind):]] + [_ORT_NAMES["cpu"]]
-            with _quiet_ort():
-                candidate = self._session(data, options, chain)
-            if candidate.get_providers()[0] == _ORT_NAMES[kind]:
-                session = candidate
-                break
-            reasons.append(f"{_ORT_NAMES[kind]} did not initialise (no usable GPU, or its CUDA/cuDNN libraries)")
-        if session is None:
-            session = self._session(data, options, [_ORT_NAMES["cpu"]])
-            if provider != "cpu" and reasons:
-                self.fallback_reason = "; ".join(reasons)
-        self._session_ = session
-        self.provider: str = session.get_providers()[0]
-        self.info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, self.path)
+        self.sha256 = opened.sha256
+        self.provider: str = opened.provider
+        self.fallback_reason: str | None = opened.fallback_reason
+        session = self._session_ = opened.session
+        self.info = ModelInfo.from_metadata(opened.metadata, self.path)
         self._check_io(session)
         s = self.info.size_px
         self._input_dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
         self._one = np.empty((1, 3, s, s), self._input_dtype)  # batch-1 input buffer, reused
-
-    def _session(self, data: bytes, options: Any, providers: list[str]) -> Any:
-        import onnxruntime as ort
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
-
-        ort_errors = tuple(getattr(ort_state, n) for n in ("Fail", "InvalidGraph", "InvalidProtobuf", "InvalidArgument",
-                                                           "NoSuchFile", "NotImplemented", "RuntimeException")
-                           if hasattr(ort_state, n))
-        try:
-            return ort.InferenceSession(data, options, providers=providers)
-        except (RuntimeError, ValueError, *ort_errors) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"not a loadable ONNX model ({first[:160]})", self.path) from None
 
     def _check_io(self, session: Any) -> None:
         s = self.info.size_px
@@ -309,3 +179,13 @@ class DepthGenerator:
 
     def __repr__(self) -> str:
         return f"DepthGenerator({str(self.path)!r}, kind={self.info.model_kind}, provider={self.provider})"
+
+
+def is_generator(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an ONNX file whose metadata marks it as a depth generator (the
+    verifier and other ONNX files beside the generators are not)."""
+    try:
+        opened = open_session(path, provider="cpu", threads=1)
+    except ModelError:
+        return False
+    return "facedepth.format" in opened.metadata

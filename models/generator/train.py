@@ -13,13 +13,13 @@ background and stays in the loss, at weight ``--background-weight`` (default 0.1
 ``BACKGROUND_WEIGHT``) against 1 for valid pixels: the model still learns to mark background
 (level 0), but where it cannot tell background from a surface in the window (hair, a hand, a
 wall just inside the range) it leans towards the surface. This matches how depth is scored
-(DESIGN section 3: over valid ground-truth pixels only, so a surface predicted as background
-is a large error and background predicted as a surface costs nothing). Measured on a pilot
-(1600 virtual crops, 4 epochs): with weight 1, 9 % of the valid pixels came out as background
-and carried 41 % of the L1 error. Pixels that augmentation moved in from outside the crop
-have weight 0 in both cases.
+(docs/design.md, "Metrics": over valid ground-truth pixels only, so a surface predicted as
+background is a large error and background predicted as a surface costs nothing); at weight 1
+too many true surface pixels come out as background (models/README.md). Pixels that
+augmentation moved in from outside the crop have weight 0 in both cases.
 
-Losses (DESIGN section 1), in the tanh range [-1, 1] of the generator's output:
+Losses (docs/design.md, "The generator and its training"), in the tanh range [-1, 1] of the
+generator's output:
     L_G = L_MSE(G(x), y) + lambda * BCE(D(x, G(x)), 1)        (AE: lambda = 0, no D)
     L_D = BCE(D(x, y), 1 - s) + BCE(D(x, G(x)), 0)
 with ``lambda`` = ``--adv-weight`` (default 0.002, see ``ADV_WEIGHT``) and one-sided label
@@ -52,10 +52,9 @@ whose batch holds another person). ``--id-verifier A,B`` takes several verifiers
 thresholds), so the generator cannot pass by exploiting one network's blind spot.
 
 Optimisation: Adam for the generator (lr 1e-3, beta1 0.9, cosine decay to 2 % of it over the
-epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). In
-pilot runs on virtual-Kinect crops (40 training identities) batch 16 / beta1 0.9 reached a
-lower training loss per crop seen than batch 32 / beta1 0.5, at the same validation loss; the
-validation loss is limited by the number of training identities (models/README.md).
+epochs, batch 16) and for the discriminator (lr 2e-4, beta1 0.5, the usual GAN setting). For
+the generator, batch 16 and beta1 0.9 lower the training loss faster per crop seen than batch 32
+and beta1 0.5 (models/README.md).
 
 Written to ``--out``: ``config.json`` (the resolved configuration), ``last.pt`` (every epoch,
 with optimiser state, for ``--resume``), ``best.pt`` (the best validation
@@ -70,7 +69,6 @@ DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 validates and writes
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -86,15 +84,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.common.checkpoint import load_checkpoint, save_checkpoint
+from models.common.errors import ModelError
 from models.common.files import file_sha256
-from sensors.errors import ConfigError, FormatError, ModelError
+from sensors.errors import ConfigError, FormatError
 
 #: default adversarial weight lambda: the adversarial term moves the generator towards sharp,
 #: plausible surfaces without outweighing the per-pixel MSE (measured: see models/README.md)
 ADV_WEIGHT = 0.002
 #: default weight of the identity loss (``--id-verifier``); the MSE is ~0.03 in tanh units, the
-#: loss ~0.3. Pilot (stage-2 cGAN, 12,000 crops, models/README.md): 0.5 kept identity best on the
-#: validation people; 1 and 2 cost 2-4 mm of validation L1 and kept it no better
+#: loss ~0.3. Larger weights cost depth accuracy without keeping identity better (models/README.md)
 ID_WEIGHT = 0.5
 #: default margin of the triplet term (``--id-triplet``), in cosine similarity
 ID_TRIPLET_MARGIN = 0.2
@@ -107,8 +106,6 @@ ID_REGIONS = ("face", "crop")
 REAL_LABEL = 0.9
 #: loss weight of background (level 0) pixels of clean targets, relative to valid ones
 BACKGROUND_WEIGHT = 0.1
-CHECKPOINT_FORMAT = "facedepth-generator-checkpoint"
-CHECKPOINT_VERSION = 1
 #: fixed validation crops shown in the per-epoch sample grid
 SAMPLE_ROWS = 6
 
@@ -195,111 +192,7 @@ class TrainConfig:
         return cls(augment=AugmentConfig(**aug), **{k: v for k, v in d.items() if k in known})
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
-                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
-                        "(more people), validation stays the first file's")
-    g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, config, curves, samples")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    g.add_argument("--init", default=None, metavar="CKPT",
-                   help="start from these weights (fine-tuning, e.g. models/weights/generator.pt)")
-    g = p.add_argument_group("method")
-    g.add_argument("--mode", choices=("cgan", "ae"), default=None,
-                   help="cgan: MSE + adversarial loss (the method); ae: MSE only (the baseline) [cgan]")
-    g.add_argument("--adv-weight", type=float, default=None, metavar="LAMBDA",
-                   help=f"weight of the adversarial loss in the generator loss [{ADV_WEIGHT}]")
-    g.add_argument("--id-verifier", default=None, metavar="CKPT[,CKPT...]",
-                   help="add an identity loss: 1 - cosine similarity of this verifier's embeddings (a train-verifier "
-                        "best.pt) of the generated and the true depth; several, comma-separated: the mean of their "
-                        "cosine similarities; use other verifiers than the one you evaluate with")
-    g.add_argument("--id-weight", type=float, default=None, metavar="W",
-                   help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
-    g.add_argument("--id-region", choices=ID_REGIONS, default=None,
-                   help="face: the identity loss sees the generated depth inside the true face's outline only; "
-                        "crop: the whole generated crop [face]")
-    g.add_argument("--id-negatives", type=float, default=None, metavar="W",
-                   help="weight of a term that keeps the generated depth from passing, by the loss's verifier and its "
-                        "threshold, as the other people of the batch [0: off]")
-    g.add_argument("--id-margin", type=float, default=None, metavar="M",
-                   help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
-    g.add_argument("--id-triplet", type=float, default=None, metavar="W",
-                   help="weight of a triplet term: the generated depth must score at least M higher against its own "
-                        "true depth than against the most similar other person of the batch [0: off]")
-    g.add_argument("--id-triplet-margin", type=float, default=None, metavar="M",
-                   help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
-    g.add_argument("--background-weight", type=float, default=None, metavar="W",
-                   help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
-    g.add_argument("--widths", default=None, metavar="W0,W1,...",
-                   help="generator channel widths per level [16,32,48,64,96]")
-    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs [20]")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help="crops per step and process [16]")
-    g.add_argument("--lr", type=float, default=None, help="generator learning rate (Adam, cosine decay) [1e-3]")
-    g.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (Adam, beta1 0.5) [2e-4]")
-    g.add_argument("--beta1", type=float, default=None, help="generator Adam beta1 [0.9]")
-    g.add_argument("--select-metric", default=None, metavar="KEY",
-                   help="validation metric that picks best.pt (a models.metrics key) [l1_mm]")
-    g.add_argument("--seed", type=int, default=None, metavar="S", help="random seed [0]")
-    g.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                   help="stop (after validating and saving) once this much wall time has passed [no limit]")
-    g.add_argument("--max-train-samples", type=int, default=None, metavar="N",
-                   help="use only the first N training crops (quick experiments) [all]")
-    g = p.add_argument_group("hardware")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                   help="auto: CUDA when present, else CPU [auto]")
-    g.add_argument("--workers", type=int, default=None, metavar="N", help="data loader processes [0]")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads per process [cores / local processes]")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The resolved configuration: command-line values over the saved run's (on --resume)
-    over the defaults."""
-    given = {
-        "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
-        "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
-        "id_margin": args.id_margin, "id_triplet": args.id_triplet, "id_triplet_margin": args.id_triplet_margin,
-        "seed": args.seed, "device": args.device,
-        "workers": args.workers, "threads": args.threads, "max_minutes": args.max_minutes,
-        "select_metric": args.select_metric, "max_train_samples": args.max_train_samples,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
-    if args.id_verifier is not None:
-        given["id_verifier"] = args.id_verifier
-        given.setdefault("id_weight", ID_WEIGHT)
-    if args.widths is not None:
-        try:
-            widths = [int(w) for w in args.widths.split(",")]
-        except ValueError:
-            raise ConfigError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
-        given["generator"] = _generator_config_for_widths(widths)
-    base: TrainConfig
-    if args.resume:
-        cfg_path = Path(args.out) / "config.json"
-        try:
-            base = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-        except FileNotFoundError:
-            raise ConfigError("--resume: no config.json in the run folder", args.out) from None
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise FormatError(f"--resume: config.json is not readable ({exc})", cfg_path) from None
-        if len(args.data) != 1 + len(base.extra_data):
-            saved = " ".join(f"--data {d}" for d in (base.data, *base.extra_data))
-            raise ConfigError(f"--resume: the run trains on {1 + len(base.extra_data)} data files ({saved}); "
-                              f"give the same --data list", args.out)
-        base = replace(base, data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
-    else:
-        base = TrainConfig(data=args.data[0], extra_data=tuple(args.data[1:]), out=args.out)
-    cfg = replace(base, init=args.init if args.init is not None else base.init, **given)
-    if args.no_augment:
-        cfg = replace(cfg, augment=replace(cfg.augment, enabled=False))
-    return replace(cfg, command=command_for(cfg))
+# ----------------------------------------------------------------------------- reproducing a run
 
 
 def command_for(cfg: TrainConfig) -> str:
@@ -339,7 +232,8 @@ def command_for(cfg: TrainConfig) -> str:
     return shlex.join(parts)
 
 
-def _generator_config_for_widths(widths: list[int]) -> dict:
+def generator_config_for_widths(widths: list[int]) -> dict:
+    """A generator config with these channel widths per level, in the default's pattern."""
     from models.generator.net import GeneratorConfig
 
     n = len(widths)
@@ -349,17 +243,6 @@ def _generator_config_for_widths(widths: list[int]) -> dict:
     enc = tuple(0 if i < 2 else 1 for i in range(n))
     dec = tuple(0 if i < 2 else 1 for i in range(n - 1))
     return GeneratorConfig(tuple(widths), enc, dec).to_dict()
-
-
-def main(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    if result.rank == 0:
-        print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
-                          "best": {k: round(v, 5) for k, v in result.best_metrics.items()},
-                          "stopped": result.stopped, "world_size": result.world_size,
-                          "samples_per_process": result.samples_per_process}, indent=None))
-    return 0
 
 
 # ----------------------------------------------------------------------------- data
@@ -520,24 +403,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict:
-    """A generator checkpoint (``train``'s last.pt / best.pt, or a shipped ``.pt``); ModelError if not one."""
-    import torch
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelError("checkpoint file does not exist", path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file; name the file, one line
-        raise ModelError(f"not a readable PyTorch checkpoint ({type(exc).__name__})", path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError("not a facedepth generator checkpoint", path)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ModelError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}", path)
-    return ckpt
 
 
 def build_generator(ckpt_or_config: Mapping[str, Any] | None = None):
@@ -707,7 +572,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     )
 
     # ---- models, optimisers, state
-    init_ckpt = load_checkpoint(cfg.init) if cfg.init else None
+    init_ckpt = load_checkpoint(cfg.init, "generator") if cfg.init else None
     if init_ckpt is not None:
         _check_crop_compatible(init_ckpt, crop, cfg.init)
         g_cfg = init_ckpt["generator_config"]
@@ -723,7 +588,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if D is not None else None
     start_epoch, history, best_value, best_epoch, best_metrics = 0, [], None, -1, {}
     if resume:
-        last = load_checkpoint(out / "last.pt")
+        last = load_checkpoint(out / "last.pt", "generator")
         if last.get("mode") != cfg.mode:
             raise ConfigError(f"--resume: the run in {out} is {last.get('mode')}, not {cfg.mode}")
         G.load_state_dict(last["generator"])
@@ -738,8 +603,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             _set_rng_state(last["rng"])
     id_net, id_threshold, id_bar = None, None, None
     if id_files:
-        from models.verifier.train import load_verifier
-        from models.verifier.net import BranchEnsemble
+        from models.verifier.net import BranchEnsemble, load_verifier
 
         loaded = [load_verifier(f) for f in id_files]
         for f, one in zip(id_files, loaded):
@@ -862,7 +726,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 best_metrics = {"val_loss": val["val_loss"], **val["metrics"]}
             history.append(row)
             state = {
-                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "mode": cfg.mode, "epoch": epoch + 1,
+                "mode": cfg.mode, "epoch": epoch + 1,
                 "generator_config": g_cfg, "generator": G.state_dict(),
                 "discriminator": D.state_dict() if D is not None else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
@@ -873,9 +737,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 "history": history, "best_value": best_value, "best_epoch": best_epoch, "best_metrics": best_metrics,
                 "rng": _get_rng_state(),
             }
-            save_checkpoint(state, out / "last.pt")
+            save_checkpoint(state, out / "last.pt", "generator")
             if improved:
-                save_checkpoint(state, out / "best.pt")
+                save_checkpoint(state, out / "best.pt", "generator")
             write_curves(history, out)
             write_sample_grid(val_set.color[sample_idx], val_target[sample_idx], val["pred8"][sample_idx],
                               out / "samples" / f"epoch_{epoch + 1:03d}.png")
@@ -969,16 +833,6 @@ def validate(G, color: np.ndarray, target: np.ndarray, weighting: tuple[bool, fl
     G.train()
     return {"val_loss": loss_sum / max(weight, 1.0), "metrics": agg.session_mean(), "pred8": preds,
             "scored": agg.scored, "skipped": agg.skipped}
-
-
-def save_checkpoint(state: dict, path: str | os.PathLike[str]) -> None:
-    """Save a checkpoint so that an interrupted save never leaves a truncated file."""
-    import torch
-
-    from models.common.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
 
 
 def _get_rng_state() -> dict:

@@ -1,9 +1,10 @@
 """Learned refinement of the head centre: a small network that looks at a wide crop around a
 rough head centre and says where the true centre is. numpy and onnxruntime only (the live path
-runs it); the network and its training are in ``models.refiner.train``.
+runs it); the network is ``models.refiner.net``, its training ``models.refiner.train`` and its
+export ``models.refiner.export``.
 
 Why
-    The depth silhouette (``sensors.locate.locator.measure_head``) places the head centre's column well,
+    The depth silhouette (``sensors.locate.silhouette.measure_head``) places the head centre's column well,
     but its row depends on hair, pitch and the neck, which a hand-made model of the silhouette
     captures only roughly (about 8 mm median error). The face itself (nose, eye sockets, chin in
     depth; eyes and mouth in colour) fixes the skull far better, and a network learns that
@@ -40,6 +41,8 @@ import cv2
 import numpy as np
 
 from models.common import shipped
+from models.common.errors import ModelError
+from models.common.runtime import open_session
 from sensors.crop import CropConfig, crop_face
 from sensors.errors import FormatError, SensorError
 from sensors.frame import Frame
@@ -79,7 +82,7 @@ class RefineStep:
 def refine_input(frame: Frame, center_color_mm: np.ndarray, crop: CropConfig) -> tuple[np.ndarray, RefineStep]:
     """The network's input for a rough centre, (2, S, S) uint8: the depth crop's 8-bit levels
     around the rough centre's distance (0 = invalid) and the grey colour crop; and the step's
-    geometry. The network normalises the planes itself (``models.refiner.train``)."""
+    geometry. The network normalises the planes itself (``models.refiner.net``)."""
     fc = crop_face(frame, center_color_mm, crop)
     levels = fc.depth8()
     if levels is None:
@@ -107,7 +110,7 @@ def apply_output(frame: Frame, step: RefineStep, out: np.ndarray, crop: CropConf
     v = y0 + (float(out[1]) + mid + 0.5) * h / crop.size_px
     z = step.distance_mm + float(out[2]) * DZ_SCALE_MM
     cam = frame.color_camera
-    return np.array([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z])
+    return cam.ray(u, v) * z
 
 
 class HeadRefiner:
@@ -119,23 +122,22 @@ class HeadRefiner:
     """
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise FormatError("head refiner file does not exist (make one with `launch.py train-refiner`)", self.path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, int(threads))
-        so.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
-            meta = self._session.get_modelmeta().custom_metadata_map
-            info = json.loads(meta[METADATA_KEY])
+            opened = open_session(self.path, provider="cpu", threads=threads, what="head refiner",
+                                  missing_hint="make one with `launch.py train-refiner`")
+        except ModelError as exc:
+            # the refiner is an optional part of the locator: its file is reported like the
+            # locator's other data files
+            raise FormatError(exc.message, exc.path) from None
+        self._session = opened.session
+        try:
+            info = json.loads(opened.metadata[METADATA_KEY])
             self.spec = RefinerSpec.from_dict(info["spec"])
         except KeyError:
             raise FormatError(f"not a head refiner: no {METADATA_KEY} metadata", self.path) from None
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-            raise FormatError(f"not a readable head refiner ({str(exc).splitlines()[0]})", self.path) from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise FormatError(f"not a readable head refiner ({type(exc).__name__}: {exc})", self.path) from None
         self.info = info
         self._input = self._session.get_inputs()[0].name
         # the steps already taken on the newest frame, by centre: a candidate judged and then

@@ -32,17 +32,14 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import io
 import json
-import os
 import time
-import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.common.checkpoint import load_checkpoint, save_checkpoint
 from models.common.files import atomic_path
 from sensors.errors import SensorError
 
@@ -50,27 +47,6 @@ from sensors.errors import SensorError
 WITHIN_MM = 12.0
 #: a centre this far (mm) from the true one is "not a head"
 NEGATIVE_MM = 100.0
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", action="append", required=True, metavar="URI",
-                   help="annotated training source (repeatable); its identities must not be evaluated on")
-    p.add_argument("--val-source", required=True, metavar="URI", help="annotated source of other identities")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    p.add_argument("--samples-per-frame", type=int, default=4, help="offsets per frame [4]")
-    p.add_argument("--negatives-per-frame", type=int, default=2, help="not-a-head samples per frame [2]")
-    p.add_argument("--ray-negatives-per-frame", type=int, default=1,
-                   help="not-a-head samples per frame on the true centre's own ray, at another distance [1]")
-    p.add_argument("--perturb-mm", type=float, default=30.0, help="largest offset standard deviation in x and y, mm [30]")
-    p.add_argument("--epochs", type=int, default=12, help="epochs [12]")
-    p.add_argument("--batch", type=int, default=64, help="batch size [64]")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate [2e-3]")
-    p.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
-    p.add_argument("--export-only", action="store_true",
-                   help="no training: export DIR/best.pt to DIR/head_refiner.onnx (with this version's spec)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +126,7 @@ def _random_surface_point(frame: Any, rng: np.random.Generator) -> np.ndarray | 
     z = float(frame.depth_mm[v, u])
     if z <= 0:
         return None
-    p = np.array([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, 1.0]) * (z + 100.0)
+    p = cam.ray(u, v) * (z + 100.0)
     return frame.depth_to_color.apply(p)
 
 
@@ -174,40 +150,6 @@ def cached_samples(out: Path, split: str, uris: list[str], seed: int, crop: Any,
                 np.savez(tmp, key=np.array(key), **part)
         parts.append(part)
     return {name: np.concatenate([p[name] for p in parts]) for name in ("x", "y", "yaw_deg")}
-
-
-# --------------------------------------------------------------------------------------------
-# the network
-
-
-def build_net(size_px: int) -> Any:
-    """The refiner: strided 3x3 convolutions with batch norm on (relative depth, mask, grey),
-    64 -> 32 -> 16 -> 8 -> 4, flattened (where things are matters) into two linear layers."""
-    import torch
-    from torch import nn
-
-    def cbr(cin: int, cout: int, stride: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-    class RefinerNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(*cbr(3, 24, 2), *cbr(24, 32, 1), *cbr(32, 48, 2), *cbr(48, 48, 1),
-                                          *cbr(48, 64, 2), *cbr(64, 96, 2))
-            side = size_px
-            for _ in range(4):
-                side = (side + 1) // 2
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(96 * side * side, 128), nn.ReLU(inplace=True),
-                                      nn.Linear(128, 4))
-
-        def forward(self, planes: torch.Tensor) -> torch.Tensor:
-            p = planes.to(torch.float32)
-            levels, grey = p[:, 0:1], p[:, 1:2]
-            valid = (levels > 0).to(torch.float32)
-            x = torch.cat([(levels / 128.0 - 1.0) * valid, valid, grey / 255.0 - 0.5], dim=1)
-            return self.head(self.features(x))
-
-    return RefinerNet()
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,18 +178,21 @@ def evaluate(net: Any, x: np.ndarray, y: np.ndarray, mm_per_px: float) -> dict[s
             "val_false_head": float(np.mean(said_head[~head])) if (~head).any() else 0.0}
 
 
-def main(args: argparse.Namespace) -> int:
+def train_refiner(args: argparse.Namespace) -> int:
+    """Train (or, with ``export_only``, only export) the refiner from the parsed ``launch.py
+    train-refiner`` options; they are recorded as they are in the run's config.json."""
     import torch
     from tqdm import tqdm
 
     from sensors.errors import ConfigError
 
+    from models.refiner.net import RefinerNet
     from models.refiner.runtime import RefinerSpec
 
     if args.negatives_per_frame < 0 or args.ray_negatives_per_frame < 0:
         raise ConfigError("--negatives-per-frame and --ray-negatives-per-frame must not be negative")
-    if args.samples_per_frame < 1 or args.epochs < 1 or args.batch < 2 or not args.perturb_mm > 0:
-        raise ConfigError("--samples-per-frame, --epochs must be >= 1, --batch >= 2 and --perturb-mm > 0")
+    if args.samples_per_frame < 1 or args.epochs < 1 or args.batch_size < 2 or not args.perturb_mm > 0:
+        raise ConfigError("--samples-per-frame, --epochs must be >= 1, --batch-size >= 2 and --perturb-mm > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = RefinerSpec()
@@ -259,7 +204,7 @@ def main(args: argparse.Namespace) -> int:
         if not (out / "best.pt").is_file():
             raise ConfigError(f"--export-only: {out / 'best.pt'} does not exist")
         x = np.random.default_rng(0).integers(0, 256, (16, 2, crop.size_px, crop.size_px), dtype=np.uint8)
-        return _export_best(out, build_net(crop.size_px), spec, args, x)
+        return _export_best(out, RefinerNet(crop.size_px), spec, args, x)
     options = {"samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
                "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame}
     train = cached_samples(out, "train", args.source, args.seed, crop, args.quiet, **options)
@@ -269,14 +214,14 @@ def main(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    net = build_net(crop.size_px)
+    net = RefinerNet(crop.size_px)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps = max(1, len(train["y"]) // args.batch)
+    steps = max(1, len(train["y"]) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.15)
     rows: list[dict[str, Any]] = []
     start, best = 1, None
     if args.resume:
-        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+        ck = load_checkpoint(out / "last.pt", "refiner")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -292,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
         order = rng.permutation(len(y_all))
         losses = []
         for b in tqdm(range(steps), desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False):
-            idx = torch.from_numpy(order[b * args.batch:(b + 1) * args.batch])
+            idx = torch.from_numpy(order[b * args.batch_size:(b + 1) * args.batch_size])
             xb, yb = x_all[idx], y_all[idx].clone()
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             xb[flip] = xb[flip].flip(-1)
@@ -313,10 +258,10 @@ def main(args: argparse.Namespace) -> int:
         improved = best is None or m["val_error_mm_median"] < best["val_error_mm_median"]
         if improved:
             best = dict(row)
-            torch.save({"model": net.state_dict(), "epoch": epoch, "best": best}, out / "best.pt")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch, "numpy_rng": rng.bit_generator.state, "curves": rows, "best": best},
-                   out / "last.pt")
+            save_checkpoint({"model": net.state_dict(), "epoch": epoch, "best": best}, out / "best.pt", "refiner")
+        save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "epoch": epoch, "numpy_rng": rng.bit_generator.state, "curves": rows, "best": best},
+                        out / "last.pt", "refiner")
         with open(out / "curves.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
@@ -329,49 +274,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _export_best(out: Path, net: Any, spec: Any, args: argparse.Namespace, parity_x: np.ndarray) -> int:
-    import torch
+    from models.refiner.export import export_refiner
 
-    ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    ck = load_checkpoint(out / "best.pt", "refiner")
     net.load_state_dict(ck["model"])
     info = {"spec": spec.to_dict(), "training": {"sources": args.source, "val_source": args.val_source,
             "epoch": ck["epoch"], "best": ck["best"], "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}}
     parity = export_refiner(net, out / "head_refiner.onnx", info, parity_x)
     print(f"wrote {out / 'head_refiner.onnx'} (epoch {ck['epoch']}; ONNX vs PyTorch max diff {parity:.1e})")
     return 0
-
-
-def export_refiner(net: Any, path: str | os.PathLike[str], info: dict[str, Any], parity_x: np.ndarray) -> float:
-    """Write the ONNX file with ``info`` in its metadata; returns the ONNX-vs-PyTorch max difference
-    on ``parity_x`` (ModelError when above 1e-3 crop px)."""
-    import onnx
-    import onnxruntime as ort
-    import torch
-
-    from sensors.errors import ModelError
-
-    from models.refiner.runtime import METADATA_KEY
-
-    path = os.fspath(path)
-    net = net.eval().cpu()
-    with atomic_path(path, suffix=".onnx") as tmp:
-        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (torch.from_numpy(parity_x[:2]),), tmp, input_names=["planes"],
-                              output_names=["offset"], dynamic_axes={"planes": {0: "batch"}, "offset": {0: "batch"}},
-                              opset_version=17, dynamo=False)
-        proto = onnx.load(tmp)
-        proto.doc_string = "facedepth head-centre refiner"
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(info, default=str)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        got = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"]).run(None, {"planes": parity_x})[0]
-        with torch.no_grad():
-            want = net(torch.from_numpy(parity_x)).numpy()
-        diff = float(np.abs(got - want).max())
-        if not diff <= 1e-3:
-            raise ModelError(f"exported refiner differs from PyTorch by {diff:.2e}", path)
-    return diff

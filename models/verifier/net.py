@@ -1,7 +1,8 @@
-"""The face verifier's Siamese branch (DESIGN section 1): one small convolutional network that
-maps a 100x100 8-bit depth crop to an L2-normalised embedding. Two crops show the same person
-when the cosine similarity of their embeddings is at least the verifier's threshold. PyTorch
-only; the live app runs the exported branch through ONNX Runtime (``models.verifier.runtime``).
+"""The face verifier's Siamese branch (docs/design.md, "Face verification"): one small
+convolutional network that maps a 100x100 8-bit depth crop to an L2-normalised embedding. Two
+crops show the same person when the cosine similarity of their embeddings is at least the
+verifier's threshold. PyTorch only; the live app runs the exported branch through ONNX
+Runtime (``models.verifier.runtime``).
 
 Input and normalisation (inside the network, so training, export and the live path share the
 one implementation)
@@ -35,11 +36,17 @@ Loss (``supervised_contrastive_loss``, the default; ``batch_hard_triplet_loss`` 
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from models.common.checkpoint import load_checkpoint
+from models.common.errors import ModelError
 
 #: levels that map to one unit of the normalised depth channel (38 mm at H = 150 mm)
 LEVEL_SCALE = 32.0
@@ -192,3 +199,35 @@ def supervised_contrastive_loss(emb: torch.Tensor, labels: torch.Tensor, tempera
 
 #: the training losses by name (``train-verifier --loss``)
 LOSSES = {"supcon": supervised_contrastive_loss, "triplet": batch_hard_triplet_loss}
+
+
+# -- checkpoints (``launch.py train-verifier``'s best.pt / last.pt) ------------------------------
+
+def branch_from_checkpoint(ck: Mapping[str, Any]) -> VerifierBranch:
+    """The trained branch (eval mode) of a loaded ``train-verifier`` checkpoint."""
+    model = VerifierBranch(VerifierConfig.from_dict(ck["branch"]))
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+class LoadedVerifier(NamedTuple):
+    """A ``train-verifier`` checkpoint's trained branch (eval mode) and the decision threshold its
+    best epoch chose on the validation identities (None when the file holds none)."""
+
+    branch: VerifierBranch
+    threshold: float | None
+
+
+def load_verifier(path: str | os.PathLike[str]) -> LoadedVerifier:
+    """The branch and validation threshold of a ``train-verifier`` checkpoint file (best.pt /
+    last.pt), read once; ModelError if not one."""
+    ck = load_checkpoint(path, "verifier")
+    if "branch" not in ck or "model" not in ck:
+        raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
+    threshold = (ck.get("best") or {}).get("threshold")
+    return LoadedVerifier(branch_from_checkpoint(ck), None if threshold is None else float(threshold))
+
+
+def load_branch(path: str | os.PathLike[str]) -> VerifierBranch:
+    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
+    return load_verifier(path).branch

@@ -10,7 +10,7 @@ Pair lists
     deterministic given the seed, and the list is written to a JSON file so every evaluation
     scores the same pairs. The file records each pair's subjects and frame numbers and a
     fingerprint of the dataset, so a list made for other data is refused
-    (:class:`~sensors.errors.VerificationError`).
+    (:class:`~models.common.errors.VerificationError`).
 
     The same index pairs serve the three pair types: true-true (sensor depth of both crops),
     generated-generated (the generator's depth of both) and true-generated (true depth of the
@@ -41,9 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from sensors.errors import FormatError, VerificationError
+from models.common.errors import VerificationError
+from sensors.errors import FormatError
 
-#: Pandora's subject-independent split used by the lab's verification work (DESIGN section 4)
+#: Pandora's subject-independent split used by its authors' verification work (docs/design.md,
+#: "Face verification")
 PANDORA_VAL_SUBJECTS = (9, 18, 21, 22)
 PANDORA_TEST_SUBJECTS = (10, 14, 16, 20)
 PAIR_TYPES = ("true-true", "generated-generated", "true-generated")

@@ -21,7 +21,7 @@ Live scores, per frame with a face
 Enrolment files
     JSON: name, kind ("true-depth" or "predicted-depth"), the embeddings, the stamp of the
     verifier that made them (the sha256 of its ONNX file), the source and the time. Loading one
-    with another verifier raises :class:`~sensors.errors.VerificationError` naming the file.
+    with another verifier raises :class:`~models.common.errors.VerificationError` naming the file.
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.common.files import file_sha256, write_json
-from sensors.errors import FormatError, ModelError, VerificationError
+from models.common.errors import ModelError, VerificationError
+from models.common.files import write_json
+from models.common.runtime import open_session
+from sensors.errors import FormatError
 
 from models.verifier.pairs import (
     PairList,
@@ -77,33 +79,16 @@ class Verifier:
     ``threshold``: accept as the same person when score >= threshold.
     ``stamp`` / ``sha256``: identifies the model file; enrolments carry it.
     ``crop_config_dict``: the crop geometry the verifier was trained on.
-    ``provider``: "cpu" (default: the verifier is tiny), "auto" or "cuda".
+    ``provider``: "cpu" (default: the verifier is tiny) or another of
+    :data:`models.common.runtime.PROVIDERS`; ``threads`` ONNX Runtime's intra-op threads.
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1, provider: str = "cpu") -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError("verifier file does not exist (train one with `launch.py train-verifier`)", self.path)
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - onnxruntime is a pinned requirement
-            raise ModelError(f"onnxruntime is not installed ({exc})", self.path) from None
-        providers = ["CPUExecutionProvider"]
-        if provider in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        elif provider == "cuda":
-            raise ModelError("CUDA was asked for but this onnxruntime has no CUDA provider", self.path)
-        elif provider not in ("cpu", "auto", "cuda"):
-            raise ModelError(f"unknown provider {provider!r}; expected cpu, auto or cuda", self.path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, int(threads))
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(self.path), so, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
-            raise ModelError(f"not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})", self.path) from None
-        meta = self._session.get_modelmeta().custom_metadata_map
+        opened = open_session(path, provider=provider, threads=threads, what="verifier",
+                              missing_hint="train one with `launch.py train-verifier`")
+        self.path = opened.path
+        self._session = opened.session
+        meta = opened.metadata
         if METADATA_KEY not in meta:
             raise ModelError("not a facedepth verifier (no verifier metadata in the ONNX file)", self.path)
         try:
@@ -118,8 +103,8 @@ class Verifier:
         if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
             raise ModelError("verifier must take one uint8 (N, S, S) input", self.path)
         self._input = inputs[0].name
-        self.provider = self._session.get_providers()[0]
-        self.sha256 = file_sha256(self.path)
+        self.provider = opened.provider
+        self.sha256 = opened.sha256
         self.name = self.path.name
 
     @property

@@ -38,48 +38,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
-                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
-                        "(validation and test stay the first file's)")
-    g.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, curves, verifier.onnx")
-    g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
-    g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
-    g.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="batches per epoch (default: training crops / batch size, at least 50)")
-    g.add_argument("--identities", type=int, default=16, metavar="P", help="identities per batch (default %(default)s)")
-    g.add_argument("--per-identity", type=int, default=8, metavar="K", help="crops per identity (default %(default)s)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default %(default)s)")
-    g.add_argument("--loss", default="supcon", choices=("supcon", "triplet"),
-                   help="supervised contrastive or batch-hard triplet (default %(default)s)")
-    g.add_argument("--temperature", type=float, default=0.1, help="the loss's temperature (default %(default)s)")
-    g.add_argument("--clean-prob", type=float, default=0.25,
-                   help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
-    g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
-    g.add_argument("--flip-prob", type=float, default=0.0,
-                   help="share of crops mirrored left-right (a mirrored face stands for the same person; default %(default)s)")
-    g.add_argument("--erase-prob", type=float, default=0.0,
-                   help="share of crops with a random rectangle blanked, like an occluder or a hole (default %(default)s)")
-    # the defaults are models.verifier.net.VerifierConfig's (not imported here: it loads torch)
-    g.add_argument("--embedding-dim", type=int, default=128, help="embedding length (default %(default)s)")
-    g.add_argument("--widths", default="16,32,48,64,96", help="branch widths (default %(default)s)")
-    g.add_argument("--extra-convs", default="0,1,1,1,0",
-                   help="unstrided 3x3 convs after each strided one (default %(default)s)")
-    g = p.add_argument_group("validation and run")
-    g.add_argument("--val-pairs", type=int, default=2000, help="validation pairs (default %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="training device (default %(default)s)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    g.add_argument("--max-minutes", type=float, default=None,
-                   help="stop after the epoch that passes this many minutes, then export (--resume continues)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+from typing import Any
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -242,62 +201,15 @@ def _write_curves(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    import torch
+    from models.common.checkpoint import save_checkpoint
 
-    from models.common.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(state, path, "verifier")
 
 
-def _load(path: Path, missing_hint: str = " (train first, or drop --resume / --export-only)") -> dict[str, Any]:
-    import pickle
-    import zipfile
+def _load(path: Path) -> dict[str, Any]:
+    from models.common.checkpoint import load_checkpoint
 
-    import torch
-
-    from sensors.errors import ModelError
-
-    if not path.is_file():
-        raise ModelError(f"checkpoint does not exist{missing_hint}", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"not a readable checkpoint ({type(exc).__name__})", path) from None
-
-
-def branch_from_checkpoint(ck: dict[str, Any]) -> Any:
-    """The trained branch (eval mode) of a loaded ``train-verifier`` checkpoint."""
-    from models.verifier.net import VerifierBranch, VerifierConfig
-
-    model = VerifierBranch(VerifierConfig.from_dict(ck["branch"]))
-    model.load_state_dict(ck["model"])
-    return model.eval()
-
-
-class LoadedVerifier(NamedTuple):
-    """A ``train-verifier`` checkpoint's trained branch (eval mode) and the decision threshold its
-    best epoch chose on the validation identities (None when the file holds none)."""
-
-    branch: Any
-    threshold: float | None
-
-
-def load_verifier(path: str | os.PathLike[str]) -> LoadedVerifier:
-    """The branch and validation threshold of a ``train-verifier`` checkpoint file (best.pt /
-    last.pt), read once; ModelError if not one."""
-    from sensors.errors import ModelError
-
-    ck = _load(Path(path), missing_hint="")
-    if not isinstance(ck, dict) or "branch" not in ck or "model" not in ck:
-        raise ModelError("not a verifier checkpoint (launch.py train-verifier's best.pt or last.pt)", path)
-    threshold = (ck.get("best") or {}).get("threshold")
-    return LoadedVerifier(branch_from_checkpoint(ck), None if threshold is None else float(threshold))
-
-
-def load_branch(path: str | os.PathLike[str]) -> Any:
-    """The trained branch of a ``train-verifier`` checkpoint file (best.pt / last.pt); ModelError if not one."""
-    return load_verifier(path).branch
+    return load_checkpoint(path, "verifier", missing_hint="train first, or drop --resume / --export-only")
 
 
 def pair_latency_ms(onnx_path: Path, crops: Any, repeats: int = 200) -> dict[str, float]:
@@ -326,6 +238,8 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: boo
     import torch
 
     from models.verifier.export import export_verifier
+    from models.verifier.net import branch_from_checkpoint
+
     ck = _load(out / "best.pt")
     model = branch_from_checkpoint(ck)
     metrics = validate(model, dataset, pairs, torch.device("cpu"))
@@ -361,12 +275,15 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: boo
     return summary
 
 
-def main(args: argparse.Namespace) -> int:
+def train_verifier(args: argparse.Namespace) -> int:
+    """Train (or, with ``export_only``, only export) the verifier from the parsed ``launch.py
+    train-verifier`` options; they are recorded as they are in the run's config.json."""
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    from sensors.errors import ConfigError, ModelError
+    from models.common.errors import ModelError
+    from sensors.errors import ConfigError
 
     from models.data.dataset import load_datasets
     from models.verifier.net import LOSSES, VerifierBranch, VerifierConfig

@@ -15,7 +15,7 @@ frame 3 it lies at colour-camera z 867 mm where the project's locator puts the s
 933 mm, 66 mm further along the view of a near-frontal face. The reader converts it
 (``centre=offset``, the default) by :data:`BIWI_TEMPLATE_TO_SKULL_MM` in the head's own axes,
 so the conversion follows the head as it turns; ``centre=refine`` then measures the centre from
-the frame's depth with the locator's head model (``sensors.locate.locator.refine_centre``), keeping the
+the frame's depth with the locator's head model (``sensors.locate.centre.refine_centre``), keeping the
 offset's centre where that fails. The annotation as written stays in
 ``Frame.head_center_raw_mm``; ``describe()["head_centre"]`` says what was done and how far the
 centres moved.
@@ -47,8 +47,9 @@ from typing import Any
 import numpy as np
 
 from sensors.errors import ConfigError, FormatError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.locate.locator import CentreConversion
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
+from sensors.locate.centre import CentreConversion
 from sensors.indexed import DATASET_FRAME_PERIOD_NS, IndexedSource, read_color_image
 from sensors.source import Options, SourceURI
 

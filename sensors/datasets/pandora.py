@@ -28,7 +28,7 @@ joints project onto the annotated colour pixels.
 Head centre. The Kinect skeleton's head joint is not the project's head centre (the skull's
 centre, :mod:`sensors.geometry`), and how far apart the two are is not published. So by default
 (``centre=refine``) the reader measures the centre from the frame's depth with the locator's
-head model (``sensors.locate.locator.refine_centre``) at the joint, keeping the joint where that fails;
+head model (``sensors.locate.centre.refine_centre``) at the joint, keeping the joint where that fails;
 ``centre=offset`` takes the joint as it is. The joint stays in ``Frame.head_center_raw_mm``;
 ``describe()["head_centre"]`` says what was done, how often the measurement failed and how far
 the centres moved.
@@ -62,9 +62,9 @@ from typing import Any
 import numpy as np
 
 from sensors.errors import ConfigError, FormatError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.geometry import rotation_from_euler_deg
-from sensors.locate.locator import CentreConversion
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics, rotation_from_euler_deg
+from sensors.locate.centre import CentreConversion
 from sensors.indexed import DATASET_FRAME_PERIOD_NS, IndexedSource, natural_key, read_color_image, read_depth_png
 from sensors.source import Options, SourceURI
 
@@ -233,8 +233,9 @@ def _fit_sequence_geometry(records: dict[int, PandoraRecord]) -> tuple[float, Ex
         if ok.sum() < 5:
             continue
         p, uv = p[ok], uv[ok]
-        tx = float(np.median((uv[:, 0] - c.cx) * p[:, 2] / c.fx - p[:, 0]))
-        ty = float(np.median((uv[:, 1] - c.cy) * p[:, 2] / c.fy - p[:, 1]))
+        # the translation that puts each joint on its colour pixel at the joint's own depth
+        off = c.unproject(uv[:, 0], uv[:, 1], p[:, 2]) - p
+        tx, ty = float(np.median(off[:, 0])), float(np.median(off[:, 1]))
         ext = Extrinsics(np.eye(3), [tx, ty, 0.0])
         err = float(np.median(np.linalg.norm(c.project(ext.apply(p)) - uv, axis=1)))
         if best is None or err < 0.5 * best[2]:  # the other sign only when clearly better

@@ -38,8 +38,8 @@ import numpy as np
 
 from sensors.devices.calibration import load_calibration
 from sensors.errors import ConfigError, FormatError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
-from sensors.geometry import HEAD_CENTRE_DEFINITION
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics, HEAD_CENTRE_DEFINITION
 from sensors.locate.stored import StoredCentres
 from sensors.indexed import IndexedSource, read_color_image, read_depth_png, write_png
 from sensors.source import Options, SourceURI

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensors.errors import ConfigError, FormatError
-from sensors.frame import CameraIntrinsics
+from sensors.geometry import CameraIntrinsics
 
 #: horizontal field of view assumed for an uncalibrated colour camera, degrees
 DEFAULT_HFOV_DEG = 60.0

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from sensors.errors import ConfigError, SensorError, SourceLostError
-from sensors.frame import CameraIntrinsics, Extrinsics, Frame
+from sensors.frame import Frame
+from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.source import Options, Source, SourceURI
 
 PIPELINE_ORDER = ("cuda", "opencl", "opengl", "cpu")

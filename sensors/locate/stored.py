@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sensors.frame import CameraIntrinsics
-from sensors.geometry import HEAD_CENTRE_DEFINITION
-from sensors.locate.locator import CentreConversion
+from sensors.geometry import CameraIntrinsics, HEAD_CENTRE_DEFINITION
+from sensors.locate.centre import CentreConversion
 
 _OLD = "file written before the definition was recorded"
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensors.frame import CameraIntrinsics, Extrinsics
-from sensors.geometry import rot_x, rot_y, rot_z
+from sensors.geometry import CameraIntrinsics, Extrinsics, rot_x, rot_y, rot_z
 
 #: the time-of-flight depth camera, 512x424
 DEPTH_CAMERA = CameraIntrinsics(fx=365.5, fy=365.5, cx=254.9, cy=205.4, width=512, height=424)

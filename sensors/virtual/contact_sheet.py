@@ -1,12 +1,10 @@
-"""``python launch.py contact-sheet --out FILE.png [--seed S]``: the virtual people at a glance.
+"""The virtual people at a glance (``launch.py contact-sheet``).
 
 Sixteen identities, each in four poses and expressions, as colour and depth face windows
 (a 260 mm square around the head centre; depth shown over +-150 mm around it, near = bright,
 no reading = black), with their depth-sensor noise and holes.
 """
 from __future__ import annotations
-
-import argparse
 
 #: (yaw, pitch, roll, jaw, smile, blink) of the four columns
 POSES = (
@@ -16,13 +14,6 @@ POSES = (
     (10.0, 25.0, 15.0, 0.9, 0.2, 1.0),
 )
 WINDOW_MM = 260.0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--seed", type=int, default=0, help="identity and scene seed (default 0)")
-    parser.add_argument("--first-subject", type=int, default=0, help="first of the 16 subjects (default 0)")
-    parser.add_argument("--tile", type=int, default=120, help="tile size in pixels (default 120)")
 
 
 def _window(image, cam, centre_mm, size_px: int):
@@ -67,17 +58,3 @@ def render_sheet(seed: int = 0, first_subject: int = 0, tile: int = 120):
     right = np.concatenate(rows[half:], axis=0)
     gap = np.full((left.shape[0], 8, 3), 255, np.uint8)
     return np.concatenate([left, gap, right], axis=1)
-
-
-def main(args: argparse.Namespace) -> int:
-    import cv2
-
-    from sensors.errors import ConfigError, FormatError
-
-    if args.tile < 32 or args.tile > 512:
-        raise ConfigError(f"--tile must be 32-512 pixels, got {args.tile}")
-    sheet = render_sheet(args.seed, args.first_subject, args.tile)
-    if not cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise FormatError(f"could not write the contact sheet {args.out!r} (unknown extension or unwritable path)")
-    print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
-    return 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from sensors.virtual._util import normalize, rng, smoothstep
+from sensors.virtual.shapes import smooth_min, superellipsoid
 
 # --------------------------------------------------------------------------------------------
 # identity parameters
@@ -331,22 +332,6 @@ def _nonuniform(lo: float, hi: float, dense_lo: float, dense_hi: float, fine: fl
     return np.radians(np.concatenate([a, b, c]))
 
 
-def _superellipsoid(p: np.ndarray, c: tuple, a: tuple, n: float, taper: float = 0.0) -> np.ndarray:
-    """Signed distance-like value (mm, < 0 inside) of points p (.., 3) to a superellipsoid."""
-    x = p[..., 0] - c[0]
-    y = p[..., 1] - c[1]
-    z = p[..., 2] - c[2]
-    if taper:
-        x = x / (1.0 + taper * np.clip(y / a[1], -1.0, 1.0))
-    s = (np.abs(x / a[0]) ** n + np.abs(y / a[1]) ** n + np.abs(z / a[2]) ** n) ** (1.0 / n)
-    return (s - 1.0) * (sum(a) / 3.0)
-
-
-def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
-    m = np.minimum(a, b)
-    return m - k * np.log1p(np.exp(-np.abs(a - b) / k))
-
-
 def _gauss(x: np.ndarray, sx: float, y: np.ndarray | None = None, sy: float = 1.0) -> np.ndarray:
     e = (x / sx) ** 2
     if y is not None:
@@ -374,19 +359,19 @@ class _Builder:
     # -- base shape ---------------------------------------------------------------------------
     def base_sdf(self, p: np.ndarray) -> np.ndarray:
         i = self.i
-        cran = _superellipsoid(p, (0.0, 10.0, -4.0), (i.head_width, i.head_height, i.head_depth), 2.15)
+        cran = superellipsoid(p, (0.0, 10.0, -4.0), (i.head_width, i.head_height, i.head_depth), 2.15)
         # midface: widest at the cheekbones, narrowing towards the mouth
         my = self.eye_y - 20.0
-        mid = _superellipsoid(p, (0.0, my, 18.0 + i.midface_projection),
+        mid = superellipsoid(p, (0.0, my, 18.0 + i.midface_projection),
                               (i.face_width, 46.0, 70.0), 2.4, taper=0.22)
         # mandible: from the jaw angles to a chin of its own width
         jy = 0.5 * (self.mouth_y + 12.0 + self.chin_y)
         half_h = 0.5 * (self.mouth_y + 12.0 - self.chin_y) + 4.0
-        jaw = _superellipsoid(p, (0.0, jy, 26.0 + 0.5 * i.chin_projection),
+        jaw = superellipsoid(p, (0.0, jy, 26.0 + 0.5 * i.chin_projection),
                               (i.jaw_width, half_h, 60.0), 2.5,
                               taper=float(np.clip(1.0 - (i.chin_width + 8.0) / i.jaw_width, 0.2, 0.6)))
-        d = _smin(cran, mid, 8.0)
-        return _smin(d, jaw, 9.0)
+        d = smooth_min(cran, mid, 8.0)
+        return smooth_min(d, jaw, 9.0)
 
     def base_radius(self, dirs: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
         """Radius of the base shape along unit directions, by bisection (within +-8 mm of
@@ -469,33 +454,110 @@ class _Builder:
 
 
 def build_head(ident: Identity) -> HeadModel:
-    """Build the full point model of ``ident`` (about 0.3 s; callers cache it)."""
+    """Build the full point model of ``ident`` (about 0.3 s; callers cache it).
+
+    The steps, in this order (they draw from one random stream, so the order is part of the
+    result): the base shape on a coarse grid, the radial surface with features and hair, its
+    sampling into points with their appearance, shadows, expressions and eyes, the extra parts
+    (mouth interior, long hair, glasses), the neck, and the turn to head axes.
+    """
     b = _Builder(ident)
-    i = ident
-    theta = _nonuniform(-180.0, 180.0 - 1.2, -62.0, 62.0, FACE_STEP_DEG, 1.2)
-    phi = _nonuniform(-84.0, 89.0, -62.0, 50.0, FACE_STEP_DEG, 1.2)
-    T, P = np.meshgrid(theta, phi)  # rows: latitude (bottom to top), columns: longitude
-    dirs = np.stack([np.cos(P) * np.sin(T), np.sin(P), np.cos(P) * np.cos(T)], axis=-1)
-    # the base shape on a 2-degree grid first (it also serves the shadow rays), then refined
+    coarse = _coarse_grid(b)
+    surface = _radial_surface(b, coarse)
+    keep, spacing = _sampling(surface)
+    # appearance on the surface
+    alb, spec, gloss, ir, mat = _appearance(b, surface.X, surface.Y, surface.Z, surface.T, surface.P,
+                                            surface.hair_mask, surface.feats)
+    pts_m, nrm_m = surface.pts[keep], surface.nrm[keep]
+    alb, spec, gloss, ir, mat = alb[keep], spec[keep], gloss[keep], ir[keep], mat[keep]
+    Xf, Yf, Zf = surface.X[keep], surface.Y[keep], surface.Z[keep]
+    spacing = spacing[keep]
+    # the skin round the mouth stretches when the jaw opens: give it larger footprints
+    stretch = (np.abs(Xf) < 0.5 * ident.mouth_width + 14.0) & (np.abs(Yf - b.mouth_y) < 6.0) & (Zf > 30)
+    spacing = np.where(stretch, np.maximum(spacing, 3.2), spacing)
+
+    radius_grid = _radius_grid(b, coarse)
+    shadow = _shadow_sh(pts_m, nrm_m, radius_grid)
+    blend = _blendshapes(b, Xf, Yf, Zf, pts_m)
+    eye = _eye_data(b, Xf, Yf, Zf, alb)  # eyes: openings for blinks and gaze
+
+    # extra parts: mouth interior, long hair, glasses
+    parts = [_mouth_interior(b, pts_m, Xf, Yf)]
+    if ident.hair_style == "long":
+        parts.append(_long_hair(b, radius_grid))
+    if ident.glasses:
+        parts.append(_glasses(b, radius_grid))
+    n0 = len(pts_m)
+    cloud = _append_parts({"points": pts_m, "normals": nrm_m, "albedo": alb, "specular": spec, "gloss": gloss,
+                           "ir": ir, "material": mat, "shadow": shadow, "spacing": spacing}, parts)
+    blend["jaw"] = _jaw_with_interior(b, blend["jaw"], cloud, n0, parts[0])
+    neck = _neck(b, radius_grid)
+    landmarks = _landmarks(b, pts_m, Xf, Yf, Zf)
+    face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
+    return _to_head_axes(ident, cloud, blend, eye, neck, landmarks, radius_grid, np.flatnonzero(face_sel))
+
+
+@dataclass(frozen=True)
+class _CoarseGrid:
+    """The base shape on a 2-degree (latitude x longitude) grid: it starts the fine search and
+    serves the shadow rays."""
+
+    dirs: np.ndarray
+    theta: np.ndarray
+    phi: np.ndarray
+    radius_mm: np.ndarray
+
+
+@dataclass(frozen=True)
+class _RadialSurface:
+    """The head's surface on its fine grid (rows: latitude bottom to top, columns: longitude),
+    model axes: the base shape (``X``, ``Y``, ``Z``) and its features, and the full surface
+    with hair (``pts``, ``nrm``)."""
+
+    theta: np.ndarray  # the grid's longitudes (rad)
+    phi: np.ndarray  # its latitudes (rad)
+    T: np.ndarray
+    P: np.ndarray
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    feats: dict[str, np.ndarray]
+    hair_mask: np.ndarray
+    pts: np.ndarray
+    nrm: np.ndarray
+
+
+def _coarse_grid(b: _Builder) -> _CoarseGrid:
     grid_t = np.radians(np.arange(-180.0, 180.0, 2.0))
     grid_p = np.radians(np.arange(-90.0, 90.01, 2.0))
     GT, GP = np.meshgrid(grid_t, grid_p)
     gd = np.stack([np.cos(GP) * np.sin(GT), np.sin(GP), np.cos(GP) * np.cos(GT)], axis=-1)
-    gr0 = b.base_radius(gd)
-    r0 = b.base_radius(dirs, guess=_grid_lookup(gr0, T, P))
+    return _CoarseGrid(gd, GT, GP, b.base_radius(gd))
+
+
+def _radial_surface(b: _Builder, coarse: _CoarseGrid) -> _RadialSurface:
+    """The base shape refined from the coarse grid, its features, then a hair layer over the
+    scalp above a hairline that runs round the head."""
+    theta = _nonuniform(-180.0, 180.0 - 1.2, -62.0, 62.0, FACE_STEP_DEG, 1.2)
+    phi = _nonuniform(-84.0, 89.0, -62.0, 50.0, FACE_STEP_DEG, 1.2)
+    T, P = np.meshgrid(theta, phi)
+    dirs = np.stack([np.cos(P) * np.sin(T), np.sin(P), np.cos(P) * np.cos(T)], axis=-1)
+    r0 = b.base_radius(dirs, guess=_grid_lookup(coarse.radius_mm, T, P))
     base = dirs * r0[..., None]
     X, Y, Z = base[..., 0], base[..., 1], base[..., 2]
     feats = b.features(X, Y, Z, T)
     r_face = r0 + sum(feats.values())
-
-    # hair: a layer over the scalp above a hairline that runs round the head
     hair_mask, hair_h = _hair(b, X, Y, Z, T, P)
-    r_full = r_face + hair_h
+    pts = dirs * (r_face + hair_h)[..., None]
+    return _RadialSurface(theta, phi, T, P, X, Y, Z, feats, hair_mask, pts, _grid_normals(pts))
 
-    pts = dirs * r_full[..., None]
-    nrm = _grid_normals(pts)
-    # thin out columns where latitude circles shrink (towards the crown), keeping about
-    # 1.2 mm between points on the face and 2.1 mm elsewhere; record the real 3D spacing
+
+def _sampling(s: _RadialSurface) -> tuple[np.ndarray, np.ndarray]:
+    """Which grid points to keep, and each one's real 3D spacing (mm).
+
+    Columns are thinned where latitude circles shrink (towards the crown), keeping about 1.2 mm
+    between points on the face and 2.1 mm elsewhere."""
+    T, P, pts = s.T, s.P, s.pts
     dist_t = np.linalg.norm(np.roll(pts, -1, axis=1) - pts, axis=-1)
     dist_p = np.linalg.norm(np.diff(pts, axis=0, append=pts[-1:]), axis=-1)
     dense = (np.abs(np.degrees(T)) < 62.0) & (np.degrees(P) > -62.0) & (np.degrees(P) < 50.0)
@@ -505,75 +567,55 @@ def build_head(ident: Identity) -> HeadModel:
     col = np.arange(T.shape[1])[None, :]
     keep = (col % k) == 0
     # outside the face, rows sampled at the face's fine latitude step are halved as well
-    fine_rows = np.abs(np.gradient(phi) - np.radians(FACE_STEP_DEG)) < 1e-6
-    coarse_cols = np.abs(np.gradient(theta) - np.radians(FACE_STEP_DEG)) > 1e-6
+    fine_rows = np.abs(np.gradient(s.phi) - np.radians(FACE_STEP_DEG)) < 1e-6
+    coarse_cols = np.abs(np.gradient(s.theta) - np.radians(FACE_STEP_DEG)) > 1e-6
     row = np.arange(T.shape[0])[:, None]
     halve = fine_rows[:, None] & coarse_cols[None, :]
     keep &= ~halve | (row % 2 == 0)
     spacing = np.maximum(k * dist_t, np.where(halve, 2.0, 1.0) * dist_p)
-    # appearance on the surface
-    alb, spec, gloss, ir, mat = _appearance(b, X, Y, Z, T, P, hair_mask, feats)
+    return keep, spacing
 
-    flat = lambda a: a[keep]  # noqa: E731
-    pts_m, nrm_m = flat(pts), flat(nrm)
-    alb, spec, gloss, ir, mat = flat(alb), flat(spec), flat(gloss), flat(ir), flat(mat)
-    Xf, Yf, Zf = flat(X), flat(Y), flat(Z)
-    spacing = flat(spacing)
-    # the skin round the mouth stretches when the jaw opens: give it larger footprints
-    stretch = (np.abs(Xf) < 0.5 * i.mouth_width + 14.0) & (np.abs(Yf - b.mouth_y) < 6.0) & (Zf > 30)
-    spacing = np.where(stretch, np.maximum(spacing, 3.2), spacing)
 
-    # ---- shadows from the radial surface -------------------------------------------------
-    gb = gd * gr0[..., None]
-    gfe = b.features(gb[..., 0], gb[..., 1], gb[..., 2], GT)
-    ghair = _hair(b, gb[..., 0], gb[..., 1], gb[..., 2], GT, GP)[1]
-    radius_grid = (gr0 + sum(gfe.values()) + ghair).astype(np.float32)
-    shadow = _shadow_sh(pts_m, nrm_m, radius_grid)
+def _radius_grid(b: _Builder, coarse: _CoarseGrid) -> np.ndarray:
+    """The full surface's radius (features and hair) on the coarse grid, for shadow rays and
+    the parts laid over the head."""
+    gb = coarse.dirs * coarse.radius_mm[..., None]
+    gfe = b.features(gb[..., 0], gb[..., 1], gb[..., 2], coarse.theta)
+    ghair = _hair(b, gb[..., 0], gb[..., 1], gb[..., 2], coarse.theta, coarse.phi)[1]
+    return (coarse.radius_mm + sum(gfe.values()) + ghair).astype(np.float32)
 
-    # ---- expressions ----------------------------------------------------------------------
-    blend = _blendshapes(b, Xf, Yf, Zf, pts_m)
 
-    # ---- eyes: openings for blinks and gaze ------------------------------------------------
-    eye = _eye_data(b, Xf, Yf, Zf, alb)
-
-    # ---- extra parts: mouth interior, long hair, glasses -----------------------------------
-    parts = [_mouth_interior(b, pts_m, Xf, Yf)]
-    if i.hair_style == "long":
-        parts.append(_long_hair(b, radius_grid))
-    if i.glasses:
-        parts.append(_glasses(b, radius_grid))
-    n0 = len(pts_m)
+def _append_parts(cloud: dict[str, np.ndarray], parts: list[dict]) -> dict[str, np.ndarray]:
+    """The head's points followed by each part's; a part without its own shadow term gets a
+    plain ambient one, without its own spacing 1.2 mm."""
     for part in parts:
-        pts_m = np.concatenate([pts_m, part["points"]])
-        nrm_m = np.concatenate([nrm_m, part["normals"]])
-        alb = np.concatenate([alb, part["albedo"]])
-        spec = np.concatenate([spec, part["specular"]])
-        gloss = np.concatenate([gloss, part["gloss"]])
-        ir = np.concatenate([ir, part["ir"]])
-        mat = np.concatenate([mat, part["material"]])
-        shadow = np.concatenate([shadow, part.get("shadow", np.tile([[0.75, 0, 0, 0]], (len(part["points"]), 1)))])
-        spacing = np.concatenate([spacing, np.full(len(part["points"]), part.get("spacing", 1.2))])
-    # the interior's lower half (tongue, lower teeth) moves with the jaw
-    interior = np.flatnonzero(mat[n0:n0 + len(parts[0]["points"])] >= 0) + n0
-    low = interior[parts[0]["lower"]]
-    jidx, jd = blend["jaw"]
-    jaw_low = _jaw_displacement(b, pts_m[low], np.ones(len(low)))
-    blend["jaw"] = (np.concatenate([jidx, low]), np.concatenate([jd, jaw_low]))
+        n = len(part["points"])
+        extra = {**part, "shadow": part.get("shadow", np.tile([[0.75, 0, 0, 0]], (n, 1))),
+                 "spacing": np.full(n, part.get("spacing", 1.2))}
+        cloud = {k: np.concatenate([v, extra[k]]) for k, v in cloud.items()}
+    return cloud
 
-    neck = _neck(b, radius_grid)
 
-    # ---- to head axes (x right, y down, z away from the camera) ----------------------------
-    flip = np.array([1.0, -1.0, -1.0])
-    to_h_dir = lambda a: (a * flip).astype(np.float32)  # noqa: E731
-    to_h = lambda a: (a * (flip * i.scale)).astype(np.float32)  # noqa: E731
-    sh = shadow.copy()
-    sh[:, 1:] *= flip
-    blend_h = {k: (idx.astype(np.int64), to_h(d)) for k, (idx, d) in blend.items()}
+def _jaw_with_interior(b: _Builder, jaw: tuple[np.ndarray, np.ndarray], cloud: dict[str, np.ndarray], n0: int,
+                       interior_part: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The jaw blendshape extended to the mouth interior's lower half (tongue, lower teeth),
+    which moves with the jaw; the interior's points start at ``n0``."""
+    interior = np.flatnonzero(cloud["material"][n0:n0 + len(interior_part["points"])] >= 0) + n0
+    low = interior[interior_part["lower"]]
+    jidx, jd = jaw
+    jaw_low = _jaw_displacement(b, cloud["points"][low], np.ones(len(low)))
+    return np.concatenate([jidx, low]), np.concatenate([jd, jaw_low])
+
+
+def _landmarks(b: _Builder, pts: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> dict[str, np.ndarray]:
+    """Named points of the face (model axes): the front surface point nearest each (x, y)."""
+    i = b.i
+
     def surf(x: float, y: float) -> np.ndarray:
-        j = int(np.argmin((Xf - x) ** 2 + (Yf - y) ** 2 + 1e6 * (Zf < 0)))
-        return pts_m[j].copy()
+        j = int(np.argmin((X - x) ** 2 + (Y - y) ** 2 + 1e6 * (Z < 0)))
+        return pts[j].copy()
 
-    lm = {
+    return {
         "nose_tip": surf(0.0, b.tip_y), "mouth": surf(0.0, b.mouth_y), "chin": surf(0.0, b.chin_y + 12.0),
         "eye_left": surf(i.eye_spacing, b.eye_y), "eye_right": surf(-i.eye_spacing, b.eye_y),
         "cheek_left": surf(45.0, b.mouth_y + 15.0), "cheek_right": surf(-45.0, b.mouth_y + 15.0),
@@ -581,22 +623,34 @@ def build_head(ident: Identity) -> HeadModel:
         "ear_left": np.array([i.head_width + 4.0, b.eye_y - 12.0, -6.0]),
         "ear_right": np.array([-i.head_width - 4.0, b.eye_y - 12.0, -6.0]),
     }
-    face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
+
+
+def _to_head_axes(i: Identity, cloud: dict[str, np.ndarray], blend: dict, eye: dict, neck: dict,
+                  landmarks: dict[str, np.ndarray], radius_grid: np.ndarray, face_index: np.ndarray) -> HeadModel:
+    """The model turned from model axes (y up, z towards the face) to head axes (x right, y
+    down, z away from the camera) and scaled to the person."""
+    flip = np.array([1.0, -1.0, -1.0])
+    to_h_dir = lambda a: (a * flip).astype(np.float32)  # noqa: E731
+    to_h = lambda a: (a * (flip * i.scale)).astype(np.float32)  # noqa: E731
+    sh = cloud["shadow"].copy()
+    sh[:, 1:] *= flip
+    blend_h = {k: (idx.astype(np.int64), to_h(d)) for k, (idx, d) in blend.items()}
     return HeadModel(
         identity=i,
-        points=to_h(pts_m), normals=to_h_dir(nrm_m), albedo=alb.astype(np.float32),
-        specular=spec.astype(np.float32), gloss=gloss.astype(np.float32), ir=ir.astype(np.float32),
-        material=mat.astype(np.uint8), shadow=sh.astype(np.float32), blend=blend_h,
+        points=to_h(cloud["points"]), normals=to_h_dir(cloud["normals"]), albedo=cloud["albedo"].astype(np.float32),
+        specular=cloud["specular"].astype(np.float32), gloss=cloud["gloss"].astype(np.float32),
+        ir=cloud["ir"].astype(np.float32),
+        material=cloud["material"].astype(np.uint8), shadow=sh.astype(np.float32), blend=blend_h,
         eye_index=eye["index"], eye_q=eye["q"].astype(np.float32), eye_xy=eye["xy"].astype(np.float32),
         eye_lid_albedo=eye["lid"].astype(np.float32), eye_open_albedo=eye["open"].astype(np.float32),
         iris_colour=np.asarray(i.iris_colour, np.float32),
         neck_points=to_h(neck["points"]), neck_normals=to_h_dir(neck["normals"]),
         neck_albedo=neck["albedo"].astype(np.float32), neck_weight=neck["weight"].astype(np.float32),
-        landmarks={k: to_h(v) for k, v in lm.items()},
+        landmarks={k: to_h(v) for k, v in landmarks.items()},
         cache={"neck_spacing": neck["spacing"] * i.scale},
         radius_grid=radius_grid * np.float32(i.scale),
-        face_index=np.flatnonzero(face_sel),
-        spacing=(spacing * i.scale).astype(np.float32),
+        face_index=face_index,
+        spacing=(cloud["spacing"] * i.scale).astype(np.float32),
     )
 
 

@@ -81,7 +81,7 @@ class PlaneScene:
         if x1 <= x0 or y1 <= y0:
             return img
         u, v = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-        rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
+        rays = cam.ray(u, v)
         _, a, b, inside = self._intersect(rays, np.zeros(3), self.centre_c, self.axes_c)
         val = self._checker(a, b)
         srgb = np.where(val > 0.5, 220, 25)

@@ -144,15 +144,13 @@ class Renderer:
         col = shade(tw.normals, tw.albedo, tw.specular, tw.gloss, light, _view_dirs(origin)[0], 1.0, 0.8)
         pc = xform(tw.points, _R_DC, _T_DC)
         half = COLOR_CAMERA.scaled(*_HALF)
-        u = half.fx * pc[:, 0] / pc[:, 2] + half.cx
-        v = half.fy * pc[:, 1] / pc[:, 2] + half.cy
+        u, v = half.project_xyz(pc[:, 0], pc[:, 1], pc[:, 2])
         idx = splat_nearest_safe(u, v, pc[:, 2], _HALF[0], _HALF[1], big=np.ones(len(u), bool))
         m = idx >= 0
         closer = m & ((pc[idx.clip(0), 2] < z_half) | (z_half <= 0))
         rad_half[closer] = col[idx[closer]]
         z_half[closer] = pc[idx[closer], 2]
-        ud = DEPTH_CAMERA.fx * tw.points[:, 0] / tw.points[:, 2] + DEPTH_CAMERA.cx
-        vd = DEPTH_CAMERA.fy * tw.points[:, 1] / tw.points[:, 2] + DEPTH_CAMERA.cy
+        ud, vd = DEPTH_CAMERA.project_xyz(tw.points[:, 0], tw.points[:, 1], tw.points[:, 2])
         idd = splat_nearest_safe(ud, vd, tw.points[:, 2], DEPTH_CAMERA.width, DEPTH_CAMERA.height,
                                  big=np.ones(len(ud), bool))
         md = idd >= 0
@@ -345,8 +343,7 @@ class Renderer:
             pw, sig, cos, hair = pw[::k], sig[::k], cos[::k], hair[::k]
             spacing = spacing[::k] * np.float32(k)
         z = pw[:, 2]
-        u = cam.fx * pw[:, 0] / z + cam.cx
-        v = cam.fy * pw[:, 1] / z + cam.cy
+        u, v = cam.project_xyz(pw[:, 0], pw[:, 1], z)
         x0 = int(max(np.floor(u.min()) - 2, 0))
         y0 = int(max(np.floor(v.min()) - 2, 0))
         x1 = int(min(np.ceil(u.max()) + 3, cam.width))
@@ -374,8 +371,7 @@ class Renderer:
         np.copyto(frame, stage.color)
         pc = xform(pw, _R_DC, _T_DC)
         z = pc[:, 2]
-        u = cam.fx * pc[:, 0] / z + cam.cx
-        v = cam.fy * pc[:, 1] / z + cam.cy
+        u, v = cam.project_xyz(pc[:, 0], pc[:, 1], z)
         x0 = int(max(np.floor(u.min()) - 3, 0))
         y0 = int(max(np.floor(v.min()) - 3, 0))
         x1 = int(min(np.ceil(u.max()) + 4, cam.width))

@@ -17,7 +17,7 @@ from sensors.geometry import rot_y, rotation_from_euler_deg
 from sensors.virtual._util import fbm_2d, normalize, rng, smoothstep
 from sensors.virtual.people import HeadModel
 from sensors.virtual.cameras import FPS
-from sensors.virtual.shapes import PointSet, sdf_points
+from sensors.virtual.shapes import PointSet, sdf_points, smooth_max
 
 # --------------------------------------------------------------------------------------------
 # sequence plans
@@ -474,8 +474,7 @@ def raycast_boxes(boxes: list[Box], origin: np.ndarray, rays: np.ndarray, light:
                                  bx.lo[2] if i & 4 else bx.hi[2]] for i in range(8)])
             pc = (corners - origin) @ r_wc.T
             if (pc[:, 2] > 1.0).all():
-                uu = cam.fx * pc[:, 0] / pc[:, 2] + cam.cx
-                vv = cam.fy * pc[:, 1] / pc[:, 2] + cam.cy
+                uu, vv = cam.project_xyz(pc[:, 0], pc[:, 1], pc[:, 2])
                 x0, x1 = int(max(np.floor(uu.min()) - 1, 0)), int(min(np.ceil(uu.max()) + 2, w))
                 y0, y1 = int(max(np.floor(vv.min()) - 1, 0)), int(min(np.ceil(vv.max()) + 2, h))
                 if x1 <= x0 or y1 <= y0:
@@ -552,9 +551,7 @@ def raycast_boxes(boxes: list[Box], origin: np.ndarray, rays: np.ndarray, light:
 def camera_rays(cam, width: int, height: int, rotation: np.ndarray | None = None) -> np.ndarray:
     """Ray directions (z = 1 in the camera) for a ``width`` x ``height`` rendering of ``cam``,
     expressed in the world frame through ``rotation`` (camera -> world), if given."""
-    c = cam.scaled(width, height)
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    d = np.stack([(u - c.cx) / c.fx, (v - c.cy) / c.fy, np.ones_like(u)], axis=-1)
+    d = cam.scaled(width, height).ray_grid()
     if rotation is not None:
         d = d @ np.asarray(rotation).T
     return d
@@ -588,7 +585,7 @@ def _torso_prototype(k: int) -> tuple[np.ndarray, np.ndarray]:
         f_side = ((np.abs(x / wy) ** 3.2 + np.abs((z - zc) / half_d) ** 2.4) ** (1 / 3.2) - 1.0) * half_w * 0.7
         f_bot = y - 650.0
         k_round = 30.0
-        sm = np.maximum(f_top, f_side) + k_round * np.log1p(np.exp(-np.abs(f_top - f_side) / k_round))
+        sm = smooth_max(f_top, f_side, k_round)
         return np.maximum(sm, f_bot)
 
     p, n = sdf_points(sdf, (0.0, 260.0, zc), 3.0, 420.0, theta_range=(np.pi / 2, 3 * np.pi / 2),

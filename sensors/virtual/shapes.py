@@ -83,16 +83,34 @@ def star_surface(sdf: Callable[[np.ndarray], np.ndarray], spacing_mm: float, r_m
     return p, normalize(grad)
 
 
+def superellipsoid(p: np.ndarray, centre: tuple, axes: tuple, n: float, taper: float = 0.0) -> np.ndarray:
+    """Signed distance-like value (mm, < 0 inside) of points p (.., 3) to a superellipsoid with
+    semi-axes ``axes`` and exponent ``n``; ``taper`` narrows it in x towards -y."""
+    x = p[..., 0] - centre[0]
+    y = p[..., 1] - centre[1]
+    z = p[..., 2] - centre[2]
+    if taper:
+        x = x / (1.0 + taper * np.clip(y / axes[1], -1.0, 1.0))
+    s = (np.abs(x / axes[0]) ** n + np.abs(y / axes[1]) ** n + np.abs(z / axes[2]) ** n) ** (1.0 / n)
+    return (s - 1.0) * (sum(axes) / 3.0)
+
+
 def superellipsoid_sdf(axes, n: float = 2.0, centre=(0.0, 0.0, 0.0)) -> Callable[[np.ndarray], np.ndarray]:
-    a = np.asarray(axes, np.float64)
-    c = np.asarray(centre, np.float64)
-    scale = float(a.mean())
+    """:func:`superellipsoid` as a function of the points alone."""
+    a = tuple(float(v) for v in axes)
+    c = tuple(float(v) for v in centre)
+    return lambda p: superellipsoid(p, c, a, n)
 
-    def f(p: np.ndarray) -> np.ndarray:
-        q = np.abs((p - c) / a)
-        return ((q ** n).sum(-1) ** (1.0 / n) - 1.0) * scale
 
-    return f
+def smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """The minimum of two distances with the corner rounded over about ``k`` mm (log-sum-exp)."""
+    m = np.minimum(a, b)
+    return m - k * np.log1p(np.exp(-np.abs(a - b) / k))
+
+
+def smooth_max(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """The maximum of two distances with the corner rounded (an intersection's :func:`smooth_min`)."""
+    return -smooth_min(-a, -b, k)
 
 
 def capsule_sdf(a, b, radius: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -103,15 +121,6 @@ def capsule_sdf(a, b, radius: float) -> Callable[[np.ndarray], np.ndarray]:
     def f(p: np.ndarray) -> np.ndarray:
         t = np.clip(((p - a) @ ab) / (ab @ ab), 0, 1)
         return np.linalg.norm(p - a - t[..., None] * ab, axis=-1) - radius
-
-    return f
-
-
-def smooth_union(fs, k: float = 6.0) -> Callable[[np.ndarray], np.ndarray]:
-    def f(p: np.ndarray) -> np.ndarray:
-        v = np.stack([g(p) for g in fs], axis=0)
-        m = v.min(0)
-        return m - k * np.log(np.exp(-(v - m) / k).sum(0))
 
     return f
 

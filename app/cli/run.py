@@ -4,36 +4,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from app.cli import options
+from app.run_config import DEFAULT_SOURCE, RunConfig
 from models.common import shipped
-
-DEFAULT_SOURCE = "virtual:"
-DEFAULT_MODEL = shipped.GENERATOR
-DEFAULT_VERIFIER = shipped.VERIFIER
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default=DEFAULT_SOURCE, metavar="URI",
-                   help="where frames come from (default: the built-in virtual Kinect, %(default)s)")
-    p.add_argument("--model", default=None, metavar="FILE.onnx",
-                   help=f"depth generator (default: the shipped {DEFAULT_MODEL.name})")
+    options.add_source(p, default=DEFAULT_SOURCE,
+                       help="where frames come from (default: the built-in virtual Kinect, %(default)s)")
+    options.add_model(p)
     p.add_argument("--second-model", default=None, metavar="FILE.onnx",
                    help="a second generator shown beside the first (e.g. the AE baseline)")
-    p.add_argument("--verifier", default=None, metavar="FILE.onnx",
-                   help=f"face verifier (default: the shipped {DEFAULT_VERIFIER.name} when present)")
+    options.add_verifier(p)
     p.add_argument("--headless", action="store_true", help="no window: process frames and write a report")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--report", default=None, metavar="FILE.json", help="headless: write the JSON report here")
+    options.add_max_frames(p, help="stop after N frames")
+    options.add_report(p, help="headless: write the JSON report here")
     p.add_argument("--save", default=None, metavar="DIR", help="headless: save per-frame crops as PNGs here")
     p.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="GUI: render off-screen after --max-frames frames, save a screenshot and exit")
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def main(args: argparse.Namespace) -> int:
-    from sensors.errors import ModelError
+    from models.common.errors import ModelError
     from sensors.source import parse_uri
 
     parse_uri(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
-    model = Path(args.model) if args.model else DEFAULT_MODEL
+    model = Path(args.model) if args.model else shipped.GENERATOR
     if not model.exists():
         if args.model:
             raise ModelError("model file does not exist", model)
@@ -41,10 +41,13 @@ def main(args: argparse.Namespace) -> int:
             "no shipped generator yet: train and export one (see models/README.md) or pass --model FILE.onnx",
             model,
         )
+    cfg = RunConfig(model=model, source=args.source, second_model=_path(args.second_model),
+                    verifier=_path(args.verifier) or shipped.VERIFIER, max_frames=args.max_frames,
+                    report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot))
     if args.headless:
         from app.headless import run_headless
 
-        return run_headless(args, model)
+        return run_headless(cfg)
     from app.gui import run_gui
 
-    return run_gui(args, model)
+    return run_gui(cfg)

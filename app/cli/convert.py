@@ -16,13 +16,15 @@ import os
 import sys
 import time
 
+from app.cli import options
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, metavar="URI", help="what to convert")
-    p.add_argument("--out", required=True, metavar="DIR|FILE.mcap", help="the folder (tum) or file (mcap) to write")
+    options.add_source(p, help="what to convert")
+    options.add_out(p, "DIR|FILE.mcap", "the folder (tum) or file (mcap) to write")
     p.add_argument("--format", choices=("tum", "mcap"), default=None,
                    help="output format (default: from --out: .mcap -> mcap, else tum)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="convert at most N frames")
+    options.add_max_frames(p, help="convert at most N frames")
     p.add_argument("--color-format", choices=("png", "jpeg"), default="png",
                    help="mcap: colour as png (lossless, default) or jpeg")
 

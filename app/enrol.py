@@ -1,7 +1,4 @@
-"""``launch.py enrol``: capture a person's reference for live face verification.
-
-    python launch.py enrol --source kinect: --name alice --frames 30 --out alice.json
-    python launch.py enrol --source webcam:0 --name alice --frames 30 --out alice.json
+"""Enrolment: capture a person's reference for live face verification (``launch.py enrol``).
 
 Reads frames from the source, finds the head (``sensors.locate.locator.HeadLocator``), cuts the crop the
 verifier was trained on (``sensors.crop.crop_face``) and keeps the depth crop of N frames with a
@@ -13,34 +10,21 @@ stamp of the verifier, so it is refused with any other verifier.
 """
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.run_config import DEFAULT_SOURCE
+from models.common import shipped
 
 #: crops with fewer valid depth pixels than this share of the crop are not enrolled
 MIN_VALID_FRACTION = 0.15
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from app.run_command import DEFAULT_MODEL, DEFAULT_SOURCE, DEFAULT_VERIFIER
-
-    p.add_argument("--source", default=DEFAULT_SOURCE, metavar="URI", help="where frames come from (default %(default)s)")
-    p.add_argument("--name", required=True, help="the person's name, stored in the enrolment")
-    p.add_argument("--frames", type=int, default=30, metavar="N", help="crops to enrol (default %(default)s)")
-    p.add_argument("--every", type=int, default=3, metavar="K",
-                   help="use every K-th frame with a face, for more varied poses (default %(default)s)")
-    p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the enrolment")
-    p.add_argument("--verifier", default=None, metavar="FILE.onnx", help=f"face verifier (default: the shipped {DEFAULT_VERIFIER.name})")
-    p.add_argument("--model", default=None, metavar="FILE.onnx",
-                   help=f"depth generator, used when the source has no depth (default: the shipped {DEFAULT_MODEL.name})")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="give up after this many seconds (default %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def _crop_config(verifier: Any, generator: Any | None) -> Any:
     from sensors.crop import CropConfig
-    from sensors.errors import ModelError
+    from models.common.errors import ModelError
 
     if verifier.crop_config_dict:
         cfg = CropConfig.from_dict(dict(verifier.crop_config_dict))
@@ -65,7 +49,8 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
     import numpy as np
 
     from sensors.crop import crop_face
-    from sensors.errors import ModelError, SensorError
+    from models.common.errors import ModelError
+    from sensors.errors import SensorError
     from models.refiner.runtime import default_locator
 
     locator = default_locator(source.is_live)
@@ -118,26 +103,34 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
     return np.stack(crops), str(kind)
 
 
-def main(args: argparse.Namespace) -> int:
-    from app.run_command import DEFAULT_MODEL, DEFAULT_VERIFIER
+@dataclass(frozen=True)
+class EnrolConfig:
+    """One enrolment: ``frames`` crops of every ``every``-th frame with a face of ``source``,
+    within ``timeout_s``; the generator ``model`` predicts depth when the source has none."""
+
+    name: str
+    source: str = DEFAULT_SOURCE
+    frames: int = 30
+    every: int = 3
+    timeout_s: float = 60.0
+    verifier: Path = shipped.VERIFIER
+    model: Path = shipped.GENERATOR
+    progress: bool = True
+
+
+def enrol(cfg: EnrolConfig) -> tuple[Any, Any]:
+    """The enrolment of ``cfg.name`` (not yet saved) and the verifier it was made with."""
     from models.verifier.runtime import Enrolment, Verifier
     from sensors.errors import ConfigError
     from sensors.source import open_source
 
-    if args.frames < 1 or args.every < 1 or args.timeout_s <= 0:
+    if cfg.frames < 1 or cfg.every < 1 or cfg.timeout_s <= 0:
         raise ConfigError("--frames and --every must be at least 1 and --timeout-s positive")
-    if not args.name.strip():
+    if not cfg.name.strip():
         raise ConfigError("--name must not be empty")
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        raise ConfigError(f"output folder {str(out.parent)!r} does not exist")
-    verifier = Verifier(Path(args.verifier) if args.verifier else DEFAULT_VERIFIER, threads=1)
-    model = Path(args.model) if args.model else DEFAULT_MODEL
-    with open_source(args.source) as source:
-        crops, kind = capture_crops(source, verifier, args.frames, args.every, args.timeout_s, model,
-                                    progress=not args.quiet)
-        enrolment = Enrolment.create(args.name.strip(), kind, verifier, crops, source=str(source.uri))
-    enrolment.save(out)
-    print(f"enrolled {enrolment.name!r} from {len(crops)} {kind} crops of {enrolment.source} -> {out} "
-          f"(scores against it measure {enrolment.label}; verifier {verifier.name} {verifier.sha256[:12]})")
-    return 0
+    verifier = Verifier(cfg.verifier, threads=1)
+    with open_source(cfg.source) as source:
+        crops, kind = capture_crops(source, verifier, cfg.frames, cfg.every, cfg.timeout_s, cfg.model,
+                                    progress=cfg.progress)
+        enrolment = Enrolment.create(cfg.name.strip(), kind, verifier, crops, source=str(source.uri))
+    return enrolment, verifier

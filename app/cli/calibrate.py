@@ -14,6 +14,8 @@ import argparse
 import sys
 import time
 
+from app.cli import options
+
 
 def _board(text: str) -> tuple[int, int]:
     a, sep, b = text.lower().partition("x")
@@ -27,15 +29,15 @@ def _board(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="webcam:0", metavar="URI", help="camera or photos (default %(default)s)")
-    p.add_argument("--out", required=True, metavar="FILE.yaml|FILE.json", help="where to write the calibration")
+    options.add_source(p, default="webcam:0", help="camera or photos (default %(default)s)")
+    options.add_out(p, "FILE.yaml|FILE.json", "where to write the calibration")
     p.add_argument("--board", type=_board, default=(9, 6), metavar="COLSxROWS",
                    help="inner corners of the chessboard (default 9x6)")
     p.add_argument("--square-mm", type=float, default=25.0, metavar="MM", help="side of one square (default %(default)s)")
     p.add_argument("--views", type=int, default=15, metavar="N", help="views to collect (default %(default)s)")
     p.add_argument("--interval-s", type=float, default=1.0, metavar="S",
                    help="live sources: at least this long between views (default %(default)s)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="give up after reading N frames")
+    options.add_max_frames(p, help="give up after reading N frames")
 
 
 def main(args: argparse.Namespace) -> int:

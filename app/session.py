@@ -1,4 +1,4 @@
-"""The window's per-session bookkeeping, free of Qt: per-frame metric log, snapshots, CSV export.
+"""The app's per-session bookkeeping, free of Qt: per-frame metric log, snapshots, CSV export.
 
 :class:`SessionLog` is fed from the pipeline's inference thread (``Pipeline.on_result``), so it
 sees every processed frame even when the display skips some; the GUI thread reads plot series
@@ -21,26 +21,13 @@ import numpy as np
 
 from app.pipeline import FrameResult, ModelResult
 from models.common.files import atomic_path
+from models.metrics import ALL_KEYS
 
-#: the six delta accuracies, hardest first (the keys of models.metrics.depth_metrics)
-DELTA_KEYS = ("delta<1.25^1/4", "delta<1.25^1/3", "delta<1.25^1/2",
-              "delta<1.25", "delta<1.25^2", "delta<1.25^3")
 #: the verification scores logged per frame: predicted vs true depth, predicted vs enrolled,
 #: and their causal smoothing (models.verifier.runtime.LiveScore)
 SCORE_KEYS = ("verification", "enrolled", "verification_smoothed", "enrolled_smoothed")
 #: leading columns of every log row
 BASE_KEYS = ("frame_index", "timestamp_ns", "face", "distance_mm", "latency_ms")
-
-
-def metric_keys() -> tuple[str, ...]:
-    """Every metric column: models.metrics.METRIC_KEYS plus the millimetre metrics."""
-    from models.metrics import METRIC_KEYS
-
-    keys = list(METRIC_KEYS)
-    for k in ("l1_mm", "rmse_mm"):
-        if k not in keys:
-            keys.append(k)
-    return tuple(keys)
 
 
 class _Columns:
@@ -101,7 +88,7 @@ class SessionLog:
                            "enrolled": LiveScore(threshold, enrolment_label or "enrolled")}
                           for _ in self.model_names]
         self.window = int(window)
-        self.metric_keys = metric_keys()
+        self.metric_keys = ALL_KEYS
         self.columns = BASE_KEYS + self.metric_keys + SCORE_KEYS
         self._lock = threading.Lock()
         self._tables = [_Columns(self.columns) for _ in self.model_names]

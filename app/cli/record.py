@@ -1,4 +1,4 @@
-"""``launch.py record``: record a source to an MCAP file (ROS 2 messages; see sensors/recording.py).
+"""``launch.py record``: record a source to an MCAP file (ROS 2 messages; see sensors/recording/).
 
     python launch.py record --source kinect: --out session.mcap --duration 60
     python launch.py record --source webcam:0 --out me.mcap --max-frames 300
@@ -14,12 +14,15 @@ import argparse
 import sys
 import time
 
+from app.cli import options
+from app.run_config import DEFAULT_SOURCE
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="virtual:", metavar="URI", help="what to record (default %(default)s)")
-    p.add_argument("--out", required=True, metavar="FILE.mcap", help="the recording to write")
+    options.add_source(p, default=DEFAULT_SOURCE, help="what to record (default %(default)s)")
+    options.add_out(p, "FILE.mcap", "the recording to write")
     stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    options.add_max_frames(p, help="stop after N frames", group=stop)
     stop.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--color-format", choices=("jpeg", "png"), default="jpeg",
                    help="colour compression: jpeg (small) or png (lossless); default %(default)s")

@@ -1,0 +1,29 @@
+"""``launch.py average``: the mean of generator runs fine-tuned from one checkpoint (a model soup)."""
+from __future__ import annotations
+
+import argparse
+
+from app.cli import options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                   help="a train checkpoint (repeat: at least two, fine-tuned from the same --init)")
+    p.add_argument("--data", required=True, metavar="FILE.npz",
+                   help="the dataset file the runs were trained on (its validation crops score the average)")
+    options.add_out(p, "FILE.pt", "the averaged checkpoint to write")
+    options.add_threads(p, default=0, help="PyTorch CPU threads (0: all cores)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from models.generator.average import average_checkpoints
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = average_checkpoints(args.checkpoint, args.data, args.out)
+    print(json.dumps(info))
+    return 0

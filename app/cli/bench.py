@@ -1,0 +1,63 @@
+"""``launch.py bench``: measure every stage, the generator and the whole pipeline (``app.bench``)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from app.bench.plan import FULL, QUICK, VIRTUAL_SOURCE
+from app.cli import options
+from models.common import shipped
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_report(p, help="write the full report here as JSON", old="--json")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a short run ({QUICK.frames} frames, fewer repetitions: about half a minute)")
+    options.add_model(p, help="the depth generator (default: the shipped models/weights/generator.onnx)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE.pt",
+                   help="its PyTorch checkpoint for the PyTorch timing (default: the .pt beside the model, if any)")
+    options.add_verifier(p, help="the face verifier (default: the shipped models/weights/verifier.onnx when present)")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help=f"frames to record and replay (default {FULL.frames}, {QUICK.frames} with --quick)")
+    p.add_argument("--recording", default=None, metavar="FILE.mcap",
+                   help="replay this recording instead of recording the virtual Kinect (its first --frames frames)")
+    options.add_source(p, default=VIRTUAL_SOURCE,
+                       help="the source recorded when no --recording is given (default: %(default)s)")
+    p.add_argument("--soak", type=int, default=0, metavar="N",
+                   help="also run the pipeline over N frames (the recording looped) for memory growth, e.g. 10000")
+
+
+def main(args: argparse.Namespace) -> int:
+    from app.bench.report import format_table
+    from app.bench.run import BenchConfig, run_bench
+    from models.common.errors import ModelError
+    from sensors.errors import ConfigError
+
+    plan = QUICK if args.quick else FULL
+    if args.frames is not None:
+        if args.frames < plan.pipeline_warmup + 10:
+            raise ConfigError(f"--frames must be at least {plan.pipeline_warmup + 10}, got {args.frames}")
+        plan = dataclasses.replace(plan, frames=args.frames)
+    if args.soak < 0:
+        raise ConfigError(f"--soak must not be negative, got {args.soak}")
+    model = Path(args.model) if args.model else shipped.GENERATOR
+    if not model.is_file():
+        raise ModelError("model file does not exist" if args.model else
+                         "no shipped generator yet: pass --model FILE.onnx", model)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else model.with_suffix(".pt")
+    if args.checkpoint and not checkpoint.is_file():
+        raise ModelError("checkpoint file does not exist", checkpoint)
+    verifier = Path(args.verifier) if args.verifier else shipped.VERIFIER
+    if args.verifier and not verifier.is_file():
+        raise ModelError("verifier file does not exist", verifier)
+    report = run_bench(BenchConfig(
+        plan=plan, model=model, quick=bool(args.quick), checkpoint=checkpoint if checkpoint.is_file() else None,
+        verifier=verifier if verifier.is_file() else None, recording=Path(args.recording) if args.recording else None,
+        frames=args.frames, source=args.source, soak=args.soak))
+    if args.report:
+        from models.common.files import write_json
+
+        write_json(args.report, report)
+    print(format_table(report))
+    return 0

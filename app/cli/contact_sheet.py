@@ -1,0 +1,28 @@
+"""``launch.py contact-sheet --out FILE.png [--seed S]``: the virtual people at a glance."""
+from __future__ import annotations
+
+import argparse
+
+from app.cli import options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_out(p, "OUT", "PNG file to write")
+    options.add_seed(p, help="identity and scene seed (default 0)")
+    p.add_argument("--first-subject", type=int, default=0, help="first of the 16 subjects (default 0)")
+    p.add_argument("--tile", type=int, default=120, help="tile size in pixels (default 120)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import cv2
+
+    from sensors.errors import ConfigError, FormatError
+    from sensors.virtual.contact_sheet import render_sheet
+
+    if args.tile < 32 or args.tile > 512:
+        raise ConfigError(f"--tile must be 32-512 pixels, got {args.tile}")
+    sheet = render_sheet(args.seed, args.first_subject, args.tile)
+    if not cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise FormatError(f"could not write the contact sheet {args.out!r} (unknown extension or unwritable path)")
+    print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
+    return 0

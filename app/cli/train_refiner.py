@@ -1,0 +1,34 @@
+"""``launch.py train-refiner``: train the head-centre refiner (``models.refiner.train``) and
+export head_refiner.onnx."""
+from __future__ import annotations
+
+import argparse
+
+from app.cli import options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_source(p, action="append",
+                       help="annotated training source (repeatable); its identities must not be evaluated on")
+    p.add_argument("--val-source", required=True, metavar="URI", help="annotated source of other identities")
+    options.add_out(p, "DIR", "run folder")
+    p.add_argument("--samples-per-frame", type=int, default=4, help="offsets per frame [4]")
+    p.add_argument("--negatives-per-frame", type=int, default=2, help="not-a-head samples per frame [2]")
+    p.add_argument("--ray-negatives-per-frame", type=int, default=1,
+                   help="not-a-head samples per frame on the true centre's own ray, at another distance [1]")
+    p.add_argument("--perturb-mm", type=float, default=30.0, help="largest offset standard deviation in x and y, mm [30]")
+    p.add_argument("--epochs", type=int, default=12, help="epochs [12]")
+    options.add_batch_size(p, default=64, help="batch size [64]", old="--batch")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate [2e-3]")
+    options.add_seed(p, help="random seed [0]")
+    options.add_threads(p, help="CPU threads for PyTorch")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    p.add_argument("--export-only", action="store_true",
+                   help="no training: export DIR/best.pt to DIR/head_refiner.onnx (with this version's spec)")
+    options.add_quiet(p, help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.refiner.train import train_refiner
+
+    return train_refiner(args)

@@ -1,0 +1,53 @@
+"""``launch.py train-verifier``: train the face verifier (``models.verifier.train``) on true
+depth crops and export verifier.onnx."""
+from __future__ import annotations
+
+import argparse
+
+from app.cli import options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", required=True, action="append", metavar="FILE.npz",
+                   help="crop dataset (launch.py build-dataset); repeat to add the TRAINING crops of more files "
+                        "(validation and test stay the first file's)")
+    options.add_out(g, "DIR", "run folder: checkpoints, curves, verifier.onnx")
+    g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
+    g.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: training crops / batch size, at least 50)")
+    g.add_argument("--identities", type=int, default=16, metavar="P", help="identities per batch (default %(default)s)")
+    g.add_argument("--per-identity", type=int, default=8, metavar="K", help="crops per identity (default %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default %(default)s)")
+    g.add_argument("--loss", default="supcon", choices=("supcon", "triplet"),
+                   help="supervised contrastive or batch-hard triplet (default %(default)s)")
+    g.add_argument("--temperature", type=float, default=0.1, help="the loss's temperature (default %(default)s)")
+    g.add_argument("--clean-prob", type=float, default=0.25,
+                   help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
+    g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
+    g.add_argument("--flip-prob", type=float, default=0.0,
+                   help="share of crops mirrored left-right (a mirrored face stands for the same person; default %(default)s)")
+    g.add_argument("--erase-prob", type=float, default=0.0,
+                   help="share of crops with a random rectangle blanked, like an occluder or a hole (default %(default)s)")
+    # the defaults are models.verifier.net.VerifierConfig's (not imported here: it loads torch)
+    g.add_argument("--embedding-dim", type=int, default=128, help="embedding length (default %(default)s)")
+    g.add_argument("--widths", default="16,32,48,64,96", help="branch widths (default %(default)s)")
+    g.add_argument("--extra-convs", default="0,1,1,1,0",
+                   help="unstrided 3x3 convs after each strided one (default %(default)s)")
+    g = p.add_argument_group("validation and run")
+    g.add_argument("--val-pairs", type=int, default=2000, help="validation pairs (default %(default)s)")
+    options.add_seed(g, help="random seed (default %(default)s)")
+    options.add_device(g, help="training device (default %(default)s)")
+    options.add_threads(g, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    options.add_max_minutes(g, help="stop after the epoch that passes this many minutes, then export (--resume continues)")
+    options.add_quiet(g, help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.verifier.train import train_verifier
+
+    return train_verifier(args)

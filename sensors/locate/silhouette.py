@@ -1,0 +1,228 @@
+"""The head in a depth image: candidates from a head-and-shoulders template
+(:func:`find_head_candidates`), then the head's silhouette measured around a candidate
+(:func:`measure_head`), which places the head centre."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensors.geometry import CameraIntrinsics
+
+#: the head centre below the top of the silhouette (mm) = _V_COEF . (1, widest-row depth below the
+#: top, neck-row depth below the top, widest width, neck width), all in mm: a robust linear fit to
+#: the virtual Kinect's skull centres, made by ``launch.py evaluate-locator --fit-shape --every 3
+#: --source virtual:seed=11,subjects=300-359,sequence=mixed,frames=1800,sequence_frames=60``
+_V_COEF = np.array([89.909, 0.060, -0.006, 0.126, 0.003])
+#: the head centre behind the nearest part of the face (mm), the median of the same frames
+_Z_BEHIND_FRONT_MM = 106.0
+
+
+@dataclass(frozen=True, eq=False)
+class HeadShape:
+    """A head measured in a depth image (depth-camera pixels and mm).
+
+    ``center_depth_mm`` the estimated head centre (depth-camera coordinates); ``plausible``
+    whether the measurements fit a human head; ``score`` how well (0..1); ``features`` (1,
+    widest-row depth below the top, neck-row depth below the top, widest width, neck width) in
+    mm, the inputs of the row model :data:`_V_COEF`; ``top_v_px`` the top's row in the depth
+    image; ``z_front_mm`` the nearest face depth (both for fitting the model).
+    """
+
+    center_depth_mm: np.ndarray
+    plausible: bool
+    score: float
+    features: np.ndarray
+    top_v_px: float
+    z_front_mm: float
+
+    @property
+    def width_mm(self) -> float:
+        """The widest part of the head."""
+        return float(self.features[3])
+
+    @property
+    def neck_width_mm(self) -> float:
+        """The narrowest part below it (the widest width again when no neck was seen)."""
+        return float(self.features[4])
+
+
+def _runs_through(comp: np.ndarray, col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: is ``col`` set, and the first and last column of the run containing it."""
+    h, w = comp.shape
+    on = comp[:, col]
+    idx = np.arange(w)
+    left_gap = np.where(~comp[:, :col], idx[:col], -1).max(axis=1) if col > 0 else np.full(h, -1)
+    right_gap = np.where(~comp[:, col:], idx[col:], w).min(axis=1)
+    return on, left_gap + 1, right_gap - 1
+
+
+def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float) -> HeadShape | None:
+    """Measure the head whose face covers depth pixel (u, v); None when there is no surface there.
+
+    The head is the connected surface within -150..+160 mm of the depth at (u, v); its
+    silhouette gives the centre: the midpoint of the upper head's left and right edges
+    (independent of yaw for a head that is roughly an ellipsoid), the height from the top of
+    the head, the widest row, the neck and the widths (a linear fit, :data:`_V_COEF`), and the
+    depth from the nearest part of the face.
+    """
+    import cv2
+
+    hgt, wid = depth_mm.shape
+    ui, vi = int(round(u)), int(round(v))
+    if not (0 <= ui < wid and 0 <= vi < hgt):
+        return None
+    patch = depth_mm[max(0, vi - 2):vi + 3, max(0, ui - 2):ui + 3]
+    vals = patch[patch > 0]
+    if vals.size == 0:
+        return None
+    z0 = float(np.median(vals))
+    s = cam.fx / z0  # pixels per mm near the face
+    x0, x1 = max(0, int(ui - 260 * s)), min(wid, int(ui + 260 * s) + 1)
+    y0, y1 = max(0, int(vi - 330 * s)), min(hgt, int(vi + 330 * s) + 1)
+    d = depth_mm[y0:y1, x0:x1]
+    mask = ((d > z0 - 150.0) & (d < z0 + 160.0)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    _, lab = cv2.connectedComponents(mask, connectivity=4)
+    cu, cv_ = ui - x0, vi - y0
+    label = lab[cv_, cu]
+    if label == 0:
+        return None
+    comp = lab == label
+    # the top of the head above the face, then the column through the middle of the upper head
+    band = comp[:, max(0, cu - int(35 * s)):cu + int(35 * s) + 1]
+    rows = np.flatnonzero(band.any(axis=1))
+    if rows.size == 0:
+        return None
+    top = int(rows[0])
+    col = cu
+    for _ in range(2):
+        on, left, right = _runs_through(comp, col)
+        rr = np.arange(comp.shape[0])
+        upper = on & (rr >= top + 15 * s) & (rr <= top + 95 * s)
+        if upper.sum() < 3:
+            return None
+        mid = float(np.median((left[upper] + right[upper]) / 2.0))
+        col = int(round(mid))
+        top_rows = np.flatnonzero(comp[:, col])
+        if top_rows.size:
+            top = min(top, int(top_rows[0])) if abs(col - cu) < 35 * s else int(top_rows[0])
+    on, left, right = _runs_through(comp, col)
+    rr = np.arange(comp.shape[0])
+    width_px = np.where(on, right - left + 1, 0).astype(np.float64)
+    rows_mm = (rr - top) / s
+    upper = on & (rows_mm >= 0) & (rows_mm <= 180)
+    if upper.sum() < 5:
+        return None
+    iw = int(np.argmax(np.where(upper, width_px, -1)))
+    below = on & (rows_mm > rows_mm[iw] + 40) & (rows_mm < rows_mm[iw] + 200)
+    if below.sum() >= 3:
+        ineck = int(np.argmin(np.where(below, width_px, np.inf)))
+        neck_row_mm, neck_w = float(rows_mm[ineck]), float(width_px[ineck] / s)
+    else:  # the head's surface ends (occluded or out of view): no neck measured
+        neck_row_mm, neck_w = float(rows_mm[iw] + 120.0), float(width_px[iw] / s)
+    width_mm = float(width_px[iw] / s)
+    # the front of the face: the nearer depths of the head between its top and the neck
+    head_rows = comp[top:max(top + 1, int(top + neck_row_mm * s))]
+    head_depth = d[top:top + head_rows.shape[0]][head_rows]
+    head_depth = head_depth[head_depth > 0]  # the closing above also takes in holes of the reading
+    if head_depth.size < 10:
+        return None
+    z_front = float(np.percentile(head_depth, 10))
+    z_c = z_front + _Z_BEHIND_FRONT_MM
+    feats = np.array([1.0, rows_mm[iw], neck_row_mm, width_mm, neck_w])
+    v_c = y0 + top + float(feats @ _V_COEF) * cam.fy / z_c
+    u_c = x0 + mid
+    center = cam.ray_distorted(u_c, v_c) * z_c
+    plausible = 95.0 <= width_mm <= 280.0 and neck_w < 0.95 * width_mm and (rows_mm[on].max() >= 150.0)
+    score = float(np.exp(-(((width_mm - 150.0) / 45.0) ** 2)) * (1.0 - min(1.0, neck_w / max(width_mm, 1.0))))
+    return HeadShape(center, bool(plausible), score, feats, float(y0 + top), z_front)
+
+
+def _padded_integral(a: np.ndarray, pad: int) -> np.ndarray:
+    """The integral image of ``a`` padded with ``pad`` zeros on every side."""
+    import cv2
+
+    return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), sdepth=cv2.CV_64F)
+
+
+def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], r: float,
+              box: tuple[float, float, float, float]) -> np.ndarray:
+    """Mean of a padded integral image (:func:`_padded_integral`) over ``box`` around every pixel:
+    (x0, x1, y0, y1) offsets in units of ``r`` pixels, rounded, at least one pixel wide."""
+    h, w = shape
+    bx0, by0 = int(round(box[0] * r)), int(round(box[2] * r))
+    bx1, by1 = max(int(round(box[1] * r)), bx0 + 1), max(int(round(box[3] * r)), by0 + 1)
+    total = (integ[pad + by1:pad + by1 + h, pad + bx1:pad + bx1 + w]
+             - integ[pad + by0:pad + by0 + h, pad + bx1:pad + bx1 + w]
+             - integ[pad + by1:pad + by1 + h, pad + bx0:pad + bx0 + w]
+             + integ[pad + by0:pad + by0 + h, pad + bx0:pad + bx0 + w])
+    return total / float((bx1 - bx0) * (by1 - by0))
+
+
+def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candidates: int = 6,
+                         z_range_mm: tuple[float, float] = (450.0, 2000.0)) -> list[tuple[float, float, float, float]]:
+    """Places that look like a face on a head and shoulders, best first: (u, v, z_mm, score).
+
+    A template on a quarter-resolution depth image, for each 70 mm slice of distance: the face
+    box is surface, the head's sides and the space above it are background (or no reading),
+    the middle of the face is nearer than its sides, and a neck and shoulders are below.
+    """
+    import cv2
+
+    sub = 4 if cam.width >= 400 else 2
+    d = depth_mm[::sub, ::sub].astype(np.float32)
+    f = cam.fx / sub
+    h, w = d.shape
+    acc = np.zeros((h, w), np.float32)
+    zacc = np.zeros((h, w), np.float32)
+    step = 70.0
+    for zk in np.arange(z_range_mm[0], z_range_mm[1], step):
+        inbin = np.abs(d - zk) <= step / 2
+        if np.count_nonzero(inbin) < 4:
+            continue
+        r = f * 75.0 / zk  # pixels per 75 mm (half a face's width) at this distance
+        pad = int(round(3.6 * r)) + 2
+        near = ((d >= zk - 100) & (d <= zk + 170)).astype(np.float32)
+        far = (d > zk + 180).astype(np.float32) + np.float32(0.5) * (d == 0)
+        body = ((d >= zk - 250) & (d <= zk + 300)).astype(np.float32)
+        i_near, i_far, i_body, i_nd = (_padded_integral(a, pad) for a in (near, far, body, near * d))
+
+        def mean(integ: np.ndarray, *box: float, pad: int = pad, r: float = r) -> np.ndarray:
+            return _box_mean(integ, pad, (h, w), r, box)
+
+        fg = mean(i_near, -0.6, 0.6, -1.0, 0.5)
+        side = np.sqrt(mean(i_far, -2.4, -1.7, -1.9, -0.6) * mean(i_far, 1.7, 2.4, -1.9, -0.6))
+        top = mean(i_far, -0.7, 0.7, -3.2, -2.6)
+        bc, bl, br = (-0.3, 0.3, -0.5, 0.2), (-1.05, -0.75, -0.8, 0.2), (0.75, 1.05, -0.8, 0.2)
+        cn = mean(i_near, *bc)
+        cd = mean(i_nd, *bc) / np.maximum(cn, 1e-6)
+        sn = mean(i_near, *bl) + mean(i_near, *br)
+        sd = (mean(i_nd, *bl) + mean(i_nd, *br)) / np.maximum(sn, 1e-6)
+        relief = np.where((cn > 0.1) & (sn > 0.1), sd - cd, 0.0)
+        shoulders = 0.5 * (mean(i_body, -2.2, -1.2, 2.2, 3.2) + mean(i_body, 1.2, 2.2, 2.2, 3.2))
+        neck = mean(i_body, -0.4, 0.4, 1.5, 2.2)
+        score = (fg * side * top * np.clip(relief / 50.0, 0, 1) * np.clip(1.5 * shoulders, 0, 1) * neck)
+        score = np.where(inbin, score, 0.0).astype(np.float32)
+        better = score > acc
+        acc[better] = score[better]
+        zacc[better] = zk
+    smooth = cv2.GaussianBlur(acc, (0, 0), 1.5 if sub == 4 else 3.0)
+    # local maxima, best first, at least a head apart
+    dil = cv2.dilate(smooth, np.ones((5, 5), np.uint8))
+    peaks = np.argwhere((smooth >= dil) & (smooth > 0.02))
+    order = np.argsort(-smooth[peaks[:, 0], peaks[:, 1]])
+    out: list[tuple[float, float, float, float]] = []
+    for i in order:
+        py, px = peaks[i]
+        u, v = float(px * sub + (sub - 1) / 2), float(py * sub + (sub - 1) / 2)
+        z = float(zacc[py, px])
+        if z <= 0:  # a peak of the blurred score where no distance slice scored
+            continue
+        if any(math.hypot(u - a, v - b) < 0.6 * cam.fx * 150.0 / z for a, b, _, _ in out):
+            continue
+        out.append((u, v, z, float(smooth[py, px])))
+        if len(out) >= max_candidates:
+            break
+    return out
