@@ -478,7 +478,8 @@ class Controller:
         folder's ``recordings``); None when nothing runs or the file cannot be created."""
         if self.pipeline is None:
             return None
-        from sensors.recording import Recorder, default_recording_path
+        from sensors.paths import default_recording_path
+        from sensors.recording import Recorder
 
         if path is None:
             path = default_recording_path(self.output_dir / "recordings")

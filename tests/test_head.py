@@ -209,3 +209,37 @@ def test_live_tracker_takes_the_nearest_face_switches_on_click_and_redetects_whe
         assert loc.locate(frame(i, blank)) is None
     back = loc.locate(frame(8))                             # lost, so the whole frame is searched again
     assert back is not None and math.dist(box_centre(back), near) < 60
+
+
+def test_head_shape_constants_are_data_read_exactly_and_refused_by_name_when_broken(tmp_path):
+    from sensors.errors import FormatError
+    from sensors.locate.silhouette import load_head_shape, save_head_shape
+
+    shipped = load_head_shape()
+    assert shipped.v_coef.dtype == np.float64
+    assert shipped.v_coef.tolist() == [89.909, 0.060, -0.006, 0.126, 0.003] and shipped.z_behind_front_mm == 106.0
+    copy = tmp_path / "head_shape.json"
+    save_head_shape(copy, shipped, made_by="a test")
+    again = load_head_shape(copy)
+    assert again.v_coef.tolist() == shipped.v_coef.tolist() and again.z_behind_front_mm == shipped.z_behind_front_mm
+    for text in ("{", '{"v_coef": [1, 2], "z_behind_front_mm": 1}', '{"v_coef": [1, 2, 3, 4, 5]}'):
+        copy.write_text(text)
+        with pytest.raises(FormatError) as info:
+            load_head_shape(copy)
+        assert info.value.path == str(copy) and "\n" not in str(info.value)
+    with pytest.raises(FormatError, match="cannot read"):
+        load_head_shape(tmp_path / "missing.json")
+
+
+def test_fit_shape_writes_a_file_the_locator_reads(tmp_path, capsys):
+    import launch
+    from sensors.locate.silhouette import load_head_shape
+
+    out = tmp_path / "fitted.json"
+    source = "virtual:seed=11,subjects=300-303,sequence=mixed,frames=40"
+    assert launch.main(["evaluate-locator", "--fit-shape", "--every", "1", "--quiet", "--source", source,
+                        "--out", str(out)]) == 0
+    assert "heads: 40" in capsys.readouterr().out
+    fitted = load_head_shape(out)
+    assert fitted.v_coef.shape == (5,) and 80.0 < fitted.z_behind_front_mm < 130.0
+    assert launch.main(["evaluate-locator", "--out", str(out)]) == 2  # --out only goes with --fit-shape

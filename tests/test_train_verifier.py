@@ -158,14 +158,12 @@ def test_losses_by_hand():
 
 
 def test_augmentation_flip_and_erase():
-    import argparse
-
-    from models.verifier.train import _Data
+    from models.verifier.train import VerifierTrainConfig, _Data
 
     ds = toy_depth_dataset(n_subjects=4, per_subject=4, seed=1, val=1, test=1)
-    args = argparse.Namespace(identities=2, per_identity=2, clean_prob=0.0, shift_px=0, flip_prob=1.0,
-                              erase_prob=0.0, data="toy")
-    data = _Data(ds, args, np.random.default_rng(0))
+    cfg = VerifierTrainConfig(data=("toy",), out="unused", identities=2, per_identity=2, clean_prob=0.0, shift_px=0,
+                              flip_prob=1.0, erase_prob=0.0)
+    data = _Data(ds, cfg, np.random.default_rng(0))
     x = ds.depth[:8].astype(np.float32)
     out = data._augment(x)
     # mirrored: the valid masks agree except for the few extra holes (at most 3 %)

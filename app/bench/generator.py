@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bench.plan import ORT_PROVIDERS, ROOT, BenchPlan
+from app.bench.plan import GENERATOR_PROVIDERS, ROOT, BenchPlan
 from app.bench.timing import summarize, time_calls, unavailable
 
 
@@ -19,12 +19,14 @@ def bench_generator(model: Path, crops: np.ndarray, plan: BenchPlan) -> dict[str
     """ONNX Runtime on each provider that loads: batch 1 and 32, 1 thread and the default."""
     import onnxruntime as ort
 
+    from models.common.runtime import ORT_PROVIDER_NAMES
     from models.generator.runtime import DepthGenerator
 
     out: dict[str, Any] = {"providers": {}, "runs": {}}
     batch32 = crops[np.arange(32) % len(crops)]
     available = ort.get_available_providers()
-    for kind, name in ORT_PROVIDERS.items():
+    for kind in GENERATOR_PROVIDERS:
+        name = ORT_PROVIDER_NAMES[kind]
         if name not in available:
             continue
         for threads in (1, 0):

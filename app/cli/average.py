@@ -18,12 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from models.generator.average import average_checkpoints
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = average_checkpoints(args.checkpoint, args.data, args.out)
+    info = average_checkpoints(args.checkpoint, args.data, args.out, threads=args.threads)
     print(json.dumps(info))
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from app.cli import options
 
@@ -41,44 +40,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from sensors import ConfigError, FormatError, open_source
-    from sensors.devices.calibration import calibrate_chessboard, find_chessboard, save_calibration
+    from sensors.devices.calibration import ChessboardConfig, calibrate_from_source, save_calibration
+    from sensors.errors import ConfigError
 
     if not args.out.lower().endswith((".yaml", ".yml", ".json", ".xml")):
         raise ConfigError(f"--out {args.out!r} must end in .yaml, .yml, .xml or .json")
     if args.square_mm <= 0 or args.views < 3:
         raise ConfigError("--square-mm must be positive and --views at least 3")
-    corners, size = [], None
-    read, last_view = 0, -1e9
-    with open_source(args.source) as src:
-        while len(corners) < args.views and (args.max_frames is None or read < args.max_frames):
-            try:
-                frame = src.read(timeout_s=src.lost_after_s + 1.0 if src.is_live else 10.0)
-            except TimeoutError:
-                continue
-            except EOFError:
-                break
-            except FormatError as exc:
-                sys.stderr.write(f"skipped: {exc}\n")
-                continue
-            read += 1
-            h, w = frame.color.shape[:2]
-            if size is not None and size != (w, h):
-                sys.stderr.write(f"skipped {frame.source}: {w}x{h}, the first view was {size[0]}x{size[1]}\n")
-                continue
-            if src.is_live and time.monotonic() - last_view < args.interval_s:
-                continue
-            found = find_chessboard(frame.color, args.board)
-            if found is None:
-                continue
-            size = (w, h)
-            corners.append(found)
-            last_view = time.monotonic()
-            print(f"view {len(corners)}/{args.views}: board found in {frame.source or 'frame ' + str(read)}")
-    if len(corners) < 3:
-        raise FormatError(f"the {args.board[0]}x{args.board[1]} board was found in {len(corners)} of {read} "
-                          "frames; need at least 3 (check --board counts inner corners)", args.source)
-    result = calibrate_chessboard(corners, size, args.board, args.square_mm)
+    cfg = ChessboardConfig(source=args.source, board=args.board, square_mm=args.square_mm, views=args.views,
+                           interval_s=args.interval_s, max_frames=args.max_frames)
+    result = calibrate_from_source(
+        cfg, on_view=lambda n, where: print(f"view {n}/{cfg.views}: board found in {where}"),
+        on_skip=lambda message: sys.stderr.write(message + "\n"))
     save_calibration(args.out, result.camera, rms_px=result.rms_px)
     cam = result.camera
     print(f"calibrated from {result.views} views: fx={cam.fx:.2f} fy={cam.fy:.2f} cx={cam.cx:.2f} cy={cam.cy:.2f} "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from app.cli import options
 
@@ -30,56 +29,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from sensors import ConfigError, FormatError, open_source
-    from sensors.indexed import IndexedSource
+    from sensors.convert import ConvertConfig, convert_source, format_for
+    from sensors.errors import ConfigError
 
-    fmt = args.format or ("mcap" if args.out.lower().endswith(".mcap") else "tum")
+    fmt = args.format or format_for(args.out)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
     if fmt == "mcap" and os.path.exists(args.out):
         raise ConfigError(f"{args.out} exists; choose a new file name")
     if fmt == "tum" and os.path.isfile(args.out):
         raise ConfigError(f"{args.out} is a file; TUM output is a folder")
-    t0 = time.monotonic()
-    bad: list[str] = []
-    with open_source(args.source) as src:
-        if isinstance(src, IndexedSource):
-            src.set_pacing(False)
-        if fmt == "tum":
-            from sensors.datasets.tum import TumWriter
-
-            writer = TumWriter(args.out)
-        else:
-            from sensors.recording import Recorder
-
-            if os.path.dirname(args.out):
-                os.makedirs(os.path.dirname(args.out), exist_ok=True)
-            writer = Recorder(args.out, color_format=args.color_format, source_info=src.describe())
-        n = 0
-        try:
-            while args.max_frames is None or n < args.max_frames:
-                try:
-                    frame = src.read(timeout_s=src.lost_after_s + 1.0 if src.is_live else 10.0)
-                except TimeoutError:
-                    continue
-                except EOFError:
-                    break
-                except FormatError as exc:  # one unreadable dataset frame: say which, go on
-                    bad.append(str(exc))
-                    continue
-                if fmt == "tum":
-                    writer.write(frame)
-                elif not writer.write(frame, wait_s=60.0):
-                    raise FormatError(f"the recorder refused frame {n}: {writer.error or 'queue stalled'}", args.out)
-                n += 1
-        finally:
-            result = writer.close()
-    written = n if fmt == "tum" else result.frames_written
-    print(f"converted {written} frames from {args.source} to {args.out} ({fmt}) in {time.monotonic() - t0:.1f} s"
-          + (f"; {len(bad)} unreadable frames skipped" if bad else ""))
-    for line in bad[:10]:
+    result = convert_source(ConvertConfig(source=args.source, out=args.out, format=fmt, max_frames=args.max_frames,
+                                          color_format=args.color_format))
+    print(f"converted {result.frames_written} frames from {args.source} to {args.out} ({fmt}) in {result.elapsed_s:.1f} s"
+          + (f"; {len(result.skipped)} unreadable frames skipped" if result.skipped else ""))
+    for line in result.skipped[:10]:
         sys.stderr.write(f"  skipped: {line}\n")
-    if fmt == "mcap" and result.error:
+    if result.error:
         sys.stderr.write(f"launch.py convert: error: {result.error}\n")
         return 1
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli import options
-from models.evaluation.locator import DEFAULT_SOURCE
+from models.evaluation.locator import DEFAULT_SOURCE, LocatorEvalConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,14 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_quiet(p)
     p.add_argument("--fit-shape", action="store_true",
                    help="instead: fit the head-silhouette model of sensors/locate/silhouette.py (the centre's row and depth "
-                        "behind the face) to the source's annotated centres and print its constants")
+                        "behind the face) to the source's annotated centres; writes its constants to --out, else prints "
+                        "them. To install them, replace sensors/locate/head_shape.json with that file")
+    p.add_argument("--out", default=None, metavar="FILE.json",
+                   help="--fit-shape: write the fitted constants here (the format of sensors/locate/head_shape.json)")
 
 
 def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from models.evaluation.locator import LocatorEvalConfig, evaluate_locator, fit_shape, format_table
+    from models.evaluation.locator import evaluate_locator, format_table
     from sensors.errors import ConfigError
 
     if args.every < 1:
@@ -38,11 +41,32 @@ def main(args: argparse.Namespace) -> int:
     cfg = LocatorEvalConfig(source=args.source, every=args.every, max_frames=args.max_frames, live=args.live == "on",
                             window_mm=args.window_mm, size_px=args.size, refiner=args.refiner,
                             progress=not args.quiet)
+    if args.out and not args.fit_shape:
+        raise ConfigError("--out goes with --fit-shape (the evaluation's report is --report)")
     if args.fit_shape:
-        fit_shape(cfg)
-        return 0
+        return _fit_shape(cfg, args.out)
     report = evaluate_locator(cfg)
     print(format_table(report))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _fit_shape(cfg: LocatorEvalConfig, out: str | None) -> int:
+    """Fit the head-shape constants; write them to ``out``, or print them when it is None."""
+    from models.evaluation.locator import fit_shape
+    from sensors.locate.silhouette import HEAD_SHAPE_FILE, head_shape_json, save_head_shape
+
+    fit = fit_shape(cfg)
+    print(f"heads: {fit.heads}; row residual median {fit.residual_median_mm:.1f} mm, "
+          f"within 12 mm {fit.within_12mm_rate:.2f}")
+    made_by = (f"launch.py evaluate-locator --fit-shape --every {cfg.every} --source {cfg.source}"
+               + (f" --max-frames {cfg.max_frames}" if cfg.max_frames is not None else ""))
+    installed = HEAD_SHAPE_FILE.relative_to(HEAD_SHAPE_FILE.parents[2])
+    if out is None:
+        print(head_shape_json(fit.model, made_by), end="")
+        print(f"(pass --out FILE.json to write these; the locator reads {installed})")
+        return 0
+    save_head_shape(out, fit.model, made_by)
+    print(f"wrote {out}; to install, copy it over {installed}")
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from app.cli import options
 from app.run_config import DEFAULT_SOURCE
@@ -33,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from sensors import ConfigError, open_source
-    from sensors.recording import Recorder
+    from sensors.errors import ConfigError
+    from sensors.recording.capture import RecordConfig, record_source
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
@@ -42,44 +41,23 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--duration must be positive")
     if os.path.exists(args.out) and not args.force:
         raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
-    if os.path.dirname(args.out):
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open_source(args.source) as src:
-        live = src.is_live
-        rec = Recorder(args.out, jpeg_quality=args.jpeg_quality, color_format=args.color_format,
-                       source_info=src.describe())
-        t0 = time.monotonic()
-        read = 0
-        interrupted = False
-        try:
-            while args.max_frames is None or read < args.max_frames:
-                if args.duration is not None and time.monotonic() - t0 >= args.duration:
-                    break
-                if rec.error is not None:
-                    break
-                try:
-                    frame = src.read(timeout_s=src.lost_after_s + 1.0 if live else 10.0)
-                except TimeoutError:
-                    continue
-                except EOFError:
-                    break
-                read += 1
-                rec.write(frame, wait_s=0.0 if live else 30.0)
-                if sys.stderr.isatty() and read % 30 == 0:
-                    sys.stderr.write(f"\rrecording: {rec.frames_written} frames written, {rec.frames_dropped} dropped")
-                    sys.stderr.flush()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            stats = rec.close()
-        elapsed = time.monotonic() - t0
-    if sys.stderr.isatty():
+    cfg = RecordConfig(source=args.source, out=args.out, max_frames=args.max_frames, duration_s=args.duration,
+                       color_format=args.color_format, jpeg_quality=args.jpeg_quality)
+    tty = sys.stderr.isatty()
+    result = record_source(cfg, progress=_show_progress if tty else None)
+    if tty:
         sys.stderr.write("\n")
+    stats = result.stats
     where = (f"to {stats.path} ({stats.bytes / 1e6:.1f} MB)" if stats.frames_written
              else f"(no frame, so no file at {stats.path})")
-    print(f"recorded {stats.frames_written} frames ({stats.frames_dropped} dropped) in {elapsed:.1f} s {where}"
-          + (" - stopped by Ctrl-C" if interrupted else ""))
+    print(f"recorded {stats.frames_written} frames ({stats.frames_dropped} dropped) in {result.elapsed_s:.1f} s {where}"
+          + (" - stopped by Ctrl-C" if result.interrupted else ""))
     if stats.error:
         sys.stderr.write(f"launch.py record: error: {stats.error}\n")
         return 1
-    return 130 if interrupted else 0
+    return 130 if result.interrupted else 0
+
+
+def _show_progress(frames_written: int, frames_dropped: int) -> None:
+    sys.stderr.write(f"\rrecording: {frames_written} frames written, {frames_dropped} dropped")
+    sys.stderr.flush()

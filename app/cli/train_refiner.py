@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from models.refiner.train import train_refiner
+    from models.refiner.train import RefinerTrainConfig, train_refiner
 
-    return train_refiner(args)
+    cfg = RefinerTrainConfig(
+        source=tuple(args.source), val_source=args.val_source, out=args.out, samples_per_frame=args.samples_per_frame,
+        negatives_per_frame=args.negatives_per_frame, ray_negatives_per_frame=args.ray_negatives_per_frame,
+        perturb_mm=args.perturb_mm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        threads=args.threads, resume=args.resume, export_only=args.export_only, quiet=args.quiet)
+    # launch.py's parser names the command in ``args``; the run's config.json records it with the options
+    return train_refiner(cfg, getattr(args, "command", None))

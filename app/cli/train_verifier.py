@@ -48,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from models.verifier.train import train_verifier
+    from models.verifier.train import VerifierTrainConfig, train_verifier
 
-    return train_verifier(args)
+    cfg = VerifierTrainConfig(
+        data=tuple(args.data), out=args.out, resume=args.resume, export_only=args.export_only, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, identities=args.identities, per_identity=args.per_identity, lr=args.lr,
+        weight_decay=args.weight_decay, loss=args.loss, temperature=args.temperature, clean_prob=args.clean_prob,
+        shift_px=args.shift_px, flip_prob=args.flip_prob, erase_prob=args.erase_prob, embedding_dim=args.embedding_dim,
+        widths=args.widths, extra_convs=args.extra_convs, val_pairs=args.val_pairs, seed=args.seed, device=args.device,
+        threads=args.threads, max_minutes=args.max_minutes, quiet=args.quiet)
+    # launch.py's parser names the command in ``args``; the run's config.json records it with the options
+    return train_verifier(cfg, getattr(args, "command", None))

@@ -21,9 +21,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sensors.locate.silhouette import HeadShapeModel
 
 #: crop-pixel radius the localisation target is stated in (docs/design.md, "Targets")
 RADIUS_PX = 5.0
@@ -166,16 +169,28 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def fit_shape(cfg: LocatorEvalConfig) -> None:
-    """Fit ``sensors.locate.silhouette._V_COEF`` and ``_Z_BEHIND_FRONT_MM`` to annotated frames.
+@dataclass(frozen=True)
+class HeadShapeFit:
+    """A fitted head-shape model (rounded as the file stores it) and how well its row model fits:
+    ``heads`` measured, the median row residual and the share within 12 mm."""
+
+    model: HeadShapeModel
+    heads: int
+    residual_median_mm: float
+    within_12mm_rate: float
+
+
+def fit_shape(cfg: LocatorEvalConfig) -> HeadShapeFit:
+    """Fit the head-shape model of ``sensors.locate.silhouette`` (``v_coef``, ``z_behind_front_mm``)
+    to annotated frames.
 
     Each head is measured from a point on its face (the annotated centre moved 90 mm towards the
     camera), so the fit sees the silhouette measurement, not the candidate search. The row model
     is a least-squares fit, refitted twice without residuals beyond 2.5 median absolute
-    residuals; the depth offset is the median of (annotated z - nearest face depth). Prints the
-    constants.
+    residuals; the depth offset is the median of (annotated z - nearest face depth). The
+    coefficients are rounded to 0.001 and the offset to 0.1 mm.
     """
-    from sensors.locate.silhouette import measure_head
+    from sensors.locate.silhouette import HeadShapeModel, measure_head
 
     feats, rows_mm, behind = [], [], []
     with _frames(cfg, live=False, desc="fit-shape") as (_, frames):
@@ -204,10 +219,9 @@ def fit_shape(cfg: LocatorEvalConfig) -> None:
         coef = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
         resid = y - x @ coef
         keep = np.abs(resid) < 2.5 * np.median(np.abs(resid[keep]))
-    print(f"heads: {len(y)}; row residual median {np.median(resid):.1f} mm, "
-          f"within 12 mm {np.mean(np.abs(resid) < 12):.2f}")
-    print(f"_V_COEF = np.array([{', '.join(f'{c:.3f}' for c in coef)}])")
-    print(f"_Z_BEHIND_FRONT_MM = {z_behind:.1f}")
+    # rounded through their decimal text, so the file holds the numbers it shows
+    model = HeadShapeModel(np.array([float(f"{c:.3f}") for c in coef]), float(f"{z_behind:.1f}"))
+    return HeadShapeFit(model, len(y), float(np.median(resid)), float(np.mean(np.abs(resid) < 12)))
 
 
 @contextmanager

@@ -50,9 +50,13 @@ def _check_compatible(ckpts: Sequence[Mapping[str, Any]], paths: Sequence[str]) 
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike[str]], data: str | os.PathLike[str],
-                        out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Write the average of ``paths`` to ``out``, validated on ``data``; returns a summary."""
+                        out: str | os.PathLike[str], threads: int = 0) -> dict[str, Any]:
+    """Write the average of ``paths`` to ``out``, validated on ``data`` with ``threads`` PyTorch CPU
+    threads (0: PyTorch's default, all cores); returns a summary."""
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from models.data.dataset import load_dataset
     from models.generator.export import slimmed

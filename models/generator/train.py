@@ -498,13 +498,134 @@ def masked_mse(pred, target, mask):
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a generator as configured; returns the history and the best validation metrics."""
     import torch
-    import torch.distributed as dist
-    from torch.nn import functional as F
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
 
-    from models.data.dataset import load_datasets
-    from models.generator.net import Discriminator, GeneratorConfig
+    id_files = _check_config(cfg)
+    procs = _start_processes(cfg)
+    out = Path(cfg.out)
+    data = _load_training_data(cfg, procs)
+    init_ckpt = load_checkpoint(cfg.init, "generator") if cfg.init else None
+    cfg = _resolve_config(cfg, init_ckpt, data.crop)
+    # the order below fixes how the seeded random state is drawn: networks, then the resumed
+    # state, then the identity verifier (a bit-identical run depends on it)
+    nets = _build_networks(cfg, init_ckpt, procs.device)
+    record = _resume(cfg, nets, out) if resume else _Record()
+    ident = _load_identity_verifier(cfg, id_files, data.data.size_px, procs.device)
+    nets = _distribute(nets, procs)
+    data_info = _data_info(cfg, data, ident)
+    synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
+    tb = _open_run_folder(out, cfg) if procs.main else None
+
+    t_start = time.monotonic()
+    budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
+    stopped = "epochs"
+    epoch = record.start_epoch
+    bce = torch.nn.BCEWithLogitsLoss()
+    for epoch in range(record.start_epoch, cfg.epochs):
+        t_epoch = time.monotonic()
+        means, out_of_time = _train_epoch(cfg, nets, data, ident, procs, epoch, bce, progress, t_start, budget_s)
+        out_of_time = _agree(out_of_time, procs.distributed, procs.device)
+        row = {"epoch": epoch + 1, "time_s": round(time.monotonic() - t_start, 2), "lr": nets.opt_g.param_groups[0]["lr"],
+               **{f"train_{k}": v for k, v in means.items()}}
+        if procs.main:
+            val = _validate_epoch(cfg, nets, data, ident, procs.device, row)
+            improved = _update_best(record, cfg, val, epoch)
+            record.history.append(row)
+            state = _checkpoint_state(cfg, nets, data, record, val, epoch, data_info, synthetic_only, init_ckpt)
+            _write_epoch(out, state, improved, record.history, data, val, epoch, tb, row)
+            _log_epoch(cfg, row, val, improved, nets.D is not None, ident is not None, t_epoch)
+        if out_of_time:
+            stopped = "max-minutes"
+            break
+        # stop before an epoch that would overrun the budget
+        epoch_s = time.monotonic() - t_epoch
+        if _agree(time.monotonic() - t_start + epoch_s > budget_s and epoch + 1 < cfg.epochs,
+                  procs.distributed, procs.device):
+            stopped = "max-minutes"
+            break
+    _end_processes(procs)
+    if tb is not None:
+        tb.close()
+    return TrainResult(epochs_done=len(record.history) if procs.main else epoch + 1, best_epoch=record.best_epoch,
+                       best_metrics=dict(record.best_metrics), history=record.history, stopped=stopped,
+                       rank=procs.rank, world_size=procs.world,
+                       samples_per_process=len(data.sampler) if data.sampler is not None else len(data.ds))
+
+
+@dataclass(frozen=True)
+class _Processes:
+    """Where this process trains: its rank among ``world`` processes (DistributedDataParallel when
+    ``world`` > 1) and its device; ``owns_group`` when this run started the process group."""
+
+    rank: int
+    world: int
+    device: Any
+    owns_group: bool
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 validates and writes the run's files."""
+        return self.rank == 0
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The loaded crops: all files' dataset, its crop geometry, the splits and this process's loader."""
+
+    data: Any
+    crop: dict
+    #: clean targets (background is level 0) rather than sensor depth (0 is "no reading")
+    clean: bool
+    train_set: Any
+    val_set: Any
+    ds: _TrainSet
+    sampler: Any
+    #: the loader's shuffle generator, reseeded every epoch
+    shuffle: Any
+    loader: Any
+
+
+@dataclass(frozen=True)
+class _Networks:
+    """Generator, discriminator (None for the AE) and their optimisers; ``Gt`` / ``Dt`` are the
+    networks as trained (wrapped in DistributedDataParallel under torchrun)."""
+
+    G: Any
+    D: Any
+    opt_g: Any
+    opt_d: Any
+    Gt: Any
+    Dt: Any
+
+
+@dataclass(frozen=True)
+class _IdentityVerifier:
+    """The identity loss's frozen verifier (an ensemble of ``files``), the mean of their validation
+    thresholds and the bar the other-people term counts above (both None without that term)."""
+
+    net: Any
+    files: list[str]
+    threshold: float | None
+    bar: float | None
+
+
+@dataclass
+class _Record:
+    """What the run has recorded: the epoch it starts at, the history and the best epoch so far."""
+
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _check_config(cfg: TrainConfig) -> list[str]:
+    """ConfigError unless ``cfg`` is a valid run; returns the identity loss's verifier files."""
+    from models.metrics import ALL_KEYS
 
     if cfg.mode not in ("cgan", "ae"):
         raise ConfigError(f"unknown mode {cfg.mode!r}; expected cgan or ae")
@@ -524,16 +645,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    from models.metrics import ALL_KEYS, HIGHER_IS_BETTER
-
     if cfg.select_metric not in ALL_KEYS and cfg.select_metric != "val_loss":
         raise ConfigError(f"unknown --select-metric {cfg.select_metric!r}; expected val_loss or one of {', '.join(ALL_KEYS)}")
-    higher_better = cfg.select_metric in HIGHER_IS_BETTER
+    return id_files
+
+
+def _start_processes(cfg: TrainConfig) -> _Processes:
+    """Join the process group under torchrun, choose the device and CPU threads, seed this process."""
+    import torch
+    import torch.distributed as dist
 
     rank, world, local_rank = _dist_env()
-    distributed = world > 1
     device = resolve_device(cfg.device, local_rank)
-    owns_group = distributed and not dist.is_initialized()
+    owns_group = world > 1 and not dist.is_initialized()
     if owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cpu":
@@ -542,10 +666,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     else:
         torch.backends.cudnn.benchmark = True
     seed_everything(cfg.seed + rank)
-    main_proc = rank == 0
-    out = Path(cfg.out)
+    return _Processes(rank, world, device, owns_group)
 
-    # ---- data
+
+def _end_processes(procs: _Processes) -> None:
+    import torch.distributed as dist
+
+    if procs.distributed:
+        dist.barrier()
+    if procs.owns_group:
+        # on success only (after a failure other ranks may still wait in a collective); left to
+        # interpreter shutdown, gloo's threads can abort the process after its work is done
+        dist.destroy_process_group()
+
+
+def _load_training_data(cfg: TrainConfig, procs: _Processes) -> _TrainingData:
+    """The datasets, their splits (0 trains, 1 validates) and this process's share of the training crops."""
+    import torch
+
+    from models.data.dataset import load_datasets
+
     data = load_datasets([cfg.data, *cfg.extra_data])
     crop = crop_config_from_meta(data.meta, data.size_px)
     clean = data.depth_clean is not None
@@ -557,224 +697,279 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         raise FormatError("the dataset has no validation crops (split 1)", cfg.data)
     if cfg.max_train_samples:
         train_set = train_set.subset(np.arange(min(cfg.max_train_samples, len(train_set))))
-    tr_target = train_set.target
-    ds = _TrainSet(train_set.color, tr_target, train_set.subject, clean, cfg.background_weight, cfg.augment, cfg.seed)
+    ds = _TrainSet(train_set.color, train_set.target, train_set.subject, clean, cfg.background_weight, cfg.augment,
+                   cfg.seed)
     sampler = None
-    if distributed:
-        sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=world, rank=rank,
+    if procs.distributed:
+        sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=procs.world, rank=procs.rank,
                                                                   shuffle=True, seed=cfg.seed, drop_last=True)
-    gen = torch.Generator()
-    gen.manual_seed(cfg.seed)
+    shuffle = torch.Generator()
+    shuffle.manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(ds) >= cfg.batch_size * world,
-        num_workers=cfg.workers, generator=gen, pin_memory=device.type == "cuda",
+        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(ds) >= cfg.batch_size * procs.world,
+        num_workers=cfg.workers, generator=shuffle, pin_memory=procs.device.type == "cuda",
         persistent_workers=cfg.workers > 0,
     )
+    return _TrainingData(data, crop, clean, train_set, val_set, ds, sampler, shuffle, loader)
 
-    # ---- models, optimisers, state
-    init_ckpt = load_checkpoint(cfg.init, "generator") if cfg.init else None
+
+def _resolve_config(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, crop: Mapping[str, Any]) -> TrainConfig:
+    """``cfg`` with the generator's architecture filled in (``--init``'s, else the configured or the
+    default one) and the command line that reproduces it."""
+    from models.generator.net import GeneratorConfig
+
     if init_ckpt is not None:
         _check_crop_compatible(init_ckpt, crop, cfg.init)
         g_cfg = init_ckpt["generator_config"]
     else:
         g_cfg = cfg.generator or GeneratorConfig().to_dict()
     cfg = replace(cfg, generator=g_cfg)
-    cfg = replace(cfg, command=command_for(cfg))
-    G = build_generator(init_ckpt if init_ckpt is not None else g_cfg).to(device)
+    return replace(cfg, command=command_for(cfg))
+
+
+def _build_networks(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, device) -> _Networks:
+    """The generator (``--init``'s weights, or fresh), the discriminator for the cGAN and their optimisers."""
+    import torch
+
+    from models.generator.net import Discriminator
+
+    G = build_generator(init_ckpt if init_ckpt is not None else cfg.generator).to(device)
     D = Discriminator().to(device) if cfg.mode == "cgan" else None
     if D is not None and init_ckpt is not None and init_ckpt.get("discriminator"):
         D.load_state_dict(init_ckpt["discriminator"])
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if D is not None else None
-    start_epoch, history, best_value, best_epoch, best_metrics = 0, [], None, -1, {}
-    if resume:
-        last = load_checkpoint(out / "last.pt", "generator")
-        if last.get("mode") != cfg.mode:
-            raise ConfigError(f"--resume: the run in {out} is {last.get('mode')}, not {cfg.mode}")
-        G.load_state_dict(last["generator"])
-        opt_g.load_state_dict(last["opt_g"])
-        if D is not None:
-            D.load_state_dict(last["discriminator"])
-            opt_d.load_state_dict(last["opt_d"])
-        start_epoch = last["epoch"]
-        history = list(last.get("history", []))
-        best_value, best_epoch, best_metrics = last.get("best_value"), last.get("best_epoch", -1), last.get("best_metrics", {})
-        if "rng" in last:
-            _set_rng_state(last["rng"])
-    id_net, id_threshold, id_bar = None, None, None
-    if id_files:
-        from models.verifier.net import BranchEnsemble, load_verifier
+    return _Networks(G, D, opt_g, opt_d, G, D)
 
-        loaded = [load_verifier(f) for f in id_files]
-        for f, one in zip(id_files, loaded):
-            if one.branch.config.size_px != data.size_px:
-                raise ConfigError(f"--id-verifier: the verifier takes {one.branch.config.size_px} px crops, the data "
-                                  f"has {data.size_px} px", f)
-            if cfg.id_negatives and one.threshold is None:
-                raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
-                                 "(launch.py train-verifier's best.pt)", f)
-        id_net = BranchEnsemble([one.branch for one in loaded]).to(device).requires_grad_(False)  # one file: scores as its branch
-        if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
-            id_threshold = float(np.mean([one.threshold for one in loaded]))
-            id_bar = id_threshold - cfg.id_margin  # what the other-people term counts above
-    Gt = DDP(G) if distributed else G
-    Dt = DDP(D) if distributed and D is not None else D
 
-    data_info = {
-        "file": os.path.basename(cfg.data), "sha256": file_sha256(cfg.data), "samples": len(data),
+def _resume(cfg: TrainConfig, nets: _Networks, out: Path) -> _Record:
+    """Load the run's ``last.pt`` into ``nets`` and the random state; returns its record."""
+    last = load_checkpoint(out / "last.pt", "generator")
+    if last.get("mode") != cfg.mode:
+        raise ConfigError(f"--resume: the run in {out} is {last.get('mode')}, not {cfg.mode}")
+    nets.G.load_state_dict(last["generator"])
+    nets.opt_g.load_state_dict(last["opt_g"])
+    if nets.D is not None:
+        nets.D.load_state_dict(last["discriminator"])
+        nets.opt_d.load_state_dict(last["opt_d"])
+    record = _Record(start_epoch=last["epoch"], history=list(last.get("history", [])), best_value=last.get("best_value"),
+                     best_epoch=last.get("best_epoch", -1), best_metrics=last.get("best_metrics", {}))
+    if "rng" in last:
+        _set_rng_state(last["rng"])
+    return record
+
+
+def _load_identity_verifier(cfg: TrainConfig, files: list[str], size_px: int, device) -> _IdentityVerifier | None:
+    """The identity loss's frozen verifier (None without ``--id-verifier``)."""
+    if not files:
+        return None
+    from models.verifier.net import BranchEnsemble, load_verifier
+
+    loaded = [load_verifier(f) for f in files]
+    for f, one in zip(files, loaded):
+        if one.branch.config.size_px != size_px:
+            raise ConfigError(f"--id-verifier: the verifier takes {one.branch.config.size_px} px crops, the data "
+                              f"has {size_px} px", f)
+        if cfg.id_negatives and one.threshold is None:
+            raise ModelError("--id-negatives: the verifier checkpoint holds no validation threshold "
+                             "(launch.py train-verifier's best.pt)", f)
+    net = BranchEnsemble([one.branch for one in loaded]).to(device).requires_grad_(False)  # one file: scores as its branch
+    threshold = bar = None
+    if cfg.id_negatives:  # an ensemble's score is the mean of its members', so is its threshold
+        threshold = float(np.mean([one.threshold for one in loaded]))
+        bar = threshold - cfg.id_margin  # what the other-people term counts above
+    return _IdentityVerifier(net, files, threshold, bar)
+
+
+def _distribute(nets: _Networks, procs: _Processes) -> _Networks:
+    """``nets`` with the trained networks wrapped in DistributedDataParallel under torchrun."""
+    if not procs.distributed:
+        return nets
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return replace(nets, Gt=DDP(nets.G), Dt=DDP(nets.D) if nets.D is not None else None)
+
+
+def _data_info(cfg: TrainConfig, data: _TrainingData, ident: _IdentityVerifier | None) -> dict[str, Any]:
+    """What the run was trained on, as recorded in its checkpoints."""
+    full, train_set, val_set = data.data, data.train_set, data.val_set
+    info = {
+        "file": os.path.basename(cfg.data), "sha256": file_sha256(cfg.data), "samples": len(full),
         "extra_training_files": [{"file": os.path.basename(p), "sha256": file_sha256(p)} for p in cfg.extra_data],
-        "train": len(train_set), "val": len(val_set), "test": int((data.split == 2).sum()),
+        "train": len(train_set), "val": len(val_set), "test": int((full.split == 2).sum()),
         "train_subjects": sorted(int(s) for s in np.unique(train_set.subject)),
         "val_subjects": sorted(int(s) for s in np.unique(val_set.subject)),
-        "target": "depth_clean" if clean else "depth (sensor; invalid pixels masked)",
-        "synthetic": data_is_synthetic(data.meta),
-        "sources": data.meta.get("sources"), "build_command": data.meta.get("command"),
+        "target": "depth_clean" if data.clean else "depth (sensor; invalid pixels masked)",
+        "synthetic": data_is_synthetic(full.meta),
+        "sources": full.meta.get("sources"), "build_command": full.meta.get("command"),
     }
-    if id_files:
-        data_info["id_verifier"] = {"file": ",".join(os.path.basename(f) for f in id_files),
-                                    "sha256": ",".join(file_sha256(f) for f in id_files),
-                                    "threshold": id_threshold, "margin": cfg.id_margin,
-                                    "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
-    synthetic_only = data_info["synthetic"] and (init_ckpt is None or bool(init_ckpt.get("synthetic_only")))
-    if main_proc:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    tb = _tensorboard(out) if main_proc else None
+    if ident is not None:
+        info["id_verifier"] = {"file": ",".join(os.path.basename(f) for f in ident.files),
+                               "sha256": ",".join(file_sha256(f) for f in ident.files),
+                               "threshold": ident.threshold, "margin": cfg.id_margin,
+                               "triplet_margin": cfg.id_triplet_margin if cfg.id_triplet else None}
+    return info
 
-    val_target = val_set.target
-    sample_idx = np.linspace(0, len(val_set) - 1, min(SAMPLE_ROWS, len(val_set))).astype(int)
-    t_start = time.monotonic()
-    budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
-    stopped = "epochs"
-    epoch = start_epoch
-    bce = torch.nn.BCEWithLogitsLoss()
-    for epoch in range(start_epoch, cfg.epochs):
-        t_epoch = time.monotonic()
-        for group in opt_g.param_groups:
-            group["lr"] = lr_at(cfg.lr, epoch, cfg.epochs)
-        ds.epoch = epoch
-        gen.manual_seed(cfg.seed * 100003 + epoch)  # the epoch's shuffle depends on the epoch only: exact resume
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        G.train()
+
+def _open_run_folder(out: Path, cfg: TrainConfig):
+    """Create the run folder and write its config.json; returns the TensorBoard writer (None
+    without the tensorboard package)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return _tensorboard(out)
+
+
+def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: _IdentityVerifier | None,
+                 procs: _Processes, epoch: int, bce, progress: bool, t_start: float,
+                 budget_s: float) -> tuple[dict[str, float], bool]:
+    """One pass over this process's training crops; returns the mean of each loss term and
+    whether the time budget ran out during the pass."""
+    import torch
+    from tqdm import tqdm
+
+    G, D, Gt, Dt, opt_g, opt_d = nets.G, nets.D, nets.Gt, nets.Dt, nets.opt_g, nets.opt_d
+    device = procs.device
+    for group in opt_g.param_groups:
+        group["lr"] = lr_at(cfg.lr, epoch, cfg.epochs)
+    data.ds.epoch = epoch
+    data.shuffle.manual_seed(cfg.seed * 100003 + epoch)  # the epoch's shuffle depends on the epoch only: exact resume
+    if data.sampler is not None:
+        data.sampler.set_epoch(epoch)
+    G.train()
+    if D is not None:
+        D.train()
+    sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0}
+    steps = 0
+    out_of_time = False
+    bar = tqdm(data.loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+               disable=not (progress and procs.main), dynamic_ncols=True)
+    for color_u8, target_u8, mask, subject in bar:
+        x = to_input(color_u8, device)
+        y = to_tanh(target_u8, device)
+        m = mask.to(device).unsqueeze(1).float()
+        fake = Gt(x)
+        mse = masked_mse(fake, y, m)
         if D is not None:
-            D.train()
-        sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0}
-        steps = 0
-        out_of_time = False
-        bar = tqdm(loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
-                   disable=not (progress and main_proc), dynamic_ncols=True)
-        for color_u8, target_u8, mask, subject in bar:
-            x = to_input(color_u8, device)
-            y = to_tanh(target_u8, device)
-            m = mask.to(device).unsqueeze(1).float()
-            fake = Gt(x)
-            mse = masked_mse(fake, y, m)
-            if D is not None:
-                seen = m > 0
-                real_in = torch.where(seen, y, torch.full_like(y, -1.0))
-                fake_in = torch.where(seen, fake, torch.full_like(fake, -1.0))
-                # discriminator step: real and generated pairs in one forward
-                logits = Dt(torch.cat([x, x]), torch.cat([real_in, fake_in.detach()]))
-                n = x.shape[0]
-                loss_d = bce(logits[:n], torch.full_like(logits[:n], REAL_LABEL)) + bce(logits[n:], torch.zeros_like(logits[n:]))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                # generator step through the (frozen, unsynchronised) discriminator
-                D.requires_grad_(False)
-                adv = bce(D(x, fake_in), torch.ones(n, device=device))
-                D.requires_grad_(True)
-                loss_g = mse + cfg.adv_weight * adv
-            else:
-                adv = loss_d = torch.zeros((), device=device)
-                loss_g = mse
-            if id_net is not None:
-                id_terms = identity_loss(id_net, fake, target_u8.to(device), cfg.id_region, subject, id_bar,
-                                         cfg.id_triplet_margin if cfg.id_triplet else None)
-                id_loss, id_others, id_triplet = id_terms
-                loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others + cfg.id_triplet * id_triplet
-            else:
-                id_loss = id_others = id_triplet = torch.zeros((), device=device)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            steps += 1
-            for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
-                         ("id_others", id_others), ("id_triplet", id_triplet)):
-                sums[k] += float(v.detach())
-            if progress and main_proc:
-                bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
-            if time.monotonic() - t_start > budget_s:
-                out_of_time = True
-                break
-        bar.close()
-        out_of_time = _agree(out_of_time, distributed, device)
-        row = {"epoch": epoch + 1, "time_s": round(time.monotonic() - t_start, 2), "lr": opt_g.param_groups[0]["lr"],
-               **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()}}
-        improved = False
-        if main_proc:
-            val = validate(G, val_set.color, val_target, (clean, cfg.background_weight), val_set.distance_mm,
-                           crop["half_range_mm"], device, cfg.batch_size * 2)
-            row.update({"val_loss": val["val_loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}})
-            if id_net is not None:
-                row["val_id_similarity"] = identity_similarity(id_net, val["pred8"], val_target, device)
-            current = val["val_loss"] if cfg.select_metric == "val_loss" else val["metrics"].get(cfg.select_metric)
-            if current is not None and (best_value is None or (current > best_value if higher_better else current < best_value)):
-                best_value, best_epoch, improved = current, epoch + 1, True
-                best_metrics = {"val_loss": val["val_loss"], **val["metrics"]}
-            history.append(row)
-            state = {
-                "mode": cfg.mode, "epoch": epoch + 1,
-                "generator_config": g_cfg, "generator": G.state_dict(),
-                "discriminator": D.state_dict() if D is not None else None,
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                "crop": crop, "train_config": cfg.to_dict(), "data": data_info, "synthetic_only": synthetic_only,
-                "init": None if init_ckpt is None else {"file": os.path.basename(cfg.init), "mode": init_ckpt.get("mode"),
-                                                       "data": init_ckpt.get("data", {}).get("file")},
-                "val_metrics": {"val_loss": val["val_loss"], **val["metrics"]},
-                "history": history, "best_value": best_value, "best_epoch": best_epoch, "best_metrics": best_metrics,
-                "rng": _get_rng_state(),
-            }
-            save_checkpoint(state, out / "last.pt", "generator")
-            if improved:
-                save_checkpoint(state, out / "best.pt", "generator")
-            write_curves(history, out)
-            write_sample_grid(val_set.color[sample_idx], val_target[sample_idx], val["pred8"][sample_idx],
-                              out / "samples" / f"epoch_{epoch + 1:03d}.png")
-            if tb is not None:
-                for k, v in row.items():
-                    if k != "epoch" and isinstance(v, float | int):
-                        tb.add_scalar(k, v, epoch + 1)
-                tb.flush()
-            sel = row.get(f"val_{cfg.select_metric}", row.get(cfg.select_metric))
-            tqdm.write(f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
-                       + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if D is not None else "")
-                       + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if id_net is not None else "")
-                       + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
-                       + (f" triplet {row['train_id_triplet']:.4f}" if cfg.id_triplet else "")
-                       + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
-                       + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
-        if out_of_time:
-            stopped = "max-minutes"
+            seen = m > 0
+            real_in = torch.where(seen, y, torch.full_like(y, -1.0))
+            fake_in = torch.where(seen, fake, torch.full_like(fake, -1.0))
+            # discriminator step: real and generated pairs in one forward
+            logits = Dt(torch.cat([x, x]), torch.cat([real_in, fake_in.detach()]))
+            n = x.shape[0]
+            loss_d = bce(logits[:n], torch.full_like(logits[:n], REAL_LABEL)) + bce(logits[n:], torch.zeros_like(logits[n:]))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # generator step through the (frozen, unsynchronised) discriminator
+            D.requires_grad_(False)
+            adv = bce(D(x, fake_in), torch.ones(n, device=device))
+            D.requires_grad_(True)
+            loss_g = mse + cfg.adv_weight * adv
+        else:
+            adv = loss_d = torch.zeros((), device=device)
+            loss_g = mse
+        if ident is not None:
+            id_terms = identity_loss(ident.net, fake, target_u8.to(device), cfg.id_region, subject, ident.bar,
+                                     cfg.id_triplet_margin if cfg.id_triplet else None)
+            id_loss, id_others, id_triplet = id_terms
+            loss_g = loss_g + cfg.id_weight * id_loss + cfg.id_negatives * id_others + cfg.id_triplet * id_triplet
+        else:
+            id_loss = id_others = id_triplet = torch.zeros((), device=device)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        steps += 1
+        for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
+                     ("id_others", id_others), ("id_triplet", id_triplet)):
+            sums[k] += float(v.detach())
+        if progress and procs.main:
+            bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
+        if time.monotonic() - t_start > budget_s:
+            out_of_time = True
             break
-        # stop before an epoch that would overrun the budget
-        epoch_s = time.monotonic() - t_epoch
-        if _agree(time.monotonic() - t_start + epoch_s > budget_s and epoch + 1 < cfg.epochs, distributed, device):
-            stopped = "max-minutes"
-            break
-    if distributed:
-        dist.barrier()
-    if owns_group:
-        # on success only (after a failure other ranks may still wait in a collective); left to
-        # interpreter shutdown, gloo's threads can abort the process after its work is done
-        dist.destroy_process_group()
+    bar.close()
+    return {k: v / max(steps, 1) for k, v in sums.items()}, out_of_time
+
+
+def _validate_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: _IdentityVerifier | None,
+                    device, row: dict[str, Any]) -> dict[str, Any]:
+    """Validate the generator (``validate``) and add the validation columns to the epoch's ``row``."""
+    val_target = data.val_set.target
+    val = validate(nets.G, data.val_set.color, val_target, (data.clean, cfg.background_weight), data.val_set.distance_mm,
+                   data.crop["half_range_mm"], device, cfg.batch_size * 2)
+    row.update({"val_loss": val["val_loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}})
+    if ident is not None:
+        row["val_id_similarity"] = identity_similarity(ident.net, val["pred8"], val_target, device)
+    return val
+
+
+def _update_best(record: _Record, cfg: TrainConfig, val: Mapping[str, Any], epoch: int) -> bool:
+    """Record the epoch as the best when its ``--select-metric`` improved; returns whether it did."""
+    from models.metrics import HIGHER_IS_BETTER
+
+    higher_better = cfg.select_metric in HIGHER_IS_BETTER
+    current = val["val_loss"] if cfg.select_metric == "val_loss" else val["metrics"].get(cfg.select_metric)
+    best = record.best_value
+    if current is None or not (best is None or (current > best if higher_better else current < best)):
+        return False
+    record.best_value, record.best_epoch = current, epoch + 1
+    record.best_metrics = {"val_loss": val["val_loss"], **val["metrics"]}
+    return True
+
+
+def _checkpoint_state(cfg: TrainConfig, nets: _Networks, data: _TrainingData, record: _Record, val: Mapping[str, Any],
+                      epoch: int, data_info: dict[str, Any], synthetic_only: bool,
+                      init_ckpt: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The checkpoint after ``epoch``: networks, optimisers, provenance, record and random state."""
+    return {
+        "mode": cfg.mode, "epoch": epoch + 1,
+        "generator_config": cfg.generator, "generator": nets.G.state_dict(),
+        "discriminator": nets.D.state_dict() if nets.D is not None else None,
+        "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
+        "crop": data.crop, "train_config": cfg.to_dict(), "data": data_info, "synthetic_only": synthetic_only,
+        "init": None if init_ckpt is None else {"file": os.path.basename(cfg.init), "mode": init_ckpt.get("mode"),
+                                               "data": init_ckpt.get("data", {}).get("file")},
+        "val_metrics": {"val_loss": val["val_loss"], **val["metrics"]},
+        "history": record.history, "best_value": record.best_value, "best_epoch": record.best_epoch,
+        "best_metrics": record.best_metrics,
+        "rng": _get_rng_state(),
+    }
+
+
+def _write_epoch(out: Path, state: dict[str, Any], improved: bool, history: list[dict[str, Any]], data: _TrainingData,
+                 val: Mapping[str, Any], epoch: int, tb, row: Mapping[str, Any]) -> None:
+    """``last.pt`` (and ``best.pt`` when ``improved``), the curves, the epoch's sample grid and TensorBoard."""
+    save_checkpoint(state, out / "last.pt", "generator")
+    if improved:
+        save_checkpoint(state, out / "best.pt", "generator")
+    write_curves(history, out)
+    val_set = data.val_set
+    sample_idx = np.linspace(0, len(val_set) - 1, min(SAMPLE_ROWS, len(val_set))).astype(int)
+    write_sample_grid(val_set.color[sample_idx], val_set.target[sample_idx], val["pred8"][sample_idx],
+                      out / "samples" / f"epoch_{epoch + 1:03d}.png")
     if tb is not None:
-        tb.close()
-    return TrainResult(epochs_done=len(history) if main_proc else epoch + 1, best_epoch=best_epoch,
-                       best_metrics=dict(best_metrics), history=history, stopped=stopped, rank=rank,
-                       world_size=world, samples_per_process=len(sampler) if sampler is not None else len(ds))
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, float | int):
+                tb.add_scalar(k, v, epoch + 1)
+        tb.flush()
+
+
+def _log_epoch(cfg: TrainConfig, row: Mapping[str, Any], val: Mapping[str, Any], improved: bool, has_d: bool,
+               has_id: bool, t_epoch: float) -> None:
+    """One line per epoch on stderr (through tqdm, so that it does not break a progress bar)."""
+    from tqdm import tqdm
+
+    epoch = row["epoch"]
+    sel = row.get(f"val_{cfg.select_metric}", row.get(cfg.select_metric))
+    tqdm.write(f"{cfg.mode} epoch {epoch}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
+               + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if has_d else "")
+               + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if has_id else "")
+               + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
+               + (f" triplet {row['train_id_triplet']:.4f}" if cfg.id_triplet else "")
+               + f" | val loss {val['val_loss']:.5f} {cfg.select_metric} {sel if sel is None else round(sel, 4)}"
+               + f" | {time.monotonic() - t_epoch:.0f} s" + (" *" if improved else ""), file=sys.stderr)
 
 
 def lr_at(lr: float, epoch: int, epochs: int) -> float:

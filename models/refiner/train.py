@@ -29,11 +29,11 @@ Output in ``--out``: ``config.json`` (arguments, spec), ``last.pt`` / ``best.pt`
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,46 @@ from sensors.errors import SensorError
 WITHIN_MM = 12.0
 #: a centre this far (mm) from the true one is "not a head"
 NEGATIVE_MM = 100.0
+
+
+@dataclass(frozen=True)
+class RefinerTrainConfig:
+    """One ``train-refiner`` run: the sources, the sampling, the optimisation and the run folder.
+    Field names are the command's options (``to_dict`` is what config.json records)."""
+
+    #: annotated training sources (their identities must not be evaluated on)
+    source: tuple[str, ...]
+    #: annotated source of other identities, for validation
+    val_source: str
+    out: str
+    samples_per_frame: int = 4
+    negatives_per_frame: int = 2
+    ray_negatives_per_frame: int = 1
+    #: the largest offset standard deviation in x and y (``make_samples``)
+    perturb_mm: float = 30.0
+    epochs: int = 12
+    batch_size: int = 64
+    #: the one-cycle schedule's peak learning rate
+    lr: float = 2e-3
+    seed: int = 0
+    #: PyTorch CPU threads (None: PyTorch's choice)
+    threads: int | None = None
+    resume: bool = False
+    #: no training: export ``out``/best.pt only
+    export_only: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        from sensors.errors import ConfigError
+
+        if self.negatives_per_frame < 0 or self.ray_negatives_per_frame < 0:
+            raise ConfigError("--negatives-per-frame and --ray-negatives-per-frame must not be negative")
+        if self.samples_per_frame < 1 or self.epochs < 1 or self.batch_size < 2 or not self.perturb_mm > 0:
+            raise ConfigError("--samples-per-frame, --epochs must be >= 1, --batch-size >= 2 and --perturb-mm > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON values, in the command's order."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,9 +218,10 @@ def evaluate(net: Any, x: np.ndarray, y: np.ndarray, mm_per_px: float) -> dict[s
             "val_false_head": float(np.mean(said_head[~head])) if (~head).any() else 0.0}
 
 
-def train_refiner(args: argparse.Namespace) -> int:
-    """Train (or, with ``export_only``, only export) the refiner from the parsed ``launch.py
-    train-refiner`` options; they are recorded as they are in the run's config.json."""
+def train_refiner(cfg: RefinerTrainConfig, command: str | None = None) -> int:
+    """Train (or, with ``export_only``, only export) the refiner as ``cfg`` says. The run's
+    config.json and the ONNX metadata record ``cfg`` as ``args``, with the ``launch.py`` command
+    it ran under (``command``) first when given."""
     import torch
     from tqdm import tqdm
 
@@ -189,38 +230,35 @@ def train_refiner(args: argparse.Namespace) -> int:
     from models.refiner.net import RefinerNet
     from models.refiner.runtime import RefinerSpec
 
-    if args.negatives_per_frame < 0 or args.ray_negatives_per_frame < 0:
-        raise ConfigError("--negatives-per-frame and --ray-negatives-per-frame must not be negative")
-    if args.samples_per_frame < 1 or args.epochs < 1 or args.batch_size < 2 or not args.perturb_mm > 0:
-        raise ConfigError("--samples-per-frame, --epochs must be >= 1, --batch-size >= 2 and --perturb-mm > 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    recorded = {**({"command": command} if command else {}), **cfg.to_dict()}
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     spec = RefinerSpec()
     crop = spec.crop
     mm_per_px = crop.window_x_mm / crop.size_px
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.export_only:
+    if cfg.export_only:
         if not (out / "best.pt").is_file():
             raise ConfigError(f"--export-only: {out / 'best.pt'} does not exist")
         x = np.random.default_rng(0).integers(0, 256, (16, 2, crop.size_px, crop.size_px), dtype=np.uint8)
-        return _export_best(out, RefinerNet(crop.size_px), spec, args, x)
-    options = {"samples_per_frame": args.samples_per_frame, "perturb_mm": args.perturb_mm,
-               "negatives_per_frame": args.negatives_per_frame, "ray_negatives_per_frame": args.ray_negatives_per_frame}
-    train = cached_samples(out, "train", args.source, args.seed, crop, args.quiet, **options)
-    val = cached_samples(out, "val", [args.val_source], args.seed + 1, crop, args.quiet, **options)
+        return _export_best(out, RefinerNet(crop.size_px), spec, cfg, recorded, x)
+    options = {"samples_per_frame": cfg.samples_per_frame, "perturb_mm": cfg.perturb_mm,
+               "negatives_per_frame": cfg.negatives_per_frame, "ray_negatives_per_frame": cfg.ray_negatives_per_frame}
+    train = cached_samples(out, "train", list(cfg.source), cfg.seed, crop, cfg.quiet, **options)
+    val = cached_samples(out, "val", [cfg.val_source], cfg.seed + 1, crop, cfg.quiet, **options)
     print(f"samples: {len(train['y'])} train ({int(train['y'][:, 3].sum())} heads), {len(val['y'])} validation",
           flush=True)
 
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     net = RefinerNet(crop.size_px)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps = max(1, len(train["y"]) // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.15)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps = max(1, len(train["y"]) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
     rows: list[dict[str, Any]] = []
     start, best = 1, None
-    if args.resume:
+    if cfg.resume:
         ck = load_checkpoint(out / "last.pt", "refiner")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -228,16 +266,16 @@ def train_refiner(args: argparse.Namespace) -> int:
         rng.bit_generator.state = ck["numpy_rng"]
         rows, best, start = ck["curves"], ck["best"], ck["epoch"] + 1
     with open(out / "config.json", "w", encoding="utf-8") as f:
-        json.dump({"command": "train-refiner", "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "spec": spec.to_dict(),
+        json.dump({"command": "train-refiner", "args": recorded, "spec": spec.to_dict(),
                    "train_samples": len(train["y"]), "val_samples": len(val["y"])}, f, indent=1, default=str)
     x_all, y_all = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
-    for epoch in range(start, args.epochs + 1):
+    for epoch in range(start, cfg.epochs + 1):
         net.train()
         t0 = time.perf_counter()
         order = rng.permutation(len(y_all))
         losses = []
-        for b in tqdm(range(steps), desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False):
-            idx = torch.from_numpy(order[b * args.batch_size:(b + 1) * args.batch_size])
+        for b in tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=cfg.quiet, leave=False):
+            idx = torch.from_numpy(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
             xb, yb = x_all[idx], y_all[idx].clone()
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             xb[flip] = xb[flip].flip(-1)
@@ -270,16 +308,17 @@ def train_refiner(args: argparse.Namespace) -> int:
               f"within {WITHIN_MM:g} mm {m['val_within']:.3f} (before {m['val_within_before']:.3f})  "
               f"dz {m['val_dz_mm_median']:.1f} mm  heads missed {m['val_head_missed']:.3f} false heads "
               f"{m['val_false_head']:.3f}  ({row['epoch_s']:.0f} s){'  *best' if improved else ''}", flush=True)
-    return _export_best(out, net, spec, args, val["x"][:16])
+    return _export_best(out, net, spec, cfg, recorded, val["x"][:16])
 
 
-def _export_best(out: Path, net: Any, spec: Any, args: argparse.Namespace, parity_x: np.ndarray) -> int:
+def _export_best(out: Path, net: Any, spec: Any, cfg: RefinerTrainConfig, recorded: dict[str, Any],
+                 parity_x: np.ndarray) -> int:
     from models.refiner.export import export_refiner
 
     ck = load_checkpoint(out / "best.pt", "refiner")
     net.load_state_dict(ck["model"])
-    info = {"spec": spec.to_dict(), "training": {"sources": args.source, "val_source": args.val_source,
-            "epoch": ck["epoch"], "best": ck["best"], "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}}
+    info = {"spec": spec.to_dict(), "training": {"sources": list(cfg.source), "val_source": cfg.val_source,
+            "epoch": ck["epoch"], "best": ck["best"], "args": recorded}}
     parity = export_refiner(net, out / "head_refiner.onnx", info, parity_x)
     print(f"wrote {out / 'head_refiner.onnx'} (epoch {ck['epoch']}; ONNX vs PyTorch max diff {parity:.1e})")
     return 0

@@ -31,12 +31,12 @@ evaluation can tell when its pairs hold identities the verifier was trained on.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import time
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,27 +53,73 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return vals
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    from sensors.errors import ConfigError
+@dataclass(frozen=True)
+class VerifierTrainConfig:
+    """One ``train-verifier`` run: data, run folder, training, branch and validation. Field names
+    are the command's options (``to_dict`` is what config.json records as ``args``)."""
 
-    for name, lo in (("epochs", 1), ("identities", 2), ("per_identity", 2), ("val_pairs", 10), ("embedding_dim", 2)):
-        if getattr(args, name) < lo:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(args, name)}")
-    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        raise ConfigError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
-    for name in ("clean_prob", "flip_prob", "erase_prob"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise ConfigError(f"--max-minutes must be positive, got {args.max_minutes}")
-    if args.lr <= 0 or args.temperature <= 0 or args.shift_px < 0:
-        raise ConfigError("--lr and --temperature must be positive and --shift-px not negative")
+    #: crop datasets; the first gives validation and test, the others add training crops
+    data: tuple[str, ...]
+    out: str
+    resume: bool = False
+    #: no training: export ``out``/best.pt only
+    export_only: bool = False
+    epochs: int = 40
+    #: batches per epoch (None: training crops / batch size, at least 50)
+    steps_per_epoch: int | None = None
+    #: identities per batch (P) and crops per identity (K)
+    identities: int = 16
+    per_identity: int = 8
+    #: the one-cycle schedule's peak learning rate
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    #: ``models.verifier.net.LOSSES``: "supcon" or "triplet"
+    loss: str = "supcon"
+    temperature: float = 0.1
+    #: share of crops taken from the noise-free depth where the data has it
+    clean_prob: float = 0.25
+    shift_px: int = 4
+    flip_prob: float = 0.0
+    erase_prob: float = 0.0
+    # the branch (``VerifierConfig``); widths and extra convs comma-separated, as given on the command line
+    embedding_dim: int = 128
+    widths: str = "16,32,48,64,96"
+    extra_convs: str = "0,1,1,1,0"
+    val_pairs: int = 2000
+    seed: int = 0
+    #: "auto" (CUDA when present), "cpu" or "cuda"
+    device: str = "auto"
+    #: PyTorch CPU threads (None: PyTorch's choice)
+    threads: int | None = None
+    #: stop after the epoch that passes this many minutes (None: no limit)
+    max_minutes: float | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        from sensors.errors import ConfigError
+
+        for name, lo in (("epochs", 1), ("identities", 2), ("per_identity", 2), ("val_pairs", 10), ("embedding_dim", 2)):
+            if getattr(self, name) < lo:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
+        for name in ("clean_prob", "flip_prob", "erase_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.lr <= 0 or self.temperature <= 0 or self.shift_px < 0:
+            raise ConfigError("--lr and --temperature must be positive and --shift-px not negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON values, in the command's order."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 class _Data:
     """The training and validation crops, and PK batch sampling with augmentation."""
 
-    def __init__(self, dataset: Any, args: argparse.Namespace, rng: Any) -> None:
+    def __init__(self, dataset: Any, cfg: VerifierTrainConfig, rng: Any) -> None:
         import numpy as np
 
         from sensors.errors import FormatError
@@ -87,14 +133,14 @@ class _Data:
         self.by_subject = {s: ix for s, ix in self.by_subject.items() if len(ix) >= 2}
         if len(self.by_subject) < 2:
             raise FormatError(f"the training split holds {len(self.by_subject)} identities with two or more crops; "
-                              "the verifier needs at least 2", args.data[0])
+                              "the verifier needs at least 2", cfg.data[0])
         self.subjects = np.array(sorted(self.by_subject))
-        self.p = min(args.identities, len(self.subjects))
-        self.k = args.per_identity
-        self.clean_prob = args.clean_prob if self.clean is not None else 0.0
-        self.shift = args.shift_px
-        self.flip_prob = args.flip_prob
-        self.erase_prob = args.erase_prob
+        self.p = min(cfg.identities, len(self.subjects))
+        self.k = cfg.per_identity
+        self.clean_prob = cfg.clean_prob if self.clean is not None else 0.0
+        self.shift = cfg.shift_px
+        self.flip_prob = cfg.flip_prob
+        self.erase_prob = cfg.erase_prob
         self.n_train = int(train.sum())
 
     def batch(self) -> tuple[Any, Any]:
@@ -137,10 +183,10 @@ class _Data:
         return out
 
 
-def _validation_pairs(dataset: Any, args: argparse.Namespace, out: Path) -> Any:
+def _validation_pairs(dataset: Any, cfg: VerifierTrainConfig, out: Path) -> Any:
     from models.verifier.runtime import pairs_for
 
-    return pairs_for(dataset, out / "val_pairs.json", split="val", n_pairs=args.val_pairs, seed=args.seed)
+    return pairs_for(dataset, out / "val_pairs.json", split="val", n_pairs=cfg.val_pairs, seed=cfg.seed)
 
 
 def _embed(model: Any, crops: Any, device: Any, batch: int = 256) -> Any:
@@ -275,9 +321,10 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: boo
     return summary
 
 
-def train_verifier(args: argparse.Namespace) -> int:
-    """Train (or, with ``export_only``, only export) the verifier from the parsed ``launch.py
-    train-verifier`` options; they are recorded as they are in the run's config.json."""
+def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
+    """Train (or, with ``export_only``, only export) the verifier as ``cfg`` says. The run's
+    config.json (and through it the ONNX metadata) records ``cfg`` as ``args``, with the
+    ``launch.py`` command it ran under (``command``) first when given."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -288,45 +335,44 @@ def train_verifier(args: argparse.Namespace) -> int:
     from models.data.dataset import load_datasets
     from models.verifier.net import LOSSES, VerifierBranch, VerifierConfig
 
-    _check_args(args)
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_datasets(args.data)
-    data_names = ", ".join(os.path.basename(p) for p in args.data)
-    pairs = _validation_pairs(dataset, args, out)
-    if args.export_only:
-        export_best(out, dataset, pairs, data_names, args.quiet)
+    dataset = load_datasets(list(cfg.data))
+    data_names = ", ".join(os.path.basename(p) for p in cfg.data)
+    pairs = _validation_pairs(dataset, cfg, out)
+    if cfg.export_only:
+        export_best(out, dataset, pairs, data_names, cfg.quiet)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available to PyTorch")
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     try:
-        config = VerifierConfig(size_px=dataset.size_px, widths=_ints(args.widths, "--widths"),
-                                extra_convs=_ints(args.extra_convs, "--extra-convs"), embedding_dim=args.embedding_dim)
+        config = VerifierConfig(size_px=dataset.size_px, widths=_ints(cfg.widths, "--widths"),
+                                extra_convs=_ints(cfg.extra_convs, "--extra-convs"), embedding_dim=cfg.embedding_dim)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    data = _Data(dataset, args, rng)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = _Data(dataset, cfg, rng)
     model = VerifierBranch(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps = args.steps_per_epoch or max(50, data.n_train // (data.p * data.k))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps,
-                                                pct_start=min(0.3, 1.0 / args.epochs), anneal_strategy="cos")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.steps_per_epoch or max(50, data.n_train // (data.p * data.k))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
+                                                pct_start=min(0.3, 1.0 / cfg.epochs), anneal_strategy="cos")
     rows: list[dict[str, Any]] = []
     start, best = 1, None
-    if args.resume:
+    if cfg.resume:
         ck = _load(out / "last.pt")
         if ck["branch"] != config.to_dict():
             raise ModelError(f"checkpoint branch {ck['branch']} differs from the arguments' {config.to_dict()}", out / "last.pt")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        if ck["total_steps"] == args.epochs * steps:
+        if ck["total_steps"] == cfg.epochs * steps:
             sched.load_state_dict(ck["scheduler"])
-        elif ck["epoch"] < args.epochs:
+        elif ck["epoch"] < cfg.epochs:
             # a longer run than the checkpoint's: the new schedule, advanced to where training stands
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -335,28 +381,29 @@ def train_verifier(args: argparse.Namespace) -> int:
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         rows, best, start = ck["curves"], ck["best"], ck["epoch"] + 1
-        if start > args.epochs:
+        if start > cfg.epochs:
             print(f"{out / 'last.pt'} already holds {ck['epoch']} epochs; raise --epochs to train more")
-    config_doc = {"command": "train-verifier", "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                  "branch": config.to_dict(), "data": {"files": [os.path.abspath(p) for p in args.data], "crops": len(dataset),
+    recorded = {**({"command": command} if command else {}), **cfg.to_dict()}
+    config_doc = {"command": "train-verifier", "args": recorded,
+                  "branch": config.to_dict(), "data": {"files": [os.path.abspath(p) for p in cfg.data], "crops": len(dataset),
                   "train_crops": data.n_train, "train_subjects": [int(s) for s in data.subjects],
                   "val_subjects": list(pairs.subjects), "crop": dataset.meta.get("crop", {})},
                   "steps_per_epoch": steps, "device": str(device)}
     with open(out / "config.json", "w", encoding="utf-8") as f:
         json.dump(config_doc, f, indent=1)
     started = time.monotonic()
-    for epoch in range(start, args.epochs + 1):
-        if args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60:
-            print(f"stopped before epoch {epoch}: --max-minutes {args.max_minutes:g} passed; --resume continues")
+    for epoch in range(start, cfg.epochs + 1):
+        if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
+            print(f"stopped before epoch {epoch}: --max-minutes {cfg.max_minutes:g} passed; --resume continues")
             break
         model.train()
         t0 = time.perf_counter()
         losses = []
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{args.epochs}", disable=args.quiet, leave=False, unit="batch")
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=cfg.quiet, leave=False, unit="batch")
         for _ in bar:
             x, y = data.batch()
             xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            loss = LOSSES[args.loss](model(xt), yt, args.temperature)
+            loss = LOSSES[cfg.loss](model(xt), yt, cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -372,15 +419,15 @@ def train_verifier(args: argparse.Namespace) -> int:
         if improved:
             best = dict(row)
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "epoch": epoch, "branch": config.to_dict(), "total_steps": args.epochs * steps,
+                 "epoch": epoch, "branch": config.to_dict(), "total_steps": cfg.epochs * steps,
                  "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                  "curves": rows, "best": best}
         _save(out / "last.pt", state)
         if improved:
             _save(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "branch": config.to_dict(),
-                                    "best": best, "loss": args.loss})
+                                    "best": best, "loss": cfg.loss})
         _write_curves(out, rows)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
               f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
-    export_best(out, dataset, pairs, data_names, args.quiet)
+    export_best(out, dataset, pairs, data_names, cfg.quiet)
     return 0

@@ -40,12 +40,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from sensors.errors import ConfigError, FormatError
 from sensors.geometry import CameraIntrinsics
+from sensors.source import open_source
 
 #: horizontal field of view assumed for an uncalibrated colour camera, degrees
 DEFAULT_HFOV_DEG = 60.0
@@ -244,3 +247,63 @@ def calibrate_chessboard(corners: list[np.ndarray], image_size: tuple[int, int],
     d = tuple(float(x) for x in np.asarray(dist).ravel()[:5])
     cam = CameraIntrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(w), int(h), d)
     return ChessboardCalibration(cam, float(rms), len(corners))
+
+
+@dataclass(frozen=True)
+class ChessboardConfig:
+    """A chessboard calibration from a source: ``views`` views of a board with ``board`` =
+    (columns, rows) inner corners and squares of ``square_mm``; a live source takes a view at
+    most every ``interval_s`` seconds; reading gives up after ``max_frames`` frames (None: at
+    the source's end)."""
+
+    source: str
+    board: tuple[int, int] = (9, 6)
+    square_mm: float = 25.0
+    views: int = 15
+    interval_s: float = 1.0
+    max_frames: int | None = None
+
+
+def calibrate_from_source(cfg: ChessboardConfig, on_view: Callable[[int, str], None] | None = None,
+                          on_skip: Callable[[str], None] | None = None) -> ChessboardCalibration:
+    """Collect chessboard views from ``cfg.source`` and calibrate from them.
+
+    ``on_view(views_found, where)`` is called for each view taken (``where``: the frame's source,
+    or its number); ``on_skip(message)`` for each frame left out because it could not be read
+    or has another size than the first view. FormatError when fewer than 3 views were found.
+    """
+    corners: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    read, last_view = 0, -1e9
+    with open_source(cfg.source) as src:
+        while len(corners) < cfg.views and (cfg.max_frames is None or read < cfg.max_frames):
+            try:
+                frame = src.read(timeout_s=src.lost_after_s + 1.0 if src.is_live else 10.0)
+            except TimeoutError:
+                continue
+            except EOFError:
+                break
+            except FormatError as exc:
+                if on_skip is not None:
+                    on_skip(f"skipped: {exc}")
+                continue
+            read += 1
+            h, w = frame.color.shape[:2]
+            if size is not None and size != (w, h):
+                if on_skip is not None:
+                    on_skip(f"skipped {frame.source}: {w}x{h}, the first view was {size[0]}x{size[1]}")
+                continue
+            if src.is_live and time.monotonic() - last_view < cfg.interval_s:
+                continue
+            found = find_chessboard(frame.color, cfg.board)
+            if found is None:
+                continue
+            size = (w, h)
+            corners.append(found)
+            last_view = time.monotonic()
+            if on_view is not None:
+                on_view(len(corners), frame.source or "frame " + str(read))
+    if len(corners) < 3 or size is None:
+        raise FormatError(f"the {cfg.board[0]}x{cfg.board[1]} board was found in {len(corners)} of {read} "
+                          "frames; need at least 3 (check --board counts inner corners)", cfg.source)
+    return calibrate_chessboard(corners, size, cfg.board, cfg.square_mm)

@@ -3,20 +3,75 @@
 (:func:`measure_head`), which places the head centre."""
 from __future__ import annotations
 
+import functools
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from sensors.errors import FormatError
 from sensors.geometry import CameraIntrinsics
 
-#: the head centre below the top of the silhouette (mm) = _V_COEF . (1, widest-row depth below the
-#: top, neck-row depth below the top, widest width, neck width), all in mm: a robust linear fit to
-#: the virtual Kinect's skull centres, made by ``launch.py evaluate-locator --fit-shape --every 3
-#: --source virtual:seed=11,subjects=300-359,sequence=mixed,frames=1800,sequence_frames=60``
-_V_COEF = np.array([89.909, 0.060, -0.006, 0.126, 0.003])
-#: the head centre behind the nearest part of the face (mm), the median of the same frames
-_Z_BEHIND_FRONT_MM = 106.0
+#: the fitted head-shape constants the locator uses (:class:`HeadShapeModel`); fitted data, kept
+#: out of the code so that ``launch.py evaluate-locator --fit-shape --out FILE`` can replace them
+HEAD_SHAPE_FILE = Path(__file__).with_name("head_shape.json")
+#: what the row model's coefficients multiply, in order (all but the constant in mm)
+V_FEATURES = ("1", "widest_row_below_top_mm", "neck_row_below_top_mm", "widest_width_mm", "neck_width_mm")
+
+
+@dataclass(frozen=True, eq=False)
+class HeadShapeModel:
+    """Where the head centre sits in a measured silhouette.
+
+    ``v_coef``: the centre below the top of the silhouette (mm) = ``v_coef`` . (1, widest-row
+    depth below the top, neck-row depth below the top, widest width, neck width), all in mm (a
+    robust linear fit to annotated skull centres); ``z_behind_front_mm``: the centre behind the
+    nearest part of the face (mm, the median of the same frames).
+    """
+
+    v_coef: np.ndarray
+    z_behind_front_mm: float
+
+
+def load_head_shape(path: str | os.PathLike[str] = HEAD_SHAPE_FILE) -> HeadShapeModel:
+    """Read a head-shape file; FormatError naming it when it is missing or malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+        coef = np.array(d["v_coef"], dtype=np.float64)
+        z_behind = float(d["z_behind_front_mm"])
+    except OSError as exc:
+        raise FormatError(f"cannot read the head-shape constants ({exc.strerror})", path) from None
+    except KeyError as exc:
+        raise FormatError(f"the head-shape constants have no {exc.args[0]!r}", path) from None
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"malformed head-shape constants ({type(exc).__name__}: {exc})", path) from None
+    if coef.shape != (len(V_FEATURES),) or not np.all(np.isfinite(coef)) or not math.isfinite(z_behind):
+        raise FormatError(f"head-shape constants need v_coef ({len(V_FEATURES)} finite numbers) and a finite "
+                          "z_behind_front_mm", path)
+    return HeadShapeModel(coef, z_behind)
+
+
+def save_head_shape(path: str | os.PathLike[str], model: HeadShapeModel, made_by: str) -> None:
+    """Write ``model`` as a head-shape file, with ``made_by``: the command that fitted it."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head_shape_json(model, made_by))
+
+
+def head_shape_json(model: HeadShapeModel, made_by: str) -> str:
+    """The text of a head-shape file holding ``model``."""
+    d = {"made_by": made_by, "v_features": list(V_FEATURES), "v_coef": [float(c) for c in model.v_coef],
+         "z_behind_front_mm": float(model.z_behind_front_mm)}
+    return json.dumps(d, indent=1) + "\n"
+
+
+@functools.cache
+def _head_shape() -> HeadShapeModel:
+    """The locator's constants, read once from :data:`HEAD_SHAPE_FILE`."""
+    return load_head_shape(HEAD_SHAPE_FILE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +81,7 @@ class HeadShape:
     ``center_depth_mm`` the estimated head centre (depth-camera coordinates); ``plausible``
     whether the measurements fit a human head; ``score`` how well (0..1); ``features`` (1,
     widest-row depth below the top, neck-row depth below the top, widest width, neck width) in
-    mm, the inputs of the row model :data:`_V_COEF`; ``top_v_px`` the top's row in the depth
+    mm, the inputs of the row model (:class:`HeadShapeModel`); ``top_v_px`` the top's row in the depth
     image; ``z_front_mm`` the nearest face depth (both for fitting the model).
     """
 
@@ -64,8 +119,8 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     The head is the connected surface within -150..+160 mm of the depth at (u, v); its
     silhouette gives the centre: the midpoint of the upper head's left and right edges
     (independent of yaw for a head that is roughly an ellipsoid), the height from the top of
-    the head, the widest row, the neck and the widths (a linear fit, :data:`_V_COEF`), and the
-    depth from the nearest part of the face.
+    the head, the widest row, the neck and the widths (a linear fit), and the depth from the
+    nearest part of the face (both fitted: :data:`HEAD_SHAPE_FILE`).
     """
     import cv2
 
@@ -130,9 +185,10 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     if head_depth.size < 10:
         return None
     z_front = float(np.percentile(head_depth, 10))
-    z_c = z_front + _Z_BEHIND_FRONT_MM
+    model = _head_shape()
+    z_c = z_front + model.z_behind_front_mm
     feats = np.array([1.0, rows_mm[iw], neck_row_mm, width_mm, neck_w])
-    v_c = y0 + top + float(feats @ _V_COEF) * cam.fy / z_c
+    v_c = y0 + top + float(feats @ model.v_coef) * cam.fy / z_c
     u_c = x0 + mid
     center = cam.ray_distorted(u_c, v_c) * z_c
     plausible = 95.0 <= width_mm <= 280.0 and neck_w < 0.95 * width_mm and (rows_mm[on].max() >= 150.0)

@@ -5,9 +5,9 @@
 - :mod:`sensors.recording.writer`: :class:`Recorder`, the background writer;
 - :mod:`sensors.recording.index`: :func:`scan_mcap`, the index of a file, complete or cut short;
 - :mod:`sensors.recording.replay`: :class:`ReplaySource`, the ``replay:`` scheme;
+- :mod:`sensors.recording.capture`: :func:`record_source`, a source to a file (``launch.py record``);
 - where new recordings go: :mod:`sensors.paths`.
 """
-from sensors.paths import data_dir, default_recording_path
 from sensors.recording.index import McapScan, scan_mcap
 from sensors.recording.replay import ReplayExtras, ReplaySource
 from sensors.recording.schema import (
@@ -19,6 +19,5 @@ from sensors.recording.writer import Recorder, RecordingStats
 __all__ = [
     "FORMAT_VERSION", "McapScan", "Recorder", "RecordingStats", "ReplayExtras", "ReplaySource", "TOPIC_COLOR",
     "TOPIC_COLOR_INFO", "TOPIC_DEPTH", "TOPIC_DEPTH_CLEAN", "TOPIC_DEPTH_INFO", "TOPIC_FRAME", "TOPIC_HEAD",
-    "TOPIC_METRICS", "TOPIC_PREDICTION", "TOPIC_TF", "data_dir", "default_recording_path", "rotation_to_quaternion",
-    "scan_mcap",
+    "TOPIC_METRICS", "TOPIC_PREDICTION", "TOPIC_TF", "rotation_to_quaternion", "scan_mcap",
 ]
