@@ -1,9 +1,1 @@
-"""Test setup: Qt runs off-screen, and the project root is importable."""
-import os
-import sys
-from pathlib import Path
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+pytest_plugins = ["tests.support.plugin"]

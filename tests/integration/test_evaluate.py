@@ -1,0 +1,124 @@
+"""The evaluate command: methods x metrics in both domains, baselines, the yaw breakdown, the figure."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import launch  # noqa: E402
+from models.evaluation.generator import FLAT_BASELINE, MEAN_BASELINE, evaluate, mean_crop  # noqa: E402
+from models.metrics import ALL_KEYS  # noqa: E402
+from tests.support.synthetic_data import make_crops  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_cgan_run):
+    """Crops to score (their own test split) and the shared tiny generator as m.onnx."""
+    d = tmp_path_factory.mktemp("eval")
+    data = make_crops(n=36, size=48, seed=5)
+    data.save(d / "crops.npz")
+    shutil.copy(tiny_cgan_run.onnx, d / "m.onnx")
+    return d, data
+
+
+def test_report_has_every_method_and_metric_and_the_yaw_breakdown(setup, capsys):
+    d, data = setup
+    args = ["evaluate", "--data", str(d / "crops.npz"), "--models", f"{d / 'm.onnx'},{d / 'm.onnx'}",
+            "--report", str(d / "eval.json"), "--figure", str(d / "eval.png"), "--split", "test", "--threads", "1"]
+    assert launch.main(args) == 0
+    table = capsys.readouterr().out
+    report = json.loads((d / "eval.json").read_text())
+    names = [m["name"] for m in report["methods"]]
+    assert names == ["m", "m-2", MEAN_BASELINE, FLAT_BASELINE]
+    assert all(name in table for name in names)
+    test = data.select_split("test")
+    for m in report["methods"]:
+        assert set(m["metrics"]) == set(ALL_KEYS)  # both domains
+        assert m["frames_scored"] + m["frames_skipped"] == len(test)
+        counted = sum(b["frames"] + b["skipped"] for b in m["by_yaw"].values())
+        assert counted == len(test)
+    # the yaw bins hold the right frames
+    ayaw = np.abs(test.pose_deg[:, 0])
+    by_yaw = report["methods"][0]["by_yaw"]
+    for label, lo, hi in (("0-30", 0, 30), ("30-60", 30, 60), ("60+", 60, 1e9)):
+        n = int(((ayaw >= lo) & (ayaw < hi)).sum())
+        assert by_yaw.get(label, {"frames": 0, "skipped": 0})["frames"] + by_yaw.get(label, {"skipped": 0})["skipped"] == n
+    # the same model twice gives the same row
+    assert report["methods"][0]["metrics"] == report["methods"][1]["metrics"]
+    assert report["data"]["truth"] == "depth_clean" and report["data"]["crops"] == len(test)
+    assert len(report["examples"]["best"]) > 0
+    assert (d / "eval.png").stat().st_size > 10_000
+
+
+def test_baselines_are_what_they_claim(setup, tmp_path):
+    _, data = setup
+    # a world where every true crop is the plane z = D: the flat baseline is exact
+    plane = np.full(data.depth.shape, 128, np.uint8)
+    flat_world = replace(data, depth=plane, depth_clean=plane.copy())
+    flat_world.save(tmp_path / "plane.npz")
+    report, _ = evaluate(str(tmp_path / "plane.npz"), [], split="test")
+    rows = {m["name"]: m for m in report["methods"]}
+    assert rows[FLAT_BASELINE]["metrics"]["l1_mm"] == 0.0
+    assert rows[FLAT_BASELINE]["metrics"]["delta<1.25^1/4"] == 1.0
+    assert rows[MEAN_BASELINE]["metrics"]["l1"] == 0.0  # the mean of identical planes is that plane
+
+
+def test_mean_crop_averages_valid_pixels_only():
+    stack = np.array([[[0, 10], [20, 0]], [[0, 30], [0, 0]]], np.uint8)
+    assert mean_crop(stack).tolist() == [[0, 20], [20, 0]]
+
+
+def test_sensor_truth_and_missing_training_split(setup, tmp_path):
+    d, data = setup
+    report, _ = evaluate(str(d / "crops.npz"), [str(d / "m.onnx")], split="val", truth="sensor")
+    assert report["data"]["truth"] == "depth" and report["data"]["split"] == "val"
+    only_test = data.subset(data.split == 2)
+    only_test.save(tmp_path / "test_only.npz")
+    report, _ = evaluate(str(tmp_path / "test_only.npz"), [], split="test")
+    assert [m["name"] for m in report["methods"]] == [FLAT_BASELINE]
+    assert MEAN_BASELINE in report["notes"]
+    report, _ = evaluate(str(tmp_path / "test_only.npz"), [], split="test", mean_from=str(d / "crops.npz"))
+    assert [m["name"] for m in report["methods"]] == [MEAN_BASELINE, FLAT_BASELINE]
+
+
+def test_a_model_for_another_crop_geometry_is_refused(setup, tmp_path, capsys):
+    d, _ = setup
+    make_crops(n=12, size=40, seed=1).save(tmp_path / "other.npz")
+    code = launch.main(["evaluate", "--data", str(tmp_path / "other.npz"), "--models", str(d / "m.onnx"),
+                        "--report", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "size_px" in err and err.count("\n") == 1
+
+
+def test_verifier_hook_gets_every_models_predictions(setup, tmp_path, monkeypatch):
+    import models.verifier.runtime as verification
+
+    d, data = setup
+    seen = {}
+
+    class FakeEvaluation:
+        def to_dict(self):
+            return {"pairs": 1}
+
+        def plot(self, path):
+            path.write_bytes(b"png")
+
+    def fake(dataset, verifier, generators=None, pairs_file=None, split="test", **kw):
+        seen.update(verifier=verifier, generators=generators, split=split, n=len(dataset))
+        return FakeEvaluation()
+
+    monkeypatch.setattr(verification, "evaluate_verification", fake)
+    args = ["evaluate", "--data", str(d / "crops.npz"), "--models", str(d / "m.onnx"), "--report",
+            str(tmp_path / "r.json"), "--figure", str(tmp_path / "f.png"), "--verifier", "v.onnx", "--examples", "1"]
+    assert launch.main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["verification"] == {"pairs": 1} and (tmp_path / "f_verification.png").exists()
+    assert seen["verifier"] == "v.onnx" and seen["split"] == "test" and list(seen["generators"]) == ["m"]
+    pred = seen["generators"]["m"]
+    assert pred.shape == data.depth.shape
+    assert (pred[data.split != 2] == 0).all() and (pred[data.split == 2] > 0).any()
