@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_FORMAT = 1
 #: the source recorded when no ``--recording`` is given: the virtual Kinect v2, as fast as it renders
-VIRTUAL_SOURCE = "virtual:seed=0,pace=off"
+VIRTUAL_SOURCE = "virtual:heads=procedural,seed=0,pace=off"
 #: every stage the report times, in table order
 STAGES = (
     "decode.jpeg_1080p", "decode.jpeg_reduced2", "read.replay_frame", "register", "locate.annotation", "locate.refine",

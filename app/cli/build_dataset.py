@@ -1,9 +1,9 @@
 """``launch.py build-dataset``: any sources -> one crop dataset file (``models.data.build``).
 
     python launch.py build-dataset --out data/virtual.npz \\
-        --source virtual:seed=0,subjects=0-79,frames=4000 --split train \\
-        --source virtual:seed=0,subjects=80-89,frames=500 --split val \\
-        --source virtual:seed=0,subjects=90-99,frames=500 --split test
+        --source virtual:heads=procedural,seed=0,subjects=0-79,frames=4000 --split train \\
+        --source virtual:heads=procedural,seed=0,subjects=80-89,frames=500 --split val \\
+        --source virtual:heads=procedural,seed=0,subjects=90-99,frames=500 --split test
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(sources=[])
     src = p.add_argument_group("sources and splits")
     options.add_source(src, action=_SourceAction,
-                       help="a source URI (repeatable), e.g. virtual:seed=0,subjects=0-79 or biwi:/data/hpdb")
+                       help="a source URI (repeatable), e.g. virtual:heads=procedural,seed=0,subjects=0-79 or biwi:/data/hpdb")
     src.add_argument("--split", action=_SourceAction, choices=SPLIT_NAMES,
                      help="put every frame of the preceding --source in this split")
     src.add_argument("--split-by", choices=("subject",), default="subject",

@@ -1,9 +1,9 @@
 """``launch.py build-dataset``: any sources -> one crop dataset file (``models.data.dataset`` format).
 
     python launch.py build-dataset --out data/virtual.npz \\
-        --source virtual:seed=0,subjects=0-79,frames=4000 --split train \\
-        --source virtual:seed=0,subjects=80-89,frames=500 --split val \\
-        --source virtual:seed=0,subjects=90-99,frames=500 --split test
+        --source virtual:heads=procedural,seed=0,subjects=0-79,frames=4000 --split train \\
+        --source virtual:heads=procedural,seed=0,subjects=80-89,frames=500 --split val \\
+        --source virtual:heads=procedural,seed=0,subjects=90-99,frames=500 --split test
 
     python launch.py build-dataset --out data/pandora.npz --source pandora:/data/pandora \\
         --val-subjects 9,18,21,22 --test-subjects 10,14,16,20

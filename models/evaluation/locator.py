@@ -8,7 +8,7 @@ annotated centre is projected into that crop. The error is its distance from the
 crop pixels (S = 100 by default); a frame where no face is found counts as a miss. Results are
 binned by the annotated head yaw (15-degree bins of |yaw|)::
 
-    python launch.py evaluate-locator --source virtual:seed=21,subjects=500-539,sequence=free,frames=3000 \\
+    python launch.py evaluate-locator --source virtual:heads=procedural,seed=21,subjects=500-539,sequence=free,frames=3000 \\
         --every 3 --report locate.json
 
 Offline detection (``--live off``, the default) locates every frame afresh, as dataset building
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 RADIUS_PX = 5.0
 BIN_DEG = 15.0
 #: the annotated source scored when none is given
-DEFAULT_SOURCE = "virtual:seed=21,subjects=500-539,sequence=free,frames=3000"
+DEFAULT_SOURCE = "virtual:heads=procedural,seed=21,subjects=500-539,sequence=free,frames=3000"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """``launch.py train-refiner``: train the head-centre refiner (``models.refiner.runtime``) on sources
 with annotated head centres, and export it to ONNX::
 
-    python launch.py train-refiner --source virtual:seed=31,subjects=1000-1399,frames=6000 \\
-        --val-source virtual:seed=33,subjects=1500-1539,sequence=free,frames=900 --out runs/refiner
+    python launch.py train-refiner --source virtual:heads=procedural,seed=31,subjects=1000-1399,frames=6000 \\
+        --val-source virtual:heads=procedural,seed=33,subjects=1500-1539,sequence=free,frames=900 --out runs/refiner
 
 Samples (``make_samples``)
     For every annotated frame with depth, ``--samples-per-frame`` heads: the true centre moved

@@ -30,13 +30,16 @@ def _window(image, cam, centre_mm, size_px: int):
     return cv2.resize(crop, (size_px, size_px), interpolation=interp)
 
 
-def render_sheet(seed: int = 0, first_subject: int = 0, tile: int = 120):
-    """The contact sheet as an RGB uint8 array (16 rows of 4 colour + depth pairs)."""
+def render_sheet(seed: int = 0, first_subject: int = 0, tile: int = 120, heads: str = "procedural",
+                 face_model: str | None = None):
+    """The contact sheet as an RGB uint8 array (16 rows of 4 colour + depth pairs) of the
+    ``heads`` kind of people (scan and mixed need the ``face_model`` folder)."""
     import numpy as np
 
     from sensors.virtual.source import VirtualKinect
 
-    src = VirtualKinect.from_uri(f"virtual:seed={seed},pace=off,occluders=off")
+    model = f",face_model={face_model}" if face_model else ""
+    src = VirtualKinect.from_uri(f"virtual:seed={seed},pace=off,occluders=off,heads={heads}{model}")
     rows = []
     for k in range(16):
         subject = first_subject + k

@@ -18,11 +18,13 @@ more coarsely behind it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from sensors.virtual._util import normalize, rng, smoothstep
+from sensors.virtual.scan_heads import PART_EYE, PART_NARROW_FACE, ScanShape, SphericalHits, fill_holes, \
+    raster_spherical
 from sensors.virtual.shapes import smooth_min, superellipsoid
 
 # --------------------------------------------------------------------------------------------
@@ -342,8 +344,9 @@ def _gauss(x: np.ndarray, sx: float, y: np.ndarray | None = None, sy: float = 1.
 class _Builder:
     """Builds a :class:`HeadModel`; kept as a class so the steps can share landmarks."""
 
-    def __init__(self, ident: Identity) -> None:
+    def __init__(self, ident: Identity, scan: ScanShape | None = None) -> None:
         self.i = ident
+        self.scan = scan
         self.g = rng("head-detail", ident.subject, int(ident.head_width * 1000))
         i = ident
         # vertical landmarks (model Y, mm, unscaled)
@@ -354,7 +357,15 @@ class _Builder:
         self.tip_y = self.sn_y + 7.0 + i.nose_tip_lift * 0.5
         self.mouth_y = self.sn_y - i.philtrum - 5.0     # stomion (mouth line)
         self.chin_y = self.mouth_y - i.chin_height      # menton
+        if scan is not None:  # a scan head places the appearance by its own landmarks
+            y = {k: float(v[1]) for k, v in scan.landmarks_mm.items()}
+            self.eye_y, self.brow_y, self.nasion_y = y["eyes"], y["brows"], y["nasion"]
+            self.sn_y, self.tip_y, self.mouth_y, self.chin_y = y["subnasale"], y["nose_tip"], y["mouth"], y["chin"]
         self.hair_y = self.brow_y + i.hairline
+
+    def scan_hits(self, theta: np.ndarray, phi: np.ndarray) -> SphericalHits:
+        """The scan surface on a longitude x latitude grid."""
+        return raster_spherical(self.scan.vertices_mm, self.scan.triangles, theta, phi)
 
     # -- base shape ---------------------------------------------------------------------------
     def base_sdf(self, p: np.ndarray) -> np.ndarray:
@@ -453,15 +464,21 @@ class _Builder:
         return out
 
 
-def build_head(ident: Identity) -> HeadModel:
+def build_head(ident: Identity, scan: ScanShape | None = None) -> HeadModel:
     """Build the full point model of ``ident`` (about 0.3 s; callers cache it).
 
     The steps, in this order (they draw from one random stream, so the order is part of the
     result): the base shape on a coarse grid, the radial surface with features and hair, its
     sampling into points with their appearance, shadows, expressions and eyes, the extra parts
     (mouth interior, long hair, glasses), the neck, and the turn to head axes.
+
+    With ``scan`` the surface, its expressions and eye openings are the scan person's
+    (:mod:`sensors.virtual.scan_heads`); the appearance (skin, hair, beard, glasses, clothes)
+    is ``ident``'s, placed by the scan's landmarks.
     """
-    b = _Builder(ident)
+    if scan is not None:
+        ident = scan_identity(ident, scan)
+    b = _Builder(ident, scan)
     coarse = _coarse_grid(b)
     surface = _radial_surface(b, coarse)
     keep, spacing = _sampling(surface)
@@ -478,8 +495,12 @@ def build_head(ident: Identity) -> HeadModel:
 
     radius_grid = _radius_grid(b, coarse)
     shadow = _shadow_sh(pts_m, nrm_m, radius_grid)
-    blend = _blendshapes(b, Xf, Yf, Zf, pts_m)
-    eye = _eye_data(b, Xf, Yf, Zf, alb)  # eyes: openings for blinks and gaze
+    if scan is None:
+        blend = _blendshapes(b, Xf, Yf, Zf, pts_m)
+        eye = _eye_data(b, Xf, Yf, Zf, alb)  # eyes: openings for blinks and gaze
+    else:
+        blend = _scan_blendshapes(surface.hits, scan, keep)
+        eye = _eye_data(b, Xf, Yf, Zf, alb, opening=surface.hits.interpolate_part(scan.part)[keep] == PART_EYE)
 
     # extra parts: mouth interior, long hair, glasses
     parts = [_mouth_interior(b, pts_m, Xf, Yf)]
@@ -493,7 +514,10 @@ def build_head(ident: Identity) -> HeadModel:
     blend["jaw"] = _jaw_with_interior(b, blend["jaw"], cloud, n0, parts[0])
     neck = _neck(b, radius_grid)
     landmarks = _landmarks(b, pts_m, Xf, Yf, Zf)
-    face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
+    if scan is None:
+        face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
+    else:
+        face_sel = surface.hits.interpolate_part(scan.part)[keep] == PART_NARROW_FACE
     return _to_head_axes(ident, cloud, blend, eye, neck, landmarks, radius_grid, np.flatnonzero(face_sel))
 
 
@@ -525,6 +549,7 @@ class _RadialSurface:
     hair_mask: np.ndarray
     pts: np.ndarray
     nrm: np.ndarray
+    hits: SphericalHits | None = None  # a scan head's mesh on the grid
 
 
 def _coarse_grid(b: _Builder) -> _CoarseGrid:
@@ -532,6 +557,8 @@ def _coarse_grid(b: _Builder) -> _CoarseGrid:
     grid_p = np.radians(np.arange(-90.0, 90.01, 2.0))
     GT, GP = np.meshgrid(grid_t, grid_p)
     gd = np.stack([np.cos(GP) * np.sin(GT), np.sin(GP), np.cos(GP) * np.cos(GT)], axis=-1)
+    if b.scan is not None:
+        return _CoarseGrid(gd, GT, GP, fill_holes(b.scan_hits(grid_t, grid_p).radius_mm))
     return _CoarseGrid(gd, GT, GP, b.base_radius(gd))
 
 
@@ -542,14 +569,22 @@ def _radial_surface(b: _Builder, coarse: _CoarseGrid) -> _RadialSurface:
     phi = _nonuniform(-84.0, 89.0, -62.0, 50.0, FACE_STEP_DEG, 1.2)
     T, P = np.meshgrid(theta, phi)
     dirs = np.stack([np.cos(P) * np.sin(T), np.sin(P), np.cos(P) * np.cos(T)], axis=-1)
-    r0 = b.base_radius(dirs, guess=_grid_lookup(coarse.radius_mm, T, P))
-    base = dirs * r0[..., None]
-    X, Y, Z = base[..., 0], base[..., 1], base[..., 2]
-    feats = b.features(X, Y, Z, T)
-    r_face = r0 + sum(feats.values())
+    hits = None
+    if b.scan is None:
+        r0 = b.base_radius(dirs, guess=_grid_lookup(coarse.radius_mm, T, P))
+        base = dirs * r0[..., None]
+        X, Y, Z = base[..., 0], base[..., 1], base[..., 2]
+        feats = b.features(X, Y, Z, T)
+        r_face = r0 + sum(feats.values())
+    else:  # the scan's own surface: no features added
+        hits = b.scan_hits(theta, phi)
+        r_face = fill_holes(hits.radius_mm)
+        base = dirs * r_face[..., None]
+        X, Y, Z = base[..., 0], base[..., 1], base[..., 2]
+        feats = {"ears": np.zeros_like(X)}
     hair_mask, hair_h = _hair(b, X, Y, Z, T, P)
     pts = dirs * (r_face + hair_h)[..., None]
-    return _RadialSurface(theta, phi, T, P, X, Y, Z, feats, hair_mask, pts, _grid_normals(pts))
+    return _RadialSurface(theta, phi, T, P, X, Y, Z, feats, hair_mask, pts, _grid_normals(pts), hits)
 
 
 def _sampling(s: _RadialSurface) -> tuple[np.ndarray, np.ndarray]:
@@ -580,7 +615,8 @@ def _radius_grid(b: _Builder, coarse: _CoarseGrid) -> np.ndarray:
     """The full surface's radius (features and hair) on the coarse grid, for shadow rays and
     the parts laid over the head."""
     gb = coarse.dirs * coarse.radius_mm[..., None]
-    gfe = b.features(gb[..., 0], gb[..., 1], gb[..., 2], coarse.theta)
+    # the scan's radius already holds its features
+    gfe = b.features(gb[..., 0], gb[..., 1], gb[..., 2], coarse.theta) if b.scan is None else {}
     ghair = _hair(b, gb[..., 0], gb[..., 1], gb[..., 2], coarse.theta, coarse.phi)[1]
     return (coarse.radius_mm + sum(gfe.values()) + ghair).astype(np.float32)
 
@@ -817,7 +853,9 @@ def _appearance(b: _Builder, X, Y, Z, T, P, hair_mask, feats):
     return np.clip(alb, 0.002, 0.95), spec, gloss, np.clip(ir, 0.03, 1.0), mat
 
 
-def _eye_data(b: _Builder, X, Y, Z, alb):
+def _eye_data(b: _Builder, X, Y, Z, alb, opening: np.ndarray | None = None):
+    """The eye openings' points (the almond round each eye, or a scan's visible eyeballs
+    ``opening``), where each lies between the lids and relative to its eye's centre."""
     i = b.i
     sel = []
     q_all, xy_all = [], []
@@ -831,7 +869,10 @@ def _eye_data(b: _Builder, X, Y, Z, alb):
         inner = -side * xr  # +1 at the inner corner
         top = 5.2 * (1 - xr ** 2) ** 0.7 + 0.8 * inner
         bot = -3.8 * (1 - xr ** 2) ** 0.9 + 0.8 * inner
-        inside = (np.abs(dx) < half_w) & (dy < top + 1.5) & (dy > bot) & (Z > 30)
+        if opening is None:
+            inside = (np.abs(dx) < half_w) & (dy < top + 1.5) & (dy > bot) & (Z > 30)
+        else:
+            inside = opening & (np.abs(dx) < half_w + 6.0)
         idx = np.flatnonzero(inside)
         q = (top.ravel()[idx] - dy.ravel()[idx]) / np.maximum(top.ravel()[idx] - bot.ravel()[idx], 0.5)
         sel.append(idx)
@@ -930,6 +971,24 @@ def _blendshapes(b: _Builder, X, Y, Z, pts) -> dict[str, tuple[np.ndarray, np.nd
     bd = np.zeros((len(bidx), 3))
     bd[:, 1] = 4.0 * bw[bidx]
     return {"jaw": (idx, jaw), "smile": (sidx, sdisp[sidx]), "brows": (bidx, bd)}
+
+
+def _scan_blendshapes(hits: SphericalHits, scan: ScanShape, keep: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The scan's expression channels at the kept grid points (moves under 0.02 mm dropped)."""
+    out = {}
+    for name, disp in scan.channels.items():
+        d = hits.interpolate(disp)[keep]
+        idx = np.flatnonzero(np.abs(d).sum(1) > 0.02)
+        out[name] = (idx, d[idx])
+    return out
+
+
+def scan_identity(ident: Identity, scan: ScanShape) -> Identity:
+    """``ident``'s appearance with the shape measures the appearance uses taken from the scan
+    (eye spacing, mouth and nose width) and no extra scaling: size comes from the scan."""
+    m = scan.measures_mm
+    return replace(ident, eye_spacing=m["eye_spacing"], mouth_width=m["mouth_width"], nose_width=m["nose_width"],
+                   eye_height=float(scan.landmarks_mm["eyes"][1]), eye_tilt=0.0, scale=1.0)
 
 
 def _surface_radius(radius_grid: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ frame bit for bit. See the README's "Virtual Kinect" section for every option.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -20,7 +21,9 @@ from sensors.errors import ConfigError
 from sensors.frame import Frame
 from sensors.source import Options, Pacer, Source, SourceURI, parse_uri
 from sensors.virtual._util import rng
+from sensors.virtual.facekit import FaceModel, load_face_model
 from sensors.virtual.people import HeadModel, build_head, sample_identity
+from sensors.virtual.scan_heads import scan_shape
 from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
 from sensors.virtual.plane import PlaneScene
 from sensors.virtual.render import Renderer, Stage
@@ -30,6 +33,9 @@ SEQUENCE_KINDS = ("calm", "free", "mixed")
 #: how long close() waits for a background sequence build before leaving it to finish alone
 PREFETCH_CLOSE_WAIT_S = 0.5
 ROOMS = ("mixed", "office", "car", "none")
+HEAD_KINDS = ("scan", "procedural", "mixed")
+#: the environment variable that names a face model folder when the URI does not
+FACE_MODEL_ENV = "FACEDEPTH_FACE_MODEL"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class VirtualOptions:
     plane_mm: float = 200.0
     plane_tilt_deg: float = 0.0
     room: str = "mixed"
+    face_model: str | None = None
+    heads: str = "procedural"
 
     @classmethod
     def parse(cls, uri: SourceURI) -> "VirtualOptions":
@@ -76,7 +84,14 @@ class VirtualOptions:
         plane_mm = o.float("plane_mm", 200.0)
         plane_tilt = o.float("plane_tilt", 0.0)
         room = (o.str("room", "mixed") or "mixed").lower()
+        face_model = o.str("face_model", None) or os.environ.get(FACE_MODEL_ENV) or None
+        heads = (o.str("heads", None) or ("scan" if face_model else "procedural")).lower()
         o.finish()
+        if heads not in HEAD_KINDS:
+            raise ConfigError(f"option heads={heads!r} in source {uri} must be one of {', '.join(HEAD_KINDS)}")
+        if heads != "procedural" and not face_model:
+            raise ConfigError(f"option heads={heads} in source {uri} needs a face model: face_model=PATH "
+                              f"(an ICT-FaceKit FaceXModel folder) or the environment variable {FACE_MODEL_ENV}")
         if room not in ROOMS:
             raise ConfigError(f"option room={room!r} in source {uri} must be one of {', '.join(ROOMS)}")
         if subjects[0] < 0:
@@ -99,7 +114,8 @@ class VirtualOptions:
         if not (-85.0 <= plane_tilt <= 85.0):
             raise ConfigError(f"option plane_tilt={plane_tilt:g} in source {uri} must be -85..85 degrees")
         return cls(seed, identity_seed, (int(subjects[0]), int(subjects[1])), sequence, dist, frames, start, pace,
-                   occluders, noise, scene, seq_frames, float(plane_mm), float(plane_tilt), room)
+                   occluders, noise, scene, seq_frames, float(plane_mm), float(plane_tilt), room,
+                   face_model if heads != "procedural" else None, heads)
 
 
 def _parse_distance(raw: str, uri: SourceURI) -> tuple[float, float]:
@@ -150,6 +166,9 @@ class VirtualKinect(Source):
         self._next = self.options.start
         self._pacer = Pacer(self.options.pace)
         self._first_due = self.options.start
+        # a wrong face model folder fails here, named, before any frame
+        self._face_model: FaceModel | None = (
+            load_face_model(self.options.face_model) if self.options.face_model else None)
 
     @classmethod
     def from_uri(cls, uri: str) -> "VirtualKinect":
@@ -229,6 +248,7 @@ class VirtualKinect(Source):
             "seed": o.seed, "identity_seed": o.identity_seed, "subjects": list(o.subjects),
             "sequence": o.sequence, "distance_m": list(o.distance_m), "scene": o.scene,
             "noise": o.noise, "occluders": o.occluders, "pace": o.pace,
+            "heads": o.heads, "face_model": o.face_model,
             "color_camera": COLOR_CAMERA.to_dict(), "depth_camera": DEPTH_CAMERA.to_dict(),
             "depth_to_color": DEPTH_TO_COLOR.to_dict(),
         })
@@ -253,13 +273,24 @@ class VirtualKinect(Source):
         return plan_sequence(o.seed, k, self.subject_of(index), kind, o.distance_m, o.occluders, o.sequence_frames,
                              o.room)
 
+    def head_kind(self, subject: int) -> str:
+        """``scan`` or ``procedural``: how ``subject``'s head is made (``heads=mixed`` draws it
+        per person, a pure function of ``identity_seed`` and the subject)."""
+        o = self.options
+        if o.heads != "mixed":
+            return o.heads
+        return "scan" if rng("head-kind", o.identity_seed, subject).random() < 0.5 else "procedural"
+
     def head_model(self, subject: int) -> HeadModel:
         """The built head of ``subject`` (cached)."""
         with self._cache_lock:
             if subject in self._heads:
                 self._heads.move_to_end(subject)
                 return self._heads[subject]
-        model = build_head(sample_identity(self.options.identity_seed, subject))
+        o = self.options
+        ident = sample_identity(o.identity_seed, subject)
+        scan = scan_shape(self._face_model, o.identity_seed, subject) if self.head_kind(subject) == "scan" else None
+        model = build_head(ident, scan)
         with self._cache_lock:
             self._heads[subject] = model
             while len(self._heads) > 8:

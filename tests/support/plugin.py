@@ -10,6 +10,9 @@ import pytest
 
 # before any test imports Qt: tests never open a window on the screen
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# the virtual Kinect's people must not depend on the developer's environment: tests that want
+# scan heads ask for the face_model fixture, which reads the folder saved here
+_FACE_MODEL_ENV = os.environ.pop("FACEDEPTH_FACE_MODEL", None)
 
 
 @pytest.fixture
@@ -49,3 +52,31 @@ def tiny_cgan_run(tmp_path_factory) -> TinyRun:
                       threads=1), progress=False)
     assert launch.main(["export", "--checkpoint", str(d / "run" / "last.pt"), "--out", str(d / "g.onnx")]) == 0
     return TinyRun(d, d / "crops.npz", d / "run" / "last.pt", d / "g.onnx")
+
+
+@pytest.fixture(scope="session")
+def face_model_dir() -> Path:
+    """An ICT-FaceKit FaceXModel folder: ``$FACEDEPTH_FACE_MODEL``, else ``shared/ict-facekit/
+    FaceXModel`` beside the repository; the test is skipped without one (it is never part of the
+    repository: licence and size)."""
+    env = _FACE_MODEL_ENV
+    root = Path(__file__).resolve().parents[2]
+    for p in (env, root.parent / "shared" / "ict-facekit" / "FaceXModel"):
+        if p and Path(p).is_dir():
+            return Path(p)
+    pytest.skip("no ICT-FaceKit FaceXModel folder: set FACEDEPTH_FACE_MODEL to it or put it in "
+                "shared/ict-facekit/FaceXModel beside the repository"
+                + (f" (FACEDEPTH_FACE_MODEL={env} is not a folder)" if env else ""))
+
+
+@pytest.fixture(scope="session")
+def face_model(face_model_dir, tmp_path_factory):
+    """The face model loaded once per session, its cache in a temporary folder."""
+    from sensors.virtual.facekit import load_face_model
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path_factory.mktemp("facekit-session-cache")))
+    try:
+        return load_face_model(face_model_dir)
+    finally:
+        mp.undo()
