@@ -62,6 +62,8 @@ class SourceBar(QtWidgets.QToolBar):
     folder pickers, Reconnect."""
 
     open_requested = QtCore.pyqtSignal(str)
+    #: a FaceXModel folder chosen for the virtual Kinect's scan people
+    face_model_chosen = QtCore.pyqtSignal(str)
 
     def __init__(self, parent: QtWidgets.QWidget) -> None:
         super().__init__("Source", parent)
@@ -83,7 +85,12 @@ class SourceBar(QtWidgets.QToolBar):
         self.folder_action = _action(self, "Folder\u2026", "open a dataset folder (Biwi, Pandora, TUM) or a folder of photos")
         self.folder_action.triggered.connect(self._pick_folder)
         self.reconnect_action = _action(self, "Reconnect", "open the current source again", "reconnect")
-        for a in (self.open_action, self.file_action, self.folder_action, self.reconnect_action):
+        self.face_model_action = _action(
+            self, "Face model\u2026", "the virtual Kinect with people shaped by a face model: pick an "
+            "ICT-FaceKit FaceXModel folder (opens virtual:heads=scan and is remembered)")
+        self.face_model_action.triggered.connect(self._pick_face_model)
+        for a in (self.open_action, self.file_action, self.folder_action, self.reconnect_action,
+                  self.face_model_action):
             self.addAction(a)
 
     def set_sources(self, current: str, recent: list[str]) -> None:
@@ -105,6 +112,11 @@ class SourceBar(QtWidgets.QToolBar):
             f"Recordings and media (*.mcap {VIDEO_OR_IMAGE});;Recordings (*.mcap);;All files (*)")
         if path:
             self.open_requested.emit(guess_uri(path))
+
+    def _pick_face_model(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Pick an ICT-FaceKit FaceXModel folder")
+        if path:
+            self.face_model_chosen.emit(path)
 
     def _pick_folder(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a dataset folder or a folder of photos")

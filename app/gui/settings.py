@@ -56,6 +56,14 @@ class AppSettings:
         self._q.setValue("source/last", uri)
         self._q.setValue("source/recent", recent[:MAX_RECENT_SOURCES])
 
+    # -- the face model the virtual Kinect's scan people are made from ----------------------
+    def face_model(self) -> str | None:
+        v = self._q.value("source/face_model")
+        return str(v) if v else None
+
+    def set_face_model(self, folder: str | Path) -> None:
+        self._q.setValue("source/face_model", str(folder))
+
     # -- output folder (snapshots, recordings, CSV) -----------------------------------------
     def output_dir(self) -> Path:
         """Where recordings, snapshots, enrolments and exports go: the project's data folder

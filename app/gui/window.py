@@ -192,6 +192,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.reconnect_clicked.connect(self.reconnect)
         self.source_bar.open_requested.connect(self.open_source)
         self.source_bar.reconnect_action.triggered.connect(self.reconnect)
+        self.source_bar.face_model_chosen.connect(self.use_face_model)
         self.model_bar.model_chosen.connect(lambda p: c.set_model(Path(p)))
         self.model_bar.second_model_chosen.connect(lambda p: c.set_second_model(Path(p)))
         self.model_bar.compare_toggled.connect(self._compare_toggled)
@@ -302,6 +303,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return self.controller.open_source(uri)
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
+
+    def use_face_model(self, folder: str) -> bool:
+        """Show the virtual Kinect with scan people of the face model in ``folder``; the folder
+        is remembered (and the source, like any other) once it opens."""
+        if not self.open_source(f"virtual:heads=scan,face_model={folder}"):
+            return False
+        self.settings.set_face_model(folder)
+        return True
 
     def reconnect(self) -> bool:
         """Open the current source again (after an unplug, a fixed file, a driver install)."""

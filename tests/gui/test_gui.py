@@ -498,3 +498,22 @@ def test_the_window_draws_at_least_25_new_frames_a_second_from_the_virtual_kinec
     print(f"drawn {fps:.1f} frames/s; process CPU {cpu:.2f} cores; latency median "
           f"{w.latency_ms():.1f} ms; dropped {w.controller.pipeline.dropped}")
     assert fps >= 25.0
+
+
+def test_a_face_model_folder_is_refused_by_name_or_opened_and_remembered(qtbot, make_window, tmp_path,
+                                                                         face_model_dir, monkeypatch):
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path / "cache"))
+    settings_file = tmp_path / "face.ini"
+    w = make_window("fake:n=100,fps=60", settings=AppSettings(settings_file))
+    empty = tmp_path / "not_a_face_model"
+    empty.mkdir()
+    assert not w.use_face_model(str(empty))
+    assert w.banner.kind == "error" and "not_a_face_model" in w.banner.text
+    assert AppSettings(settings_file).face_model() is None
+    assert w.use_face_model(str(face_model_dir))
+    assert w.controller.source.describe()["heads"] == "scan"
+    _wait_frames(qtbot, w, 2)
+    w.close()
+    again = AppSettings(settings_file)
+    assert again.face_model() == str(face_model_dir)
+    assert again.last_source() == f"virtual:heads=scan,face_model={face_model_dir}"
