@@ -25,6 +25,9 @@ grid as a rectangle the size of its depth pixel at that distance (plus a small o
 through a z-buffer: the nearest surface wins, a flat surface leaves no holes even where the
 depth camera has fewer pixels across the window than the crop, and values are never
 interpolated, so every depth value in a crop is a real measurement (in colour-camera z) or 0.
+The face mask of a virtual frame (``Frame.face_mask``) rides along in the same splat of the
+clean depth: a crop pixel is in the crop's face mask when its winning depth sample is a face
+pixel (a tie in z goes to the non-face sample), so the mask's pixels always have clean depth.
 
 Windows reaching past the image are padded, never shifted or shrunk: colour with neutral grey
 (:data:`PAD_GRAY`), depth with 0.
@@ -130,7 +133,9 @@ class FaceCrop:
     centre projected into the colour image; ``window_px`` (x0, y0, w, h): the window's
     top-left corner and size in colour-image pixels (see the module docstring for the exact
     convention); ``config`` the crop geometry; ``color_camera`` the intrinsics of the image it
-    was cut from.
+    was cut from; ``face_mask`` (S, S) bool: the crop pixels whose winning depth sample (of
+    ``depth_clean_mm``, else of ``depth_mm`` when the frame has no clean depth) is a pixel of
+    the frame's ``face_mask`` (None when the frame has none).
     """
 
     color: np.ndarray
@@ -141,6 +146,7 @@ class FaceCrop:
     window_px: tuple[float, float, float, float]
     config: CropConfig
     color_camera: CameraIntrinsics | None = None
+    face_mask: np.ndarray | None = None
 
     def depth8(self) -> np.ndarray | None:
         """The sensor depth crop in the 8-bit encoding around D (None without depth)."""
@@ -190,13 +196,20 @@ def crop_face(frame: Frame, head_center_color_mm: np.ndarray, config: CropConfig
     d = float(np.asarray(head_center_color_mm, dtype=np.float64).reshape(3)[2])
     s = config.size_px
     color = _crop_color(frame.color, window, s)
-    depth = clean = None
+    depth = clean = face = None
     if frame.depth_mm is not None and frame.depth_camera is not None:
         reg = _Registration(frame, window, s, d, config.depth_margin_mm)
-        depth = reg.splat(frame.depth_mm)
+        fm = frame.face_mask
+        if fm is not None and frame.depth_clean_mm is None:  # the mask rides on the sensor depth
+            depth, face = reg.splat_labelled(frame.depth_mm, fm)
+        else:
+            depth = reg.splat(frame.depth_mm)
         if frame.depth_clean_mm is not None:
-            clean = reg.splat(frame.depth_clean_mm)
-    return FaceCrop(color, depth, clean, d, center_px, window, config, frame.color_camera)
+            if fm is not None:
+                clean, face = reg.splat_labelled(frame.depth_clean_mm, fm)
+            else:
+                clean = reg.splat(frame.depth_clean_mm)
+    return FaceCrop(color, depth, clean, d, center_px, window, config, frame.color_camera, face)
 
 
 def register_depth(frame: Frame, window_px: tuple[float, float, float, float], size_px: tuple[int, int] | int,
@@ -309,14 +322,26 @@ class _Registration:
 
     def splat(self, depth_mm: np.ndarray) -> np.ndarray:
         """Register one depth image (uint16 mm, 0 = none) onto the grid: float32 colour z, 0 = none."""
+        return self._splat(depth_mm, None)[0]
+
+    def splat_labelled(self, depth_mm: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`splat` (the same z, bit for bit), and per grid cell whether its winning depth
+        pixel is True in ``label`` (bool, the depth image's size; False where no depth landed)."""
+        z, lab = self._splat(depth_mm, label)
+        assert lab is not None
+        return z, lab
+
+    def _splat(self, depth_mm: np.ndarray, label: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         sx_, sy_ = self.nx, self.ny
         out = np.zeros((sy_, sx_), dtype=np.float32)
+        lab_out = None if label is None else np.zeros((sy_, sx_), dtype=bool)
         if self.rect is None:
-            return out
+            return out, lab_out
         z = depth_mm[self.rect]
         valid = z > 0
         if not valid.any():
-            return out
+            return out, lab_out
+        lab = None if label is None else label[self.rect][valid]
         zd = z[valid].astype(np.float32)
         xd = self.rx[valid] * zd
         yd = self.ry[valid] * zd
@@ -325,8 +350,9 @@ class _Registration:
         keep = (zc >= self.z_lo) & (zc <= self.z_hi)
         if not keep.all():
             xd, yd, zd, zc = xd[keep], yd[keep], zd[keep], zc[keep]
+            lab = None if lab is None else lab[keep]
         if zc.size == 0:
-            return out
+            return out, lab_out
         inv = 1.0 / zc
         px = (r[0, 0] * xd + r[0, 1] * yd + r[0, 2] * zd + t[0]) * inv
         px *= np.float32(self.ax)
@@ -346,15 +372,22 @@ class _Registration:
         near = (hix >= 0) & (lox < sx_) & (hiy >= 0) & (loy < sy_)
         if not near.all():
             lox, hix, loy, hiy, zc = lox[near], hix[near], loy[near], hiy[near], zc[near]
+            lab = None if lab is None else lab[near]
         if zc.size == 0:
-            return out
+            return out, lab_out
         np.clip(lox, 0, sx_, out=lox)
         np.clip(loy, 0, sy_, out=loy)
         np.clip(hix, -1, sx_ - 1, out=hix)
         np.clip(hiy, -1, sy_ - 1, out=hiy)
         nx = int(math.floor(2 * hx)) + 1
         ny = int(math.floor(2 * hy)) + 1
-        zbuf = np.full(sx_ * sy_, np.inf, dtype=np.float32)
+        if lab is None:
+            key, zbuf = zc, np.full(sx_ * sy_, np.inf, dtype=np.float32)
+        else:
+            # z and label in one int64 key: positive float32s order as their bit patterns, so the
+            # minimum key is the nearest z (exactly the float z-buffer's), a tie going to label 0
+            key = (zc.astype(np.float32, copy=False).view(np.int32).astype(np.int64) << 1) | lab.astype(np.int64)
+            zbuf = np.full(sx_ * sy_, np.iinfo(np.int64).max, dtype=np.int64)
         for b in range(ny):
             i = loy + b
             row_ok = i <= hiy
@@ -362,8 +395,14 @@ class _Registration:
                 j = lox + a
                 m = row_ok & (j <= hix)
                 if m.all():
-                    np.minimum.at(zbuf, i * sx_ + j, zc)
+                    np.minimum.at(zbuf, i * sx_ + j, key)
                 elif m.any():
-                    np.minimum.at(zbuf, i[m] * sx_ + j[m], zc[m])
+                    np.minimum.at(zbuf, i[m] * sx_ + j[m], key[m])
+        if lab is not None:
+            empty = zbuf == np.iinfo(np.int64).max
+            lab_out = ((zbuf & 1) == 1) & ~empty
+            zbuf = (zbuf >> 1).astype(np.int32).view(np.float32)
+            zbuf[empty] = np.inf
+            lab_out = lab_out.reshape(sy_, sx_)
         zbuf[np.isinf(zbuf)] = 0.0
-        return zbuf.reshape(sy_, sx_)
+        return zbuf.reshape(sy_, sx_), lab_out

@@ -43,6 +43,13 @@ class Frame:
     ``head_center_raw_mm`` (the dataset's own head point as written, in the coordinates of
     ``head_center_mm``, where it defines the head centre otherwise than the project).
     ``timestamp_ns`` is the host's monotonic clock at capture.
+
+    ``face_mask`` (HxW bool, the depth camera's image, same size as ``depth_mm``; only virtual
+    frames have it, None elsewhere): the depth pixels whose visible surface is the narrow face
+    area (``HeadModel.face_index``), after the z-buffer, so hair, glasses, hands and other
+    occluders in front of the face are not in it. It is the noise-free depth's z-buffer (every
+    mask pixel has ``depth_clean_mm`` > 0); the sensor's holes in ``depth_mm`` do not change it.
+    Recordings do not store it (a replayed frame has None).
     """
 
     index: int
@@ -58,6 +65,7 @@ class Frame:
     depth_clean_mm: np.ndarray | None = None
     source: str = ""
     head_center_raw_mm: np.ndarray | None = None
+    face_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_image("color", self.color, 3, np.uint8, channels=3)
@@ -78,6 +86,16 @@ class Frame:
             if d.shape != (dc.height, dc.width):
                 raise SensorError(
                     f"{name} is {d.shape[1]}x{d.shape[0]} but its camera says {dc.width}x{dc.height}"
+                )
+        if self.face_mask is not None:
+            _check_image("face_mask", self.face_mask, 2, np.bool_)
+            dc = self.depth_camera
+            if dc is None:
+                raise SensorError("frame has face_mask but no depth_camera")
+            if self.face_mask.shape != (dc.height, dc.width):
+                raise SensorError(
+                    f"face_mask is {self.face_mask.shape[1]}x{self.face_mask.shape[0]} but its camera says "
+                    f"{dc.width}x{dc.height}"
                 )
         for name in ("head_center_mm", "head_center_raw_mm"):
             if getattr(self, name) is None:

@@ -175,6 +175,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_labels["recording"].setStyleSheet("color: #ff3b30; font-weight: bold;")
         self.verification_label = QtWidgets.QLabel("")
         sb.addPermanentWidget(self.verification_label)
+        # the credit a source asks for (a real person's head scan, CC BY), while it is on screen
+        self.credit_label = QtWidgets.QLabel("")
+        self.credit_label.setObjectName("source_credit")
+        self.credit_label.setContentsMargins(6, 0, 6, 0)
+        self.credit_label.setVisible(False)
+        sb.addPermanentWidget(self.credit_label)
 
     def _restore_layout(self) -> None:
         self.resize(1440, 900)
@@ -249,9 +255,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_bar.recorded.setEnabled(e.has_recorded_predictions)
         if not e.has_recorded_predictions:
             self.model_bar.recorded.setChecked(False)
+        self._show_credit(self.controller.source)
         self.banner.hide()
 
+    def _show_credit(self, source: Any) -> None:
+        """The source's ``credit`` (``describe()``), shown while it is open; hidden without one."""
+        try:
+            credit = source.describe().get("credit") if source is not None else None
+        except Exception:  # noqa: BLE001 - a source that cannot describe itself has no credit to show
+            credit = None
+        self.credit_label.setText(f"Head scan: {credit}" if credit else "")
+        self.credit_label.setToolTip("Shown for evaluation only; never used for training" if credit else "")
+        self.credit_label.setVisible(bool(credit))
+
     def _on_source_closed(self, _e: ctl.SourceClosed) -> None:
+        self._show_credit(None)
         self.last_shown = None
         self._finish_handled = False
 

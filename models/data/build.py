@@ -10,7 +10,8 @@
 
 Every frame is located (the source's annotation when it has one, else colour + depth
 detection; never smoothed), cropped with the one crop (``sensors.crop``), and stored as its
-colour crop, 8-bit sensor depth, 8-bit clean depth where the source knows it, D, subject,
+colour crop, 8-bit sensor depth, 8-bit clean depth where the source knows it, the crop's face
+mask where the frames have one (``Frame.face_mask``: the virtual Kinect's people), D, subject,
 frame index, head pose and split. Only crops are held: no full-resolution frame is written.
 
 Splits are by identity, never by frame: ``--split NAME`` after a ``--source`` puts all of that
@@ -107,6 +108,7 @@ class UnitResult:
     color: list = field(default_factory=list)
     depth: list = field(default_factory=list)
     depth_clean: list = field(default_factory=list)
+    face_mask: list = field(default_factory=list)
     distance_mm: list = field(default_factory=list)
     subject: list = field(default_factory=list)
     frame: list = field(default_factory=list)
@@ -227,7 +229,12 @@ def process_unit(unit: WorkUnit, settings: BuildSettings) -> UnitResult:
             annotated += 1
         res.color.append(crop.color)
         res.depth.append(d8)
-        res.depth_clean.append(crop.depth_clean8())
+        clean8 = crop.depth_clean8()
+        res.depth_clean.append(clean8)
+        face = crop.face_mask
+        if face is not None:  # only pixels that keep a valid 8-bit depth (the metrics' pixels)
+            face = face & ((clean8 if clean8 is not None else d8) > 0)
+        res.face_mask.append(face)
         res.distance_mm.append(crop.distance_mm)
         res.subject.append(frame.subject_id)
         res.frame.append(int(frame.index))
@@ -259,6 +266,7 @@ def plan_units(sources: list[dict], every: int, max_frames: int | None) -> tuple
             if src.is_live and max_frames is None:
                 raise ConfigError(f"source {s['uri']} is live: give --max-frames to bound it")
             s["describe"] = src.describe()
+            if s["describe"].get("evaluation_only") and s.get("split") != "test": raise ConfigError(f"source {s['uri']} is a real person's scan for evaluation only: give it --split test")  # noqa: E501,E701
             n = seekable_length(src)
             if n is not None:
                 stop = n
@@ -422,8 +430,8 @@ def assemble(results: list[UnitResult], sources: list[dict], cfg: BuildConfig,
             names[text] = 1_000_000 + len(names)
         return names[text]
 
-    cols: dict[str, list] = {k: [] for k in ("color", "depth", "depth_clean", "distance_mm", "subject",
-                                             "frame", "pose_deg", "split")}
+    cols: dict[str, list] = {k: [] for k in ("color", "depth", "depth_clean", "face_mask", "distance_mm",
+                                             "subject", "frame", "pose_deg", "split")}
     per_source = [{"uri": src["uri"], "split": src["split"], "read": 0, "samples": 0, "skipped": {},
                    "methods": {}, "describe": src.get("describe", {})} for src in sources]
     val, test = set(cfg.val_subjects), set(cfg.test_subjects)
@@ -448,6 +456,7 @@ def assemble(results: list[UnitResult], sources: list[dict], cfg: BuildConfig,
             cols["color"].append(r.color[i])
             cols["depth"].append(r.depth[i])
             cols["depth_clean"].append(r.depth_clean[i])
+            cols["face_mask"].append(r.face_mask[i])
             cols["distance_mm"].append(r.distance_mm[i])
             cols["subject"].append(sub)
             cols["frame"].append(r.frame[i])
@@ -463,10 +472,13 @@ def assemble(results: list[UnitResult], sources: list[dict], cfg: BuildConfig,
     clean = cols["depth_clean"]
     # clean depth is stored only when every sample has it (a file's target is uniform)
     has_clean = n > 0 and all(c is not None for c in clean)
+    # likewise the face mask: only when every sample's frame had one
+    has_face = n > 0 and all(m is not None for m in cols["face_mask"])
     data = {
         "color": np.stack(cols["color"]) if n else np.zeros((0, s, s, 3), np.uint8),
         "depth": np.stack(cols["depth"]) if n else np.zeros((0, s, s), np.uint8),
         "depth_clean": np.stack(clean) if has_clean else None,
+        "face_mask": np.stack(cols["face_mask"]) if has_face else None,
         "distance_mm": np.asarray(cols["distance_mm"], np.float32),
         "subject": np.asarray(cols["subject"], np.int32),
         "frame": np.asarray(cols["frame"], np.int64),
@@ -483,6 +495,7 @@ def assemble(results: list[UnitResult], sources: list[dict], cfg: BuildConfig,
         "frames_read": sum(i["read"] for i in per_source),
         "skipped": skipped,
         "clean_depth": bool(has_clean),
+        "face_mask": bool(has_face),
         "subjects": {name: sorted({int(sb) for sb, sp in zip(cols["subject"], cols["split"]) if sp == code})
                      for name, code in SPLITS.items()},
         "subject_names": {v: k for k, v in names.items()},

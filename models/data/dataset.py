@@ -6,13 +6,23 @@ One ``.npz`` file (numpy's zip of arrays, no pickle) with, for N samples of S x 
     color        (N, S, S, 3) uint8   RGB colour crop
     depth        (N, S, S)    uint8   sensor depth, 8-bit encoded around distance_mm (0 = invalid)
     depth_clean  (N, S, S)    uint8   noise-free depth, same encoding (only where the source knows it)
+    face_mask    (N, S, S)    bool    the crop pixels whose (clean) depth is the narrow face area,
+                                      hair, glasses, hands and other occluders removed (only where
+                                      the source knows it: the virtual Kinect's people; format 2);
+                                      every mask pixel has a valid 8-bit depth_clean (or depth)
     distance_mm  (N,)         float32 D, the head centre's z in colour-camera coordinates
     subject      (N,)         int32   identity
     frame        (N,)         int64   frame index within its source
     pose_deg     (N, 3)       float32 head yaw, pitch, roll in degrees (NaN where unknown)
     split        (N,)         uint8   0 train, 1 validation, 2 test (by identity, never by frame)
     meta         ()           str     JSON: crop config (size_px, window_x_mm, window_y_mm,
-                                      half_range_mm), sources, command, counts, skipped frames
+                                      half_range_mm), sources, command, counts, skipped frames,
+                                      format_version
+
+The format's version is ``meta["format_version"]`` (:data:`FORMAT_VERSION`, written by
+:meth:`CropDataset.save`): 2 added the optional ``face_mask``; files without it are version 1
+(the same arrays, no ``face_mask``) and load as before. A file of a newer version than this
+code knows is refused (FormatError).
 """
 from __future__ import annotations
 
@@ -29,6 +39,9 @@ from sensors.errors import FormatError
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 REQUIRED = ("color", "depth", "distance_mm", "subject", "frame", "pose_deg", "split")
+OPTIONAL = ("depth_clean", "face_mask")
+#: the dataset file format written here (``meta["format_version"]``; files without it are 1)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +55,7 @@ class CropDataset:
     split: np.ndarray
     depth_clean: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    face_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.color)
@@ -52,6 +66,8 @@ class CropDataset:
             a = getattr(self, name)
             if a is not None and (a.shape != (n, *s) or a.dtype != np.uint8):
                 raise FormatError(f"{name} must be {(n, *s)} uint8, got {a.shape} {a.dtype}")
+        if self.face_mask is not None and (self.face_mask.shape != (n, *s) or self.face_mask.dtype != np.bool_):
+            raise FormatError(f"face_mask must be {(n, *s)} bool, got {self.face_mask.shape} {self.face_mask.dtype}")
         for name in ("distance_mm", "subject", "frame", "split"):
             if len(getattr(self, name)) != n:
                 raise FormatError(f"{name} has {len(getattr(self, name))} entries for {n} samples")
@@ -78,6 +94,7 @@ class CropDataset:
             split=self.split[idx],
             depth_clean=None if self.depth_clean is None else self.depth_clean[idx],
             meta=self.meta,
+            face_mask=None if self.face_mask is None else self.face_mask[idx],
         )
 
     def split_mask(self, name: str) -> np.ndarray:
@@ -96,10 +113,12 @@ class CropDataset:
             "color": self.color, "depth": self.depth, "distance_mm": self.distance_mm.astype(np.float32),
             "subject": self.subject.astype(np.int32), "frame": self.frame.astype(np.int64),
             "pose_deg": self.pose_deg.astype(np.float32), "split": self.split.astype(np.uint8),
-            "meta": np.array(json.dumps(self.meta)),
+            "meta": np.array(json.dumps({**self.meta, "format_version": FORMAT_VERSION})),
         }
         if self.depth_clean is not None:
             arrays["depth_clean"] = self.depth_clean
+        if self.face_mask is not None:
+            arrays["face_mask"] = self.face_mask
         from models.common.files import atomic_path
 
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -121,7 +140,12 @@ def load_dataset(path: str | os.PathLike[str]) -> CropDataset:
         raise FormatError(f"not a readable dataset file ({exc})", path) from None
     try:
         meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
-        return CropDataset(meta=meta, **{k: v for k, v in arrays.items() if k in REQUIRED or k == "depth_clean"})
+        version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise FormatError(f"dataset format_version must be a positive integer, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise FormatError(f"dataset format version {version} is newer than this code reads ({FORMAT_VERSION})")
+        return CropDataset(meta=meta, **{k: v for k, v in arrays.items() if k in REQUIRED or k in OPTIONAL})
     except FormatError as exc:
         raise FormatError(exc.message, path) from None
     except json.JSONDecodeError:
@@ -171,6 +195,8 @@ def with_extra_training(first: CropDataset, extra: list[tuple[str, CropDataset]]
         arrays = [getattr(p, attr) for p in parts]
         return None if arrays[0] is None else np.concatenate(arrays)
 
+    # the face mask only where every part has it (it is an optional annotation, not a target)
+    face_mask = cat("face_mask") if all(p.face_mask is not None for p in parts) else None
     return CropDataset(color=cat("color"), depth=cat("depth"), distance_mm=cat("distance_mm"), subject=cat("subject"),
                        frame=cat("frame"), pose_deg=cat("pose_deg"), split=cat("split"),
-                       depth_clean=cat("depth_clean"), meta=meta)
+                       depth_clean=cat("depth_clean"), meta=meta, face_mask=face_mask)

@@ -278,7 +278,7 @@ class HeadModel:
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)  # head axes, mm
     cache: dict = field(default_factory=dict)  # derived geometry (torso, props), built on demand
     radius_grid: np.ndarray | None = None   # outer surface radius on a uniform 2-degree grid
-    face_index: np.ndarray | None = None    # points of the face proper (for tests)
+    face_index: np.ndarray | None = None    # points of the face proper (Frame.face_mask, tests)
 
     @property
     def packed(self) -> np.ndarray:
@@ -485,6 +485,8 @@ def build_head(ident: Identity, scan: ScanShape | None = None) -> HeadModel:
     # appearance on the surface
     alb, spec, gloss, ir, mat = _appearance(b, surface.X, surface.Y, surface.Z, surface.T, surface.P,
                                             surface.hair_mask, surface.feats)
+    if scan is not None and scan.texture is not None:  # a textured scan wears its own skin
+        alb = _texture_albedo(surface.hits, scan, alb)
     pts_m, nrm_m = surface.pts[keep], surface.nrm[keep]
     alb, spec, gloss, ir, mat = alb[keep], spec[keep], gloss[keep], ir[keep], mat[keep]
     Xf, Yf, Zf = surface.X[keep], surface.Y[keep], surface.Z[keep]
@@ -513,6 +515,8 @@ def build_head(ident: Identity, scan: ScanShape | None = None) -> HeadModel:
                            "ir": ir, "material": mat, "shadow": shadow, "spacing": spacing}, parts)
     blend["jaw"] = _jaw_with_interior(b, blend["jaw"], cloud, n0, parts[0])
     neck = _neck(b, radius_grid)
+    if scan is not None and scan.texture is not None:  # the neck in the scan's skin tone
+        neck["albedo"] = neck["albedo"] * (np.median(alb[Zf > 30], axis=0) / _skin_colour(ident))
     landmarks = _landmarks(b, pts_m, Xf, Yf, Zf)
     if scan is None:
         face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
@@ -981,6 +985,25 @@ def _scan_blendshapes(hits: SphericalHits, scan: ScanShape, keep: np.ndarray) ->
         idx = np.flatnonzero(np.abs(d).sum(1) > 0.02)
         out[name] = (idx, d[idx])
     return out
+
+
+def _texture_albedo(hits: SphericalHits, scan: ScanShape, alb: np.ndarray) -> np.ndarray:
+    """A textured scan's albedo on the grid: its texture coordinates interpolated at each hit,
+    the colour map read bilinearly there; grid points without a hit (holes, below a cut) take
+    the median colour of those with one (``alb`` only where nothing was hit at all)."""
+    tex = scan.texture
+    th, tw = tex.shape[:2]
+    uv = hits.interpolate(scan.uv.astype(np.float64))
+    x = np.clip(uv[..., 0] * tw - 0.5, 0.0, tw - 1.0)
+    y = np.clip((1.0 - uv[..., 1]) * th - 0.5, 0.0, th - 1.0)
+    x0 = np.minimum(np.floor(x).astype(np.int64), tw - 2)
+    y0 = np.minimum(np.floor(y).astype(np.int64), th - 2)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    col = ((tex[y0, x0] * (1 - fx) + tex[y0, x0 + 1] * fx) * (1 - fy)
+           + (tex[y0 + 1, x0] * (1 - fx) + tex[y0 + 1, x0 + 1] * fx) * fy)
+    hit = hits.triangle >= 0
+    fill = np.median(col[hit], axis=0) if hit.any() else alb
+    return np.clip(np.where(hit[..., None], col, fill), 0.002, 0.95)
 
 
 def scan_identity(ident: Identity, scan: ScanShape) -> Identity:

@@ -6,7 +6,9 @@ are baked into the background. Per frame (:meth:`Renderer.render`): the head, ne
 occluders are posed, culled, shaded per point (diffuse with a soft wrap, Blinn-Phong specular,
 a key and a fill light, ambient, and the head's precomputed self-shadowing), splatted into the
 depth camera and, at about one pixel per millimetre, into the colour camera, then composited over
-the stage with a z-test and passed through the sensor model.
+the stage with a z-test and passed through the sensor model. Each point carries a face flag
+(``HeadModel.face_index``) through the depth splat, so the z-buffer's winners also give the
+frame's face mask (``Frame.face_mask``) at no extra splat.
 """
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ class _Batch:
     cos: np.ndarray       # cosine of incidence at the depth camera
     hair: np.ndarray      # 1 on hair
     spacing: np.ndarray   # mm
+    face: np.ndarray      # True on the narrow face area (``HeadModel.face_index``)
 
 
 class Renderer:
@@ -222,7 +225,7 @@ class Renderer:
         col = shade(nw, alb, a[:, 3], a[:, 4], light, view_c, key_vis, a[:, 7])
         cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(a[:, 5], cos_d, pw[:, 2])
-        return _Batch(pw, to_srgb8(col), sig, cos_d, a[:, 6], a[:, 12])
+        return _Batch(pw, to_srgb8(col), sig, cos_d, a[:, 6], a[:, 12], face_flags(head)[ids])
 
     def _rigid_batch(self, ps: PointSet, rot: np.ndarray, t: np.ndarray, light: Lighting, ao: float = 0.8) -> _Batch:
         rot = np.asarray(rot, np.float32)
@@ -235,7 +238,7 @@ class Renderer:
         cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(ps.ir[vis], cos_d, pw[:, 2])
         return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(len(pw), np.float32),
-                      np.full(len(pw), ps.spacing, np.float32))
+                      np.full(len(pw), ps.spacing, np.float32), np.zeros(len(pw), bool))
 
     def _neck_batch(self, head: HeadModel, st: FrameState, stage: Stage, light: Lighting) -> _Batch:
         rot = st.rotation.astype(np.float32)
@@ -253,7 +256,8 @@ class Renderer:
         cos_d = np.abs(matvec(nw, view_d))
         sig = ir_signal(np.full(n, 0.5, np.float32), cos_d, pw[:, 2])
         sp = np.float32(head.cache.get("neck_spacing", 2.2))
-        return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(n, np.float32), np.full(n, sp, np.float32))
+        return _Batch(pw, to_srgb8(col), sig, cos_d, np.zeros(n, np.float32), np.full(n, sp, np.float32),
+                      np.zeros(n, bool))
 
     def _occluder_batches(self, head: HeadModel, st: FrameState, stage: Stage, light: Lighting) -> list[_Batch]:
         out = []
@@ -310,8 +314,10 @@ class Renderer:
 
     # ---------------------------------------------------------------------------------------
     def render(self, plan: SequencePlan, st: FrameState, head: HeadModel, stage: Stage,
-               g: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(colour uint8 1080x1920x3, depth uint16 424x512, clean depth uint16 424x512)."""
+               g: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(colour uint8 1080x1920x3, depth uint16 424x512, clean depth uint16 424x512, face mask
+        bool 424x512). The face mask is the clean depth's z-buffer: the pixels whose nearest surface
+        (after the z-test against the stage) is a point of the head's narrow face area."""
         light = plan.lighting
         batches = [self._head_batch(head, st, light), self._neck_batch(head, st, stage, light)]
         batches += self._occluder_batches(head, st, stage, light)
@@ -321,26 +327,28 @@ class Renderer:
         cos = np.concatenate([b.cos for b in batches])
         hair = np.concatenate([b.hair for b in batches])
         spacing = np.concatenate([b.spacing for b in batches])
+        face = np.concatenate([b.face for b in batches])
         front = pw[:, 2] > 100.0
         if not front.all():
-            pw, rgb, sig, cos, hair, spacing = (a[front] for a in (pw, rgb, sig, cos, hair, spacing))
-        depth_clean, sigma, p_hole = self._depth(pw, sig, cos, hair, spacing, stage)
+            pw, rgb, sig, cos, hair, spacing, face = (a[front] for a in (pw, rgb, sig, cos, hair, spacing, face))
+        depth_clean, sigma, p_hole, face_mask = self._depth(pw, sig, cos, hair, spacing, face, stage)
         color = self._color(pw, rgb, spacing, stage, plan, g)
         clean16 = np.rint(depth_clean).astype(np.uint16)
+        face_mask &= clean16 > 0
         if self.noise:
             depth = apply_depth_sensor(depth_clean, sigma, p_hole, g)
         else:
             depth = clean16.copy()
-        return color, depth, clean16
+        return color, depth, clean16, face_mask
 
-    def _depth(self, pw, sig, cos, hair, spacing, stage: Stage):
+    def _depth(self, pw, sig, cos, hair, spacing, face, stage: Stage):
         cam = DEPTH_CAMERA
         # the depth camera has far fewer pixels on the head than the colour rendering: every
         # k-th point is enough to cover it (points lie about 1.2 mm apart on the face)
         zmed = float(np.median(pw[:: max(len(pw) // 300, 1), 2]))
         k = max(1, int(1.4 / (1.25 * cam.fx / zmed)))
         if k > 1:
-            pw, sig, cos, hair = pw[::k], sig[::k], cos[::k], hair[::k]
+            pw, sig, cos, hair, face = pw[::k], sig[::k], cos[::k], hair[::k], face[::k]
             spacing = spacing[::k] * np.float32(k)
         z = pw[:, 2]
         u, v = cam.project_xyz(pw[:, 0], pw[:, 1], z)
@@ -351,8 +359,9 @@ class Renderer:
         depth = stage.depth.copy()
         sigma = stage.sigma.copy()
         p_hole = stage.p_hole.copy()
+        face_mask = np.zeros(depth.shape, bool)
         if x1 <= x0 or y1 <= y0:
-            return depth, sigma, p_hole
+            return depth, sigma, p_hole, face_mask
         big = footprint_class(spacing * (cam.fx / z))
         idx = splat_nearest_safe(u - x0, v - y0, z, x1 - x0, y1 - y0, big=big)
         reg = depth[y0:y1, x0:x1]
@@ -363,7 +372,8 @@ class Renderer:
         reg[take] = zi[take]
         sigma[y0:y1, x0:x1][take] = noise_sigma_mm(sig[sel], z[sel])
         p_hole[y0:y1, x0:x1][take] = hole_probability(sig[sel], cos[sel], hair[sel])
-        return depth, sigma, p_hole
+        face_mask[y0:y1, x0:x1][take] = face[sel]  # the winning point's flag, where it beat the stage
+        return depth, sigma, p_hole, face_mask
 
     def _color(self, pw, rgb, spacing, stage: Stage, plan: SequencePlan, g: np.random.Generator) -> np.ndarray:
         cam = COLOR_CAMERA
@@ -413,6 +423,17 @@ class Renderer:
         near = cv2.dilate(mask8, np.ones((5, 5), np.uint8))
         cv2.copyTo(processed, near, region)
         return frame
+
+
+def face_flags(head: HeadModel) -> np.ndarray:
+    """Per point of ``head``: True on its narrow face area (``face_index``; cached on the head)."""
+    flags = head.cache.get("face_flags")
+    if flags is None:
+        flags = np.zeros(len(head.points), bool)
+        if head.face_index is not None:
+            flags[head.face_index] = True
+        head.cache["face_flags"] = flags
+    return flags
 
 
 def footprint_class(spacing_px: np.ndarray) -> np.ndarray:

@@ -54,6 +54,10 @@ class ScanShape:
     eye_centres_mm: np.ndarray  # 2 x 3, right eye (image left, X < 0) first
     landmarks_mm: dict[str, np.ndarray]  # eyes, brows, nasion, nose_tip, subnasale, mouth, chin
     measures_mm: dict[str, float]  # eye_spacing (half the eyes' distance), mouth_width, nose_width
+    #: a textured scan's own skin: per-vertex texture coordinates (N x 2, u right, v up from the
+    #: image's bottom row) and its colour map (H x W x 3, linear RGB); None: the identity's skin
+    uv: np.ndarray | None = None
+    texture: np.ndarray | None = None
 
 
 def _to_model_axes(v: np.ndarray) -> np.ndarray:

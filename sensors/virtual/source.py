@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from sensors.source import Options, Pacer, Source, SourceURI, parse_uri
 from sensors.virtual._util import rng
 from sensors.virtual.facekit import FaceModel, load_face_model
 from sensors.virtual.people import HeadModel, build_head, sample_identity
+from sensors.virtual.real_scan import RealScan, load_real_scan
 from sensors.virtual.scan_heads import scan_shape
 from sensors.virtual.cameras import COLOR_CAMERA, DEPTH_CAMERA, DEPTH_TO_COLOR, FPS
 from sensors.virtual.plane import PlaneScene
@@ -59,6 +60,9 @@ class VirtualOptions:
     room: str = "mixed"
     face_model: str | None = None
     heads: str = "procedural"
+    person: str | None = None  # a real head scan (.glb) shown in every sequence, for evaluation only
+    texture: str | None = None  # its colour map
+    scale_mm: float = 43.0  # millimetres per unit of the scan's mesh
 
     @classmethod
     def parse(cls, uri: SourceURI) -> "VirtualOptions":
@@ -86,7 +90,16 @@ class VirtualOptions:
         room = (o.str("room", "mixed") or "mixed").lower()
         face_model = o.str("face_model", None) or os.environ.get(FACE_MODEL_ENV) or None
         heads = (o.str("heads", None) or ("scan" if face_model else "procedural")).lower()
+        person = o.str("person", None) or None
+        texture = o.str("texture", None) or None
+        scale_mm = o.float("scale_mm", 43.0)
         o.finish()
+        if person is not None and person.lower().startswith("scan:"):
+            person = person[5:]
+        if person is None and texture is not None:
+            raise ConfigError(f"option texture= in source {uri} needs person=scan:PATH.glb")
+        if not (5.0 <= scale_mm <= 2000.0):
+            raise ConfigError(f"option scale_mm={scale_mm:g} in source {uri} must be 5-2000 (mm per mesh unit)")
         if heads not in HEAD_KINDS:
             raise ConfigError(f"option heads={heads!r} in source {uri} must be one of {', '.join(HEAD_KINDS)}")
         if heads != "procedural" and not face_model:
@@ -115,7 +128,9 @@ class VirtualOptions:
             raise ConfigError(f"option plane_tilt={plane_tilt:g} in source {uri} must be -85..85 degrees")
         return cls(seed, identity_seed, (int(subjects[0]), int(subjects[1])), sequence, dist, frames, start, pace,
                    occluders, noise, scene, seq_frames, float(plane_mm), float(plane_tilt), room,
-                   face_model if heads != "procedural" else None, heads)
+                   face_model if heads != "procedural" else None, heads,
+                   os.path.expanduser(person) if person else None, os.path.expanduser(texture) if texture else None,
+                   float(scale_mm))
 
 
 def _parse_distance(raw: str, uri: SourceURI) -> tuple[float, float]:
@@ -146,7 +161,9 @@ class VirtualKinect(Source):
 
     Every frame carries ground truth: ``head_center_mm`` (skull centre, depth camera),
     ``head_rotation`` (head axes -> depth camera, identity = facing the camera),
-    ``subject_id`` and ``depth_clean_mm`` (noise-free depth, 0 = no surface in range).
+    ``subject_id`` and ``depth_clean_mm`` (noise-free depth, 0 = no surface in range); people
+    frames also carry ``face_mask`` (the depth pixels where the narrow face area is the visible
+    surface, see :class:`~sensors.frame.Frame`); ``scene=plane`` frames have none (None).
     """
 
     is_live = True
@@ -169,6 +186,10 @@ class VirtualKinect(Source):
         # a wrong face model folder fails here, named, before any frame
         self._face_model: FaceModel | None = (
             load_face_model(self.options.face_model) if self.options.face_model else None)
+        # a real head scan (person=): a wrong file fails here, named; evaluation only
+        self._real: RealScan | None = (
+            load_real_scan(self.options.person, self.options.texture, self.options.scale_mm)
+            if self.options.person else None)
 
     @classmethod
     def from_uri(cls, uri: str) -> "VirtualKinect":
@@ -252,7 +273,15 @@ class VirtualKinect(Source):
             "color_camera": COLOR_CAMERA.to_dict(), "depth_camera": DEPTH_CAMERA.to_dict(),
             "depth_to_color": DEPTH_TO_COLOR.to_dict(),
         })
+        if self._real is not None:  # a real person's scan: credited, and never training data
+            d.update({"person": o.person, "texture": o.texture, "scale_mm": o.scale_mm,
+                      "subject_id": self._real.subject_id, "credit": self._real.credit, "evaluation_only": True})
         return d
+
+    def subject_id(self, subject: int) -> int | str:
+        """What frames of ``subject`` carry as ``subject_id``: the number, or with ``person=``
+        the scan's ``real:<name>`` (a string: never mistaken for a synthetic identity)."""
+        return self._real.subject_id if self._real is not None else int(subject)
 
     # -- the public rendering API -----------------------------------------------------------
     def subject_of(self, index: int) -> int:
@@ -277,6 +306,8 @@ class VirtualKinect(Source):
         """``scan`` or ``procedural``: how ``subject``'s head is made (``heads=mixed`` draws it
         per person, a pure function of ``identity_seed`` and the subject)."""
         o = self.options
+        if self._real is not None:
+            return "real"
         if o.heads != "mixed":
             return o.heads
         return "scan" if rng("head-kind", o.identity_seed, subject).random() < 0.5 else "procedural"
@@ -290,6 +321,10 @@ class VirtualKinect(Source):
         o = self.options
         ident = sample_identity(o.identity_seed, subject)
         scan = scan_shape(self._face_model, o.identity_seed, subject) if self.head_kind(subject) == "scan" else None
+        if self._real is not None:  # the scan's own skin and hair: nothing procedural over it
+            scan = self._real.shape
+            ident = replace(ident, hair_style="bald", hair_thickness=0.0, beard_style="none", beard_density=0.0,
+                            glasses=False)
         model = build_head(ident, scan)
         with self._cache_lock:
             self._heads[subject] = model
@@ -365,13 +400,15 @@ class VirtualKinect(Source):
         head = self.head_model(plan.subject)
         t = (index - k * self.options.sequence_frames) / FPS
         st = frame_state(plan, t)
+        if self._real is not None:  # a scan has no expressions and no eye openings
+            st = replace(st, jaw=0.0, smile=0.0, brows=0.0, blink=0.0)
         g = rng("frame", self.options.seed, index)
-        color, depth, clean = self._renderer.render(plan, st, head, stage, g)
+        color, depth, clean, face = self._renderer.render(plan, st, head, stage, g)
         return Frame(
             index=int(index), timestamp_ns=stamp, color=color, color_camera=COLOR_CAMERA,
             depth_mm=depth, depth_camera=DEPTH_CAMERA, depth_to_color=DEPTH_TO_COLOR,
-            head_center_mm=st.centre_mm.copy(), head_rotation=st.rotation.copy(), subject_id=int(plan.subject),
-            depth_clean_mm=clean, source=str(self.uri),
+            head_center_mm=st.centre_mm.copy(), head_rotation=st.rotation.copy(), subject_id=self.subject_id(plan.subject),
+            depth_clean_mm=clean, source=str(self.uri), face_mask=face,
         )
 
 
@@ -397,16 +434,19 @@ def _posed_frame(src: VirtualKinect, subject: int, yaw_deg: float, pitch_deg: fl
         stage = src._renderer.build_stage(plan, head)
         src._posed_stages.clear()
         src._posed_stages[key] = stage
+    if src._real is not None:  # a scan has no expressions and no eye openings
+        jaw = smile = blink = 0.0
     rot = rotation_from_euler_deg(yaw_deg, pitch_deg, roll_deg)
     centre = anchor + (PIVOT_H - rot @ PIVOT_H)
     st = FrameState(rotation=rot, centre_mm=centre, yaw_pitch_roll_deg=np.array([yaw_deg, pitch_deg, roll_deg]),
                     jaw=float(jaw), smile=float(smile), brows=0.0, blink=float(blink), gaze_mm=(0.0, 0.0),
                     occluder=None, occluder_variant=0, occluder_amount=0.0, time_s=0.0)
     g = rng("posed-frame", o.seed, int(subject), sequence)
-    color, depth, clean = src._renderer.render(plan, st, head, stage, g)
+    color, depth, clean, face = src._renderer.render(plan, st, head, stage, g)
     return Frame(index=0, timestamp_ns=0, color=color, color_camera=COLOR_CAMERA, depth_mm=depth,
                  depth_camera=DEPTH_CAMERA, depth_to_color=DEPTH_TO_COLOR, head_center_mm=centre,
-                 head_rotation=rot, subject_id=int(subject), depth_clean_mm=clean, source=str(src.uri))
+                 head_rotation=rot, subject_id=src.subject_id(subject), depth_clean_mm=clean, source=str(src.uri),
+                 face_mask=face)
 
 
 def _with_timestamp(frame: Frame, stamp_ns: int) -> Frame:

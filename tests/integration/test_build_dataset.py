@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import launch
-from models.data.dataset import SPLITS, load_dataset
+from models.data.dataset import FORMAT_VERSION, SPLITS, load_dataset
 from sensors.crop import CropConfig, crop_face
 from sensors.geometry import euler_deg_from_rotation
 from sensors.source import open_source
@@ -39,7 +39,7 @@ def test_builds_aligned_crops_with_ground_truth_and_splits_by_subject(hpdb, tmp_
     assert _build("--source", f"biwi:{root}", "--out", str(out), "--val-subjects", "2",
                   "--test-subjects", "3", "--workers", "1", "--size", "64", "--window-mm", "250") == 0
     ds = load_dataset(out)
-    assert len(ds) == 8 and ds.size_px == 64 and ds.depth_clean is None
+    assert len(ds) == 8 and ds.size_px == 64 and ds.depth_clean is None and ds.face_mask is None
     # sequence 15 shows the person of sequence 3: the same identity, so the same split
     assert ds.subject.tolist() == [1, 1, 1, 2, 2, 3, 3, 3]
     assert ds.split.tolist() == [SPLITS[s] for s in ["train"] * 3 + ["val"] * 2 + ["test"] * 3]
@@ -157,8 +157,49 @@ def test_every_kth_frame_of_the_virtual_kinect_in_parallel_units(tmp_path):
 
         with pytest.raises(ConfigError, match="cannot seek to frame 12"):
             src.seek(12)
-    np.testing.assert_array_equal(ds.depth[2], crop_face(frame, frame.head_center_color_mm(), CropConfig()).depth8())
+    crop = crop_face(frame, frame.head_center_color_mm(), CropConfig())
+    np.testing.assert_array_equal(ds.depth[2], crop.depth8())
+    # the virtual Kinect's face mask, carried into the crops (format 2): the crop's mask where the
+    # clean 8-bit depth is valid
+    assert ds.meta["format_version"] == FORMAT_VERSION == 2 and ds.meta["face_mask"] is True
+    assert ds.face_mask is not None and ds.face_mask.shape == ds.depth.shape and ds.face_mask.dtype == bool
+    np.testing.assert_array_equal(ds.face_mask[2], crop.face_mask & (crop.depth_clean8() > 0))
+    assert (ds.face_mask.sum(axis=(1, 2)) > 300).all() and (ds.depth_clean[ds.face_mask] > 0).all()
     endless = tmp_path / "e.npz"
     assert _build("--source", "virtual:seed=3,subjects=0-1", "--every", "3", "--max-frames", "2",
                   "--out", str(endless), "--workers", "1") == 0
     assert load_dataset(endless).frame.tolist() == [0, 3]
+
+
+def test_format_1_files_still_load_and_newer_formats_are_refused(tmp_path):
+    """A file written before the face mask (no ``format_version`` in its meta) is version 1; the
+    mask round-trips through a version 2 file and its subsets."""
+    import json
+
+    from models.data.dataset import CropDataset
+    from sensors.errors import FormatError
+
+    n, s = 3, 16
+    arrays = dict(color=np.zeros((n, s, s, 3), np.uint8), depth=np.full((n, s, s), 7, np.uint8),
+                  distance_mm=np.full(n, 800, np.float32), subject=np.arange(n, dtype=np.int32),
+                  frame=np.arange(n, dtype=np.int64), pose_deg=np.zeros((n, 3), np.float32),
+                  split=np.zeros(n, np.uint8))
+    old = tmp_path / "v1.npz"
+    np.savez_compressed(old, **arrays, depth_clean=arrays["depth"], meta=np.array(json.dumps({"samples": n})))
+    ds = load_dataset(old)
+    assert len(ds) == n and ds.face_mask is None and "format_version" not in ds.meta
+    assert ds.depth_clean is not None
+    mask = np.zeros((n, s, s), bool)
+    mask[:, 4:9, 5:11] = True
+    new = tmp_path / "v2.npz"
+    CropDataset(**arrays, meta={"samples": n}, face_mask=mask).save(new)
+    back = load_dataset(new)
+    assert back.meta["format_version"] == 2
+    np.testing.assert_array_equal(back.face_mask, mask)
+    assert back.subset(np.array([0, 2])).face_mask.shape == (2, s, s)
+    with pytest.raises(FormatError, match="face_mask"):
+        CropDataset(**arrays, face_mask=mask.astype(np.uint8))
+    newer = tmp_path / "v9.npz"
+    np.savez_compressed(newer, **arrays, meta=np.array(json.dumps({"format_version": 9})))
+    with pytest.raises(FormatError, match="newer"):
+        load_dataset(newer)

@@ -376,3 +376,109 @@ def test_contact_sheet(tmp_path):
 
     img = cv2.imread(str(out))
     assert img is not None and img.shape[0] == 8 * 64
+
+
+# --- the face mask -------------------------------------------------------------------------------
+
+def _pixel(frame, p_head: np.ndarray) -> tuple[int, int]:
+    """The depth pixel (row, column) of a point given in head axes."""
+    p = frame.head_rotation @ p_head + frame.head_center_mm
+    u, v = frame.depth_camera.project(p[None])[0]
+    return int(round(v)), int(round(u))
+
+
+def _check_face_mask(src: VirtualKinect, subject: int, eyes: bool) -> None:
+    head = src.head_model(subject)
+    areas = {}
+    for dist in (0.7, 1.0):
+        f = src.render_posed(subject, yaw_deg=15.0, distance_m=dist)
+        m = f.face_mask
+        assert m is not None and m.shape == f.depth_clean_mm.shape and m.dtype == bool
+        assert (f.depth_clean_mm[m] > 0).all()  # the clean depth's mask
+        inside = ["nose_tip", "mouth", "chin"] + (["eye_left", "eye_right"] if eyes else [])
+        for name in inside:
+            assert m[_pixel(f, head.landmarks[name])], f"{name} not in the face mask at {dist} m"
+        top = head.points[np.argmin(head.points[:, 1])]  # the crown (hair or scalp)
+        assert not m[_pixel(f, top)]
+        assert not m[f.depth_clean_mm == 0].any() and not m[:40].any() and not m[:, :40].any()
+        # its extent is a face's, in millimetres at the head's distance
+        rows, cols = np.nonzero(m)
+        z = f.head_center_mm[2] - 90.0
+        w_mm = (cols.max() - cols.min() + 1) * z / f.depth_camera.fx
+        h_mm = (rows.max() - rows.min() + 1) * z / f.depth_camera.fy
+        assert 70 < w_mm < 190 and 80 < h_mm < 220, (w_mm, h_mm)
+        areas[dist] = m.sum() * (z / f.depth_camera.fx) ** 2
+    # the same face area in mm^2 at both distances (pixels fall with the square of the distance)
+    assert abs(areas[0.7] / areas[1.0] - 1.0) < 0.15, areas
+
+
+def test_face_mask_covers_the_visible_face_of_procedural_heads(clean_src):
+    for subject in (0, 5):
+        _check_face_mask(clean_src, subject, eyes=True)
+    # every people frame has one (noise and a room do not matter); plane frames have none
+    f = _vk("virtual:seed=3,pace=off").render(17)
+    assert f.face_mask is not None and 300 < f.face_mask.sum() < 20000
+    assert (f.depth_clean_mm[f.face_mask] > 0).all()
+    assert _vk("virtual:scene=plane,pace=off").render(0).face_mask is None
+
+
+def test_face_mask_of_scan_heads(face_model_dir, tmp_path, monkeypatch):
+    """Scan heads: the face model's narrow face area (its eyeballs are a part of their own)."""
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path))
+    src = _vk(f"virtual:seed=0,pace=off,occluders=off,noise=off,room=none,heads=scan,face_model={face_model_dir}")
+    for subject in (0, 3):
+        _check_face_mask(src, subject, eyes=False)
+
+
+def test_face_mask_loses_what_an_occluder_covers():
+    """Hands and bottles in front of the face: the frame rendered again with the same person,
+    room and pose but without the occluder has the face mask the occluder cut into."""
+    from dataclasses import replace
+
+    from sensors.virtual.scene import frame_state
+
+    src = _vk("virtual:seed=3,pace=off,occluders=often,noise=off,room=none")
+    n = src.options.sequence_frames
+    removed: dict[tuple[str, int], float] = {}
+    for i in range(0, 900, 3):
+        st = frame_state(src.sequence_of(i), (i % n) / 30.0)
+        kind = (st.occluder, st.occluder_variant)
+        if st.occluder not in ("hand", "bottle") or st.occluder_amount < 0.95 or kind in removed:
+            continue
+        f = src.render(i)
+        plan, stage = src._stage(i // n)  # the frame's stage, to render it once more without the occluder
+        head = src.head_model(plan.subject)
+        free = src._renderer.render(plan, replace(st, occluder=None, occluder_amount=0.0), head, stage,
+                                    np.random.default_rng(0))
+        clean_free, mask_free = free[2], free[3]
+        m = f.face_mask
+        assert (f.depth_clean_mm[m] > 0).all()
+        # where something now stands in front of the face's surface, the mask is gone
+        covered = mask_free & (f.depth_clean_mm.astype(np.int32) < clean_free.astype(np.int32) - 15)
+        assert not (m & covered).any()
+        assert (m & ~mask_free).sum() <= 0.02 * m.sum()  # nothing new (but sampling at the edges)
+        removed[kind] = covered.sum() / mask_free.sum()
+        if kind == ("hand", 2):  # the hand over the mouth
+            assert not m[_pixel(f, head.landmarks["mouth"])] and m.sum() > 0.2 * mask_free.sum()
+    assert len(removed) >= 4
+    assert removed[("hand", 2)] > 0.1, removed
+
+def test_the_crop_carries_the_face_mask_aligned_with_its_depth():
+    from dataclasses import replace
+
+    from sensors.crop import CropConfig, crop_face
+
+    src = _vk("virtual:seed=2,pace=off,occluders=often")
+    for i in (0, 130, 290):
+        f = src.render(i)
+        c = crop_face(f, f.head_center_color_mm(), CropConfig())
+        assert c.face_mask is not None and c.face_mask.shape == (100, 100)
+        assert c.face_mask.sum() > 300
+        assert (c.depth_clean_mm[c.face_mask] > 0).all()  # every mask pixel has clean depth
+        # the face mask sits on the face: near the head centre's distance, in front of it
+        zf = c.depth_clean_mm[c.face_mask]
+        assert np.median(zf) < c.distance_mm and (zf > c.distance_mm - 200).all()
+        plain = crop_face(replace(f, face_mask=None), f.head_center_color_mm(), CropConfig())
+        assert plain.face_mask is None
+        np.testing.assert_array_equal(c.depth_mm, plain.depth_mm)
+        np.testing.assert_array_equal(c.depth_clean_mm, plain.depth_clean_mm)

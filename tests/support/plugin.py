@@ -70,6 +70,21 @@ def face_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_scan_glb() -> Path:
+    """The real head scan (``LeePerrySmith.glb``, CC BY 3.0, evaluation only): ``$FACEDEPTH_REAL_SCAN``,
+    else ``shared/realface/leeperrysmith/LeePerrySmith.glb`` beside the repository; the test is
+    skipped without it (it is never part of the repository)."""
+    env = os.environ.get("FACEDEPTH_REAL_SCAN")
+    root = Path(__file__).resolve().parents[2]
+    for p in (env, root.parent / "shared" / "realface" / "leeperrysmith" / "LeePerrySmith.glb"):
+        if p and Path(p).is_file():
+            return Path(p)
+    pytest.skip("no real head scan: set FACEDEPTH_REAL_SCAN to LeePerrySmith.glb or put it in "
+                "shared/realface/leeperrysmith/ beside the repository"
+                + (f" (FACEDEPTH_REAL_SCAN={env} is not a file)" if env else ""))
+
+
+@pytest.fixture(scope="session")
 def face_model(face_model_dir, tmp_path_factory):
     """The face model loaded once per session, its cache in a temporary folder."""
     from sensors.virtual.facekit import load_face_model

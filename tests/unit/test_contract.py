@@ -32,8 +32,10 @@ def test_frame_accepts_a_valid_rgbd_frame_and_maps_head_centre():
     ext = Extrinsics(np.eye(3), [-24.0, 5.9, -13.2])
     f = _frame(depth_mm=np.ones((4, 4), np.uint16), depth_camera=DCAM, depth_to_color=ext,
                head_center_mm=[10, 20, 1000])
-    assert f.has_depth
+    assert f.has_depth and f.face_mask is None
     np.testing.assert_allclose(f.head_center_color_mm(), [-14.0, 25.9, 986.8])
+    assert _frame(depth_mm=np.ones((4, 4), np.uint16), depth_camera=DCAM,
+                  face_mask=np.eye(4, dtype=bool)).face_mask.sum() == 4
 
 
 @pytest.mark.parametrize("kw, words", [
@@ -45,6 +47,9 @@ def test_frame_accepts_a_valid_rgbd_frame_and_maps_head_centre():
     (dict(depth_mm=np.zeros((3, 4), np.uint16), depth_camera=DCAM), "camera says"),
     (dict(head_center_mm=[1, 2]), "3 finite"),
     (dict(head_rotation=np.eye(2)), "3x3"),
+    (dict(face_mask=np.zeros((4, 4), np.uint8), depth_camera=DCAM), "bool"),
+    (dict(face_mask=np.zeros((4, 4), bool)), "no depth_camera"),
+    (dict(face_mask=np.zeros((4, 3), bool), depth_camera=DCAM), "camera says"),
 ])
 def test_frame_rejects_wrong_sizes_and_dtypes_with_a_clear_sensor_error(kw, words):
     with pytest.raises(SensorError, match=words):

@@ -288,3 +288,32 @@ def test_crop_is_fast():
         crop_face(frame, head)
     cpu_ms = (time.process_time() - t0) / n * 1e3
     assert cpu_ms < 6.0, f"{cpu_ms:.2f} ms CPU per crop"  # about 0.6 ms measured; generous for CI
+
+
+@pytest.mark.parametrize("label", ["near", "far"])
+def test_face_mask_follows_the_winning_depth_sample_through_the_one_splat(label):
+    """A square 100 mm in front of a wall: the crop's face mask is the crop pixels whose winning
+    (nearest) depth pixel carries the label, so a labelled wall loses what the square hides, and
+    the depth crops are bit for bit those of the frame without a mask."""
+    far = cast_plane([0, 0, -1], [0, 0, 1100.0])
+    near = cast_plane([0, 0, -1], [0, 0, 1000.0], half_size_mm=40.0)
+    depth = np.where(near > 0, near, far)
+    labels = near > 0 if label == "near" else near == 0
+    plain = make_frame(depth=depth, clean=depth.copy())
+    masked = Frame(0, 0, plain.color, COLOR, depth, DEPTH, RIG, depth_clean_mm=depth.copy(), face_mask=labels)
+    head = np.array([0.0, 0.0, 1000.0])
+    c, ref = crop_face(masked, head, CropConfig()), crop_face(plain, head, CropConfig())
+    assert ref.face_mask is None and c.face_mask is not None
+    assert c.face_mask.shape == (100, 100) and c.face_mask.dtype == bool
+    np.testing.assert_array_equal(c.depth_mm, ref.depth_mm)
+    np.testing.assert_array_equal(c.depth_clean_mm, ref.depth_clean_mm)
+    z = c.depth_clean_mm
+    square = (z > 0) & (z < 1050.0)
+    assert 0.08 < square.mean() < 0.15  # (80 mm / 240 mm) ** 2
+    expected = square if label == "near" else (z >= 1050.0)
+    np.testing.assert_array_equal(c.face_mask, expected)
+    # without clean depth the mask rides on the sensor depth's splat
+    sensor_only = Frame(0, 0, plain.color, COLOR, depth, DEPTH, RIG, face_mask=labels)
+    c2 = crop_face(sensor_only, head, CropConfig())
+    np.testing.assert_array_equal(c2.depth_mm, ref.depth_mm)
+    np.testing.assert_array_equal(c2.face_mask, c.face_mask)
