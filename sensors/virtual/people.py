@@ -294,10 +294,11 @@ class HeadModel:
             self.cache["packed"] = p
         return p
 
-    def posed_points(self, jaw: float = 0.0, smile: float = 0.0, brows: float = 0.0) -> np.ndarray:
-        """Points with the expression weights applied (a new array)."""
+    def posed_points(self, jaw: float = 0.0, smile: float = 0.0, brows: float = 0.0, blink: float = 0.0) -> np.ndarray:
+        """Points with the expression weights applied (a new array). Only scan heads close their
+        lids in geometry (``blink``); every head's blink also shows in :meth:`eye_albedo`."""
         p = self.points.copy()
-        for name, w in (("jaw", jaw), ("smile", smile), ("brows", brows)):
+        for name, w in (("jaw", jaw), ("smile", smile), ("brows", brows), ("blink", blink)):
             if w != 0.0 and name in self.blend:
                 idx, d = self.blend[name]
                 p[idx] += np.float32(w) * d

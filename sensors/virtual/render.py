@@ -205,7 +205,7 @@ class Renderer:
     def _head_batch(self, head: HeadModel, st: FrameState, light: Lighting) -> _Batch:
         rot = st.rotation.astype(np.float32)
         c = st.centre_mm.astype(np.float32)
-        pts = head.posed_points(st.jaw, st.smile, st.brows)
+        pts = head.posed_points(st.jaw, st.smile, st.brows, st.blink)
         pw = xform(pts, rot, c)
         nw = xform(head.normals, rot)
         vis = rowdot(nw, pw - COLOR_CENTRE_IN_DEPTH * 0.5) < 0.03 * pw[:, 2]

@@ -32,6 +32,7 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "jaw": ("jawOpen",),
     "smile": ("mouthSmile_L", "mouthSmile_R"),
     "brows": ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R"),
+    "blink": ("eyeBlink_L", "eyeBlink_R"),
 }
 
 # per-vertex part codes of a ScanShape

@@ -98,6 +98,11 @@ def test_expression_channels_move_the_right_parts_by_human_amounts(face_model):
     assert np.abs(brows[near_chin]).max() < 0.5
     smile = s.channels["smile"]
     assert 2.0 < np.abs(smile).max() < 25.0
+    blink = s.channels["blink"]  # the upper lids come down over the eyes
+    lids = np.linalg.norm(blink, axis=1) > 2.0
+    assert 4.0 < np.abs(blink).max() < 20.0 and blink[lids, 1].mean() < -2.0
+    assert np.abs(s.vertices_mm[lids, 1] - s.landmarks_mm["eyes"][1]).max() < 20.0
+    assert np.abs(blink[near_chin]).max() < 0.5
 
 
 def test_the_virtual_kinect_renders_scan_people(face_model_dir, tmp_path, monkeypatch):
