@@ -54,34 +54,29 @@ def tiny_cgan_run(tmp_path_factory) -> TinyRun:
     return TinyRun(d, d / "crops.npz", d / "run" / "last.pt", d / "g.onnx")
 
 
+def _outside_data(env_name: str, env_value: str | None, beside_repo: str, what: str) -> Path:
+    """Data that is never part of the repository (licence, size): the path in ``env_value``,
+    else ``beside_repo`` (relative to the folder that holds the repository); skip without it."""
+    root = Path(__file__).resolve().parents[2]
+    for p in (env_value, root.parent / beside_repo):
+        if p and Path(p).exists():
+            return Path(p)
+    pytest.skip(f"no {what}: set {env_name} to it or put it in {beside_repo} beside the repository"
+                + (f" ({env_name}={env_value} does not exist)" if env_value else ""))
+
+
 @pytest.fixture(scope="session")
 def face_model_dir() -> Path:
-    """An ICT-FaceKit FaceXModel folder: ``$FACEDEPTH_FACE_MODEL``, else ``shared/ict-facekit/
-    FaceXModel`` beside the repository; the test is skipped without one (it is never part of the
-    repository: licence and size)."""
-    env = _FACE_MODEL_ENV
-    root = Path(__file__).resolve().parents[2]
-    for p in (env, root.parent / "shared" / "ict-facekit" / "FaceXModel"):
-        if p and Path(p).is_dir():
-            return Path(p)
-    pytest.skip("no ICT-FaceKit FaceXModel folder: set FACEDEPTH_FACE_MODEL to it or put it in "
-                "shared/ict-facekit/FaceXModel beside the repository"
-                + (f" (FACEDEPTH_FACE_MODEL={env} is not a folder)" if env else ""))
+    """An ICT-FaceKit FaceXModel folder (``$FACEDEPTH_FACE_MODEL``)."""
+    return _outside_data("FACEDEPTH_FACE_MODEL", _FACE_MODEL_ENV, "shared/ict-facekit/FaceXModel",
+                         "ICT-FaceKit FaceXModel folder")
 
 
 @pytest.fixture(scope="session")
 def real_scan_glb() -> Path:
-    """The real head scan (``LeePerrySmith.glb``, CC BY 3.0, evaluation only): ``$FACEDEPTH_REAL_SCAN``,
-    else ``shared/realface/leeperrysmith/LeePerrySmith.glb`` beside the repository; the test is
-    skipped without it (it is never part of the repository)."""
-    env = os.environ.get("FACEDEPTH_REAL_SCAN")
-    root = Path(__file__).resolve().parents[2]
-    for p in (env, root.parent / "shared" / "realface" / "leeperrysmith" / "LeePerrySmith.glb"):
-        if p and Path(p).is_file():
-            return Path(p)
-    pytest.skip("no real head scan: set FACEDEPTH_REAL_SCAN to LeePerrySmith.glb or put it in "
-                "shared/realface/leeperrysmith/ beside the repository"
-                + (f" (FACEDEPTH_REAL_SCAN={env} is not a file)" if env else ""))
+    """The real head scan, LeePerrySmith.glb (CC BY 3.0, evaluation only; ``$FACEDEPTH_REAL_SCAN``)."""
+    return _outside_data("FACEDEPTH_REAL_SCAN", os.environ.get("FACEDEPTH_REAL_SCAN"),
+                         "shared/realface/leeperrysmith/LeePerrySmith.glb", "real head scan")
 
 
 @pytest.fixture(scope="session")
