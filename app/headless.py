@@ -12,7 +12,7 @@ import numpy as np
 
 from app.pipeline import FrameResult, LatencyStats, Pipeline
 from app.run_config import RunConfig
-from models.metrics import SUMMARY_KEYS
+from models.metrics import FACE_REGION_RULES, SUMMARY_KEYS
 from sensors.errors import FacedepthError, FormatError
 from sensors.source import open_source
 
@@ -59,6 +59,7 @@ class RunRecorder:
         self.latency = LatencyStats()
         self.stage = {s: LatencyStats() for s in ("read", "locate", "crop", "infer", "score", "total")}
         self.metrics = MetricsAggregator(window=30)
+        self.face_regions: Counter[str] = Counter()  # scored frames per face-region kind (mask / fallback)
         self.scores: list[float] = []
         self.threshold: float | None = None
         if save_dir is not None:
@@ -84,6 +85,10 @@ class RunRecorder:
             entry["method"] = r.head.method if r.head else None
             if main.metrics is not None:
                 entry["metrics"] = {k: float(v) for k, v in main.metrics.items()}
+                region = getattr(main.metrics, "face_region", None)
+                if region is not None:
+                    entry["face_region"] = region
+                    self.face_regions[region] += 1
             elif r.frame.has_depth:
                 self.skipped["too few valid depth pixels"] += 1
             self.metrics.add(main.metrics)
@@ -226,6 +231,9 @@ def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source:
     if rec.metrics.scored:
         report["metrics"] = {k: float(v) for k, v in rec.metrics.session_mean().items()}
         report["metrics_frames"] = rec.metrics.scored
+        if rec.face_regions:  # which face region the face_* metrics used, and how many frames each
+            report["face_region"] = {kind: {"frames": n, "rule": FACE_REGION_RULES[kind]}
+                                     for kind, n in sorted(rec.face_regions.items())}
     if verifier is not None:
         from models.verifier.runtime import VerificationAggregator
 

@@ -60,7 +60,8 @@ class ModelResult:
     name: str
     crop: FaceCrop
     pred8: np.ndarray                      # (S, S) uint8 predicted levels, 0 = background
-    metrics: Mapping[str, float] | None    # vs the sensor depth crop; None: no depth or too few pixels
+    metrics: Mapping[str, float] | None    # vs the sensor depth crop (whole-crop and face-region
+                                           # metrics, models.metrics); None: no depth or too few pixels
     verification: float | None             # verifier score, predicted vs true depth of this frame
     enrolled: float | None = None          # verifier score, predicted vs the enrolled reference
 
@@ -188,7 +189,9 @@ class Pipeline:
         verification = None
         verify = self._verifiable[crop.config]
         if true8 is not None:
-            metrics = depth_metrics(pred8, true8, crop.distance_mm, crop.config.half_range_mm)
+            # face metrics in the renderer's face mask where the frame has one, else the fallback region
+            metrics = depth_metrics(pred8, true8, crop.distance_mm, crop.config.half_range_mm,
+                                    face_mask=crop.face_mask)
             if verify and metrics is not None:
                 verification = float(self.verifier.score(pred8, true8))
         enrolled = None

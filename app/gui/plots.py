@@ -1,5 +1,6 @@
 """Running plots over time (the six delta accuracies, L1 in mm, the verification scores) and a
-table of the latest value, the sliding-window mean and the session mean of each.
+table of the latest value, the sliding-window mean and the session mean of each (and of the
+face-region shape L1, which has no curve).
 
 Refreshed from the window's timer at about 10 Hz from :class:`app.session.SessionLog`;
 the curves are built once and only get new data.
@@ -11,7 +12,7 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from app.session import SessionLog
-from models.metrics import DELTA_KEYS
+from models.metrics import DELTA_KEYS, LIVE_TABLE_KEYS
 
 HISTORY_FRAMES = 300
 #: the x axis scrolls in steps of this many frames, so the axes are redrawn only now and then
@@ -23,12 +24,13 @@ _DELTA_HTML = tuple(lab.replace("<", "&lt;") for lab in _DELTA_LABELS)
 #: the rows of the numbers table: (key, label, format)
 TABLE_ROWS = (
     *((k, lab, "{:.3f}") for k, lab in zip(DELTA_KEYS, _DELTA_LABELS)),
-    ("l1_mm", "L1 (mm)", "{:.2f}"),
+    *((k, lab, "{:.2f}") for k, lab in LIVE_TABLE_KEYS),  # L1 (mm), then face shape L1 (mm): no curve
     ("verification", "verify vs true", "{:.3f}"),
     ("enrolled", "verify vs enrolled", "{:.3f}"),
 )
-#: the colour of each table row's label: the delta rows double as the delta plot's legend
-_ROW_COLOURS = (*_DELTA_COLOURS, "#3ef07a", "#3ef07a", "#ffb74d")
+#: the colour of each table row's label: the delta rows double as the delta plot's legend, L1 (mm)
+#: and the verification rows take their curves' colours; rows without a curve stay neutral
+_ROW_COLOURS = (*_DELTA_COLOURS, "#3ef07a", *("#e0e0e6",) * (len(LIVE_TABLE_KEYS) - 1), "#3ef07a", "#ffb74d")
 _TABLE_STYLE = (
     "QTableWidget { background: #1e1e22; color: #e0e0e6; gridline-color: #34343a; border: none; }"
     " QHeaderView { background: #1e1e22; }"

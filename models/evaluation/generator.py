@@ -4,17 +4,25 @@
         --models models/weights/generator.onnx,models/weights/generator_ae.onnx \\
         --report eval.json --figure eval.png [--split test] [--verifier models/weights/verifier.onnx]
 
-Rows (methods): every ``--models`` file (run through ``models.generator.runtime.DepthGenerator``) and
-two baselines that need no learning:
+Rows (methods): every ``--models`` file (run through ``models.generator.runtime.DepthGenerator``;
+list the shipped AE, ``models/weights/generator_ae.onnx``, for the AE baseline) and three
+baselines that need no learning:
 
     mean training crop   the per-pixel mean of the TRAINING split's (split 0) ground truth over
                          the crops where that pixel is valid (``--mean-from`` takes it from
-                         another dataset file; without training crops the row is left out)
+                         another dataset file; without training crops the row is left out): the
+                         training set's mean face
     flat plane at D      every pixel at level 128, i.e. z = D: a plane through the head centre
+    flat plane at the true median
+                         every pixel of a crop at the median true level of its face region
+                         (of its valid pixels when the region is empty; level 128, z = D, when
+                         none is valid): a face without relief, at the right depth
 
-Columns: every metric of ``models.metrics`` (docs/design.md, "Metrics") in the 8-bit domain and
-in mm, averaged over the frames (a frame with too few valid ground-truth pixels is skipped and
-counted). The ground truth is the dataset's clean depth where it has one (``--truth auto``;
+Columns: every metric of ``models.metrics`` (docs/design.md, "Metrics") in the 8-bit domain, in
+mm and in the face region, averaged over the frames (a frame with too few valid ground-truth
+pixels is skipped and counted). The face region is the dataset's ``face_mask`` where it has one
+(virtual data), else ``models.metrics.face_region``'s fallback; the report says which
+(``data.face_region``). The ground truth is the dataset's clean depth where it has one (``--truth auto``;
 the virtual Kinect), else its sensor depth; ``--truth sensor`` scores against the sensor depth.
 The same table is broken down by |yaw| (0-30, 30-60, 60+ degrees; frames without a pose are
 counted as "unknown").
@@ -40,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from models.metrics import DELTA_KEYS, MM_KEYS, TABLE_KEYS
+from models.metrics import DELTA_KEYS, FACE_KEYS, MM_KEYS, TABLE_KEYS
 from sensors.errors import ConfigError, FormatError
 
 #: |yaw| bins in degrees: [lo, hi)
@@ -48,6 +56,8 @@ YAW_BINS: tuple[tuple[str, float, float], ...] = (("0-30", 0.0, 30.0), ("30-60",
 FLAT_LEVEL = 128  # z = D in the 8-bit encoding: 1 + 254 * H / (2 H) = 128
 MEAN_BASELINE = "mean training crop"
 FLAT_BASELINE = "flat plane at D"
+MEDIAN_PLANE_BASELINE = "flat plane at the true median"
+BASELINES = (MEAN_BASELINE, FLAT_BASELINE, MEDIAN_PLANE_BASELINE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,11 +79,13 @@ class MethodScores:
 
 
 def score_predictions(name: str, kind: str, info: Mapping[str, Any], pred8: np.ndarray, truth8: np.ndarray,
-                      distance_mm: np.ndarray, half_range_mm: float, yaw_deg: np.ndarray) -> MethodScores:
-    """Every metric of ``models.metrics`` for (N, S, S) predictions against the truth, overall and by |yaw|."""
+                      distance_mm: np.ndarray, half_range_mm: float, yaw_deg: np.ndarray,
+                      face_masks: np.ndarray | None = None) -> MethodScores:
+    """Every metric of ``models.metrics`` for (N, S, S) predictions against the truth, overall and by |yaw|
+    (the face metrics in ``face_masks`` where given, else in the fallback face region)."""
     from models.metrics import MetricsAggregator, depth_metrics_batch
 
-    per_frame = depth_metrics_batch(pred8, truth8, distance_mm, half_range_mm)
+    per_frame = depth_metrics_batch(pred8, truth8, distance_mm, half_range_mm, face_masks=face_masks)
     overall = MetricsAggregator()
     for m in per_frame:
         overall.add(m)
@@ -88,6 +100,19 @@ def score_predictions(name: str, kind: str, info: Mapping[str, Any], pred8: np.n
             by_yaw[label] = {"frames": agg.scored, "skipped": agg.skipped, "metrics": agg.session_mean()}
     l1 = np.array([np.nan if m is None else m["l1_mm"] for m in per_frame], np.float64)
     return MethodScores(name, kind, dict(info), overall.session_mean(), by_yaw, overall.scored, overall.skipped, l1)
+
+
+def flat_at_median(truth8: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(N, S, S) crops, each flat at the median true level of its ``region`` (of its valid pixels
+    when the region is empty; :data:`FLAT_LEVEL` when none is valid)."""
+    out = np.empty_like(truth8)
+    for i in range(len(truth8)):
+        g = truth8[i]
+        levels = g[region[i]]
+        if levels.size == 0:
+            levels = g[g > 0]
+        out[i] = FLAT_LEVEL if levels.size == 0 else int(np.clip(np.rint(np.median(levels)), 1, 255))
+    return out
 
 
 def mean_crop(target8: np.ndarray) -> np.ndarray:
@@ -135,6 +160,10 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
     truth_name = "depth" if truth8 is subset.depth else "depth_clean"
     h = float(crop["half_range_mm"])
     yaw = subset.pose_deg[:, 0].astype(np.float64)
+    from models.metrics import FACE_REGION_RULES, face_region
+
+    face_masks = subset.face_mask  # the renderer's face masks (virtual data), else the fallback region
+    region_kind = "fallback" if face_masks is None else "mask"
     methods: list[MethodScores] = []
     predictions: dict[str, np.ndarray] = {}
     for path in model_paths:
@@ -145,7 +174,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         predictions[name] = pred
         info = {"file": str(path), "sha256": gen.sha256, "model_kind": gen.info.model_kind,
                 "synthetic_only": gen.info.synthetic_only, "provider": gen.provider}
-        methods.append(score_predictions(name, "model", info, pred, truth8, subset.distance_mm, h, yaw))
+        methods.append(score_predictions(name, "model", info, pred, truth8, subset.distance_mm, h, yaw, face_masks))
     # baselines
     source = load_dataset(mean_from) if mean_from else data
     if mean_from:
@@ -160,15 +189,19 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         info = {"description": "per-pixel mean of the training split's ground truth (valid pixels)",
                 "from": os.path.basename(mean_from or data_path), "training_crops": len(train)}
         methods.append(score_predictions(MEAN_BASELINE, "baseline", info, np.ascontiguousarray(pred), truth8,
-                                         subset.distance_mm, h, yaw))
+                                         subset.distance_mm, h, yaw, face_masks))
         predictions[MEAN_BASELINE] = np.ascontiguousarray(pred)
     else:
         baseline_notes[MEAN_BASELINE] = "left out: no training crops (split 0) to average; see --mean-from"
-    flat = np.full(truth8.shape, FLAT_LEVEL, np.uint8)
     methods.append(score_predictions(FLAT_BASELINE, "baseline",
-                                     {"description": f"every pixel at level {FLAT_LEVEL} (z = D, the head centre's distance)"},
-                                     flat, truth8, subset.distance_mm, h, yaw))
-    from models.metrics import ALL_KEYS, HIGHER_IS_BETTER
+                                     {"description": "every pixel at level 128 (z = D)"},
+                                     np.full_like(truth8, FLAT_LEVEL), truth8, subset.distance_mm, h, yaw, face_masks))
+    flat = flat_at_median(truth8, face_region(truth8, h, face_masks))
+    methods.append(score_predictions(MEDIAN_PLANE_BASELINE, "baseline",
+                                     {"description": "every pixel of a crop at the median true level of its face region "
+                                                     "(of its valid pixels when the region is empty)"},
+                                     flat, truth8, subset.distance_mm, h, yaw, face_masks))
+    from models.metrics import ALL_KEYS, HIGHER_IS_BETTER, METRIC_KEYS
 
     first = methods[0] if methods and methods[0].kind == "model" else None
     order = np.argsort(np.where(np.isfinite(first.per_frame_l1_mm), first.per_frame_l1_mm, np.inf)) if first else None
@@ -176,10 +209,11 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
     report: dict[str, Any] = {
         "data": {"file": os.path.basename(data_path), "sha256": file_sha256(data_path), "split": split,
                  "crops": len(subset), "subjects": sorted(int(s) for s in np.unique(subset.subject)),
-                 "truth": truth_name, "crop": crop, "synthetic": bool(_synthetic(data.meta))},
+                 "truth": truth_name, "crop": crop, "synthetic": bool(_synthetic(data.meta)),
+                 "face_region": {"kind": region_kind, "rule": FACE_REGION_RULES[region_kind]}},
         "metric_keys": list(ALL_KEYS),
         "higher_is_better": sorted(HIGHER_IS_BETTER),
-        "domains": {"8-bit": [k for k in ALL_KEYS if not k.endswith("_mm")], "mm": [k for k in ALL_KEYS if k.endswith("_mm")]},
+        "domains": {"8-bit": list(METRIC_KEYS), "mm": list(MM_KEYS), "face": list(FACE_KEYS)},
         "yaw_bins_deg": [[lo, None if math.isinf(hi) else hi] for _, lo, hi in YAW_BINS],
         "methods": [m.to_dict() for m in methods],
         "notes": baseline_notes,
@@ -242,12 +276,15 @@ def _unique(name: str, taken: Mapping[str, Any]) -> str:
 
 
 def markdown_table(report: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
-    """The methods x metrics table of a report, as Markdown."""
+    """The methods x metrics table of a report, as Markdown (then the face region the face_* columns used)."""
     keys = list(keys or TABLE_KEYS)
     lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for m in report["methods"]:
         vals = [m["metrics"].get(k) for k in keys]
         lines.append(f"| {m['name']} | " + " | ".join("-" if v is None else f"{v:.4g}" for v in vals) + " |")
+    region = report.get("data", {}).get("face_region")
+    if region and any(k in FACE_KEYS for k in keys):
+        lines.append(f"\nface region ({region['kind']}): {region['rule']}")
     return "\n".join(lines)
 
 
@@ -259,7 +296,7 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
     from matplotlib import pyplot as plt
 
     methods = report["methods"]
-    models = [n for n in arrays["predictions"] if n not in (MEAN_BASELINE, FLAT_BASELINE)]
+    models = [n for n in arrays["predictions"] if n not in BASELINES]
     n_ok, order = arrays["n_ok"], arrays["order"]
     k = min(examples, n_ok // 2) if n_ok else 0
     cols = 3 + len(models)
@@ -267,7 +304,8 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
     fig = plt.figure(figsize=(max(12, 1.9 * cols), 4.2 + 1.9 * rows_ex))
     grid = fig.add_gridspec(1 + rows_ex, cols, height_ratios=[4.2] + [1.9] * rows_ex)
     span = max(1, cols // 3)
-    panels = [("delta (8-bit)", list(DELTA_KEYS[:4])), ("error (mm)", list(MM_KEYS))]
+    panels = [("delta (8-bit)", list(DELTA_KEYS[:4])),
+              ("error (mm)", [*MM_KEYS, *(key for key in FACE_KEYS if key.endswith("_mm"))])]
     for j, (title, keys) in enumerate(panels):
         ax = fig.add_subplot(grid[0, j * span:(j + 1) * span])
         width = 0.8 / max(1, len(methods))
@@ -330,7 +368,7 @@ def add_verification(report: dict[str, Any], arrays: Mapping[str, Any], data_pat
     where = np.flatnonzero(data.split_mask(split))
     generators = {}
     for name, pred in arrays["predictions"].items():
-        if name in (MEAN_BASELINE, FLAT_BASELINE):
+        if name in BASELINES:
             continue  # baselines carry no identity
         full = np.zeros(data.depth.shape, np.uint8)
         full[where] = pred

@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("torch")
 
 import launch  # noqa: E402
-from models.evaluation.generator import FLAT_BASELINE, MEAN_BASELINE, evaluate, mean_crop  # noqa: E402
-from models.metrics import ALL_KEYS  # noqa: E402
+from models.evaluation.generator import (  # noqa: E402
+    FLAT_BASELINE, MEAN_BASELINE, MEDIAN_PLANE_BASELINE, evaluate, mean_crop)
+from models.metrics import ALL_KEYS, FACE_KEYS, FACE_REGION_RULES  # noqa: E402
 from tests.support.synthetic_data import make_crops  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def test_report_has_every_method_and_metric_and_the_yaw_breakdown(setup, capsys)
     table = capsys.readouterr().out
     report = json.loads((d / "eval.json").read_text())
     names = [m["name"] for m in report["methods"]]
-    assert names == ["m", "m-2", MEAN_BASELINE, FLAT_BASELINE]
+    assert names == ["m", "m-2", MEAN_BASELINE, FLAT_BASELINE, MEDIAN_PLANE_BASELINE]
     assert all(name in table for name in names)
     test = data.select_split("test")
     for m in report["methods"]:
@@ -53,6 +54,27 @@ def test_report_has_every_method_and_metric_and_the_yaw_breakdown(setup, capsys)
     assert report["data"]["truth"] == "depth_clean" and report["data"]["crops"] == len(test)
     assert len(report["examples"]["best"]) > 0
     assert (d / "eval.png").stat().st_size > 10_000
+    # the face-region metrics, and which region they used (these crops have no face_mask: the fallback)
+    assert report["data"]["face_region"] == {"kind": "fallback", "rule": FACE_REGION_RULES["fallback"]}
+    assert report["domains"]["face"] == list(FACE_KEYS)
+    for m in report["methods"]:
+        assert set(FACE_KEYS) <= set(m["metrics"])
+    assert "face_shape_l1_mm" in table and "face region (fallback)" in table
+
+
+def test_face_metrics_use_the_datasets_face_mask_when_it_has_one(setup, tmp_path):
+    _, data = setup
+    masks = data.depth_clean > 0
+    masks[:, : data.size_px // 2] = False  # the right half of each head
+    with_mask = replace(data, face_mask=masks)
+    with_mask.save(tmp_path / "masked.npz")
+    report, _ = evaluate(str(tmp_path / "masked.npz"), [], split="test")
+    assert report["data"]["face_region"]["kind"] == "mask"
+    rows = {m["name"]: m for m in report["methods"]}
+    # a flat plane at the region's median has the same L1 and shape L1 there (its offset is the median's)
+    flat = rows[MEDIAN_PLANE_BASELINE]["metrics"]
+    assert flat["face_l1_mm"] == pytest.approx(flat["face_shape_l1_mm"], abs=0.6)
+    assert flat["face_coverage"] == 1.0 and flat["face_relief_mm"] > 0
 
 
 def test_baselines_are_what_they_claim(setup, tmp_path):
@@ -80,10 +102,10 @@ def test_sensor_truth_and_missing_training_split(setup, tmp_path):
     only_test = data.subset(data.split == 2)
     only_test.save(tmp_path / "test_only.npz")
     report, _ = evaluate(str(tmp_path / "test_only.npz"), [], split="test")
-    assert [m["name"] for m in report["methods"]] == [FLAT_BASELINE]
+    assert [m["name"] for m in report["methods"]] == [FLAT_BASELINE, MEDIAN_PLANE_BASELINE]
     assert MEAN_BASELINE in report["notes"]
     report, _ = evaluate(str(tmp_path / "test_only.npz"), [], split="test", mean_from=str(d / "crops.npz"))
-    assert [m["name"] for m in report["methods"]] == [MEAN_BASELINE, FLAT_BASELINE]
+    assert [m["name"] for m in report["methods"]] == [MEAN_BASELINE, FLAT_BASELINE, MEDIAN_PLANE_BASELINE]
 
 
 def test_a_model_for_another_crop_geometry_is_refused(setup, tmp_path, capsys):
