@@ -250,7 +250,10 @@ def test_frames_of_the_wrong_size_or_dtype_are_refused_naming_the_field():
 
 # -- sensor faults in the headless run (a subprocess) ------------------------------------------
 WRAPPER = textwrap.dedent("""
-    import json, os, sys, threading, time
+    import json, os, signal, sys, threading, time
+    # Ctrl-C as from a terminal, even when this test run was started in the background (a
+    # non-interactive shell starts background jobs with SIGINT ignored, and children inherit it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {root!r})
     from sensors.source import SOURCE_SCHEMES
     SOURCE_SCHEMES["fault"] = "tests.integration.test_faults:FaultySource"
