@@ -500,9 +500,9 @@ def test_the_window_draws_at_least_25_new_frames_a_second_from_the_virtual_kinec
     assert fps >= 25.0
 
 
-def test_a_face_model_folder_is_refused_by_name_or_opened_and_remembered(qtbot, make_window, tmp_path,
-                                                                         face_model_dir, monkeypatch):
-    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path / "cache"))
+def test_a_face_model_folder_is_refused_by_name_or_opened_and_remembered(
+        qtbot, make_window, tmp_path, face_model_dir, facekit_cache_dir, monkeypatch):
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(facekit_cache_dir))
     settings_file = tmp_path / "face.ini"
     w = make_window("fake:n=100,fps=60", settings=AppSettings(settings_file))
     empty = tmp_path / "not_a_face_model"

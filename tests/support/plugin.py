@@ -80,12 +80,19 @@ def real_scan_glb() -> Path:
 
 
 @pytest.fixture(scope="session")
-def face_model(face_model_dir, tmp_path_factory):
-    """The face model loaded once per session, its cache in a temporary folder."""
+def facekit_cache_dir(tmp_path_factory) -> Path:
+    """One face-model cache folder for the session (the first load parses the kit for seconds):
+    tests that open scan people point ``FACEDEPTH_CACHE_DIR`` here, never at the user's cache."""
+    return tmp_path_factory.mktemp("facekit-session-cache")
+
+
+@pytest.fixture(scope="session")
+def face_model(face_model_dir, facekit_cache_dir):
+    """The face model loaded once per session, its cache in the session's cache folder."""
     from sensors.virtual.facekit import load_face_model
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path_factory.mktemp("facekit-session-cache")))
+    mp.setenv("FACEDEPTH_CACHE_DIR", str(facekit_cache_dir))
     try:
         return load_face_model(face_model_dir)
     finally:

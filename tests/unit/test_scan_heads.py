@@ -105,8 +105,8 @@ def test_expression_channels_move_the_right_parts_by_human_amounts(face_model):
     assert np.abs(blink[near_chin]).max() < 0.5
 
 
-def test_the_virtual_kinect_renders_scan_people(face_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path))
+def test_the_virtual_kinect_renders_scan_people(face_model_dir, facekit_cache_dir, monkeypatch):
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(facekit_cache_dir))
     uri = f"virtual:seed=2,pace=off,frames=2,sequence=calm,occluders=off,heads=scan,face_model={face_model_dir}"
     with open_source(uri) as src:
         assert src.describe()["heads"] == "scan" and src.describe()["face_model"] == str(face_model_dir)
@@ -119,8 +119,9 @@ def test_the_virtual_kinect_renders_scan_people(face_model_dir, tmp_path, monkey
     assert face.size > 400 and 0.6 * EYES_IN_FRONT_MM < gap < 1.4 * EYES_IN_FRONT_MM, gap
 
 
-def test_mixed_heads_are_drawn_per_person_and_the_kind_is_reported(face_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path))
+def test_mixed_heads_are_drawn_per_person_and_the_kind_is_reported(face_model_dir, facekit_cache_dir,
+                                                                   monkeypatch):
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(facekit_cache_dir))
     src = VirtualKinect.from_uri(f"virtual:pace=off,heads=mixed,face_model={face_model_dir}")
     kinds = [src.head_kind(s) for s in range(40)]
     assert kinds == [VirtualKinect.from_uri(f"virtual:heads=mixed,face_model={face_model_dir}").head_kind(s)
@@ -128,9 +129,9 @@ def test_mixed_heads_are_drawn_per_person_and_the_kind_is_reported(face_model_di
     assert 8 < kinds.count("scan") < 32
 
 
-def test_the_face_model_option_and_environment_variable(face_model_dir, tmp_path, monkeypatch):
+def test_the_face_model_option_and_environment_variable(face_model_dir, facekit_cache_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("FACEDEPTH_FACE_MODEL", raising=False)
-    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FACEDEPTH_CACHE_DIR", str(facekit_cache_dir))
     assert VirtualKinect.from_uri("virtual:").options.heads == "procedural"  # a fresh install: as before
     with pytest.raises(ConfigError, match="needs a face model"):
         VirtualKinect.from_uri("virtual:heads=scan")
