@@ -14,7 +14,7 @@ import numpy as np
 
 from app.bench.generator import bench_generator, bench_torch
 from app.bench.pipeline import run_pipeline_process
-from app.bench.plan import BENCH_FORMAT, VIRTUAL_SOURCE, BenchPlan
+from app.bench.plan import BENCH_FORMAT, ROOT, VIRTUAL_SOURCE, BenchPlan
 from app.bench.recording import load_sample, record_source
 from app.bench.report import targets
 from app.bench.stages import bench_stages
@@ -76,9 +76,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                          "annotated_frames": len(sample.distances_mm)})
         generator = DepthGenerator(cfg.model, threads=1)
         verifier = load_verifier(cfg.verifier)
-        report["inputs"] = {"model": str(cfg.model), "model_sha256": generator.sha256, "model_kind": generator.info.model_kind,
-                            "crop": generator.crop_config_dict, "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
-                            "verifier": None if cfg.verifier is None else str(cfg.verifier), "recording": rec_info}
+        report["inputs"] = {"model": _shown(cfg.model), "model_sha256": generator.sha256,
+                            "model_kind": generator.info.model_kind, "crop": generator.crop_config_dict,
+                            "checkpoint": _shown(cfg.checkpoint), "verifier": _shown(cfg.verifier), "recording": rec_info}
         say("timing the stages ...")
         report["stages"], report["stage_notes"], crops = bench_stages(sample, recording, generator, verifier, cfg.plan,
                                                                       workdir)
@@ -135,3 +135,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 def _progress(text: str) -> None:
     sys.stderr.write(f"bench: {text}\n")
     sys.stderr.flush()
+
+
+def _shown(path: str | os.PathLike[str] | None) -> str | None:
+    """A file as the report shows it: relative to the repository when inside it, so reports
+    committed from any checkout name the same files and no machine's folders."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    root = ROOT.resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)
