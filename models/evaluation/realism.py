@@ -16,10 +16,10 @@ it (README, "Virtual Kinect" > "Realism, judged by a real-face model"):
 
     /tmp/mpvenv/bin/python -m models.evaluation.realism --data crops.npz --report out.json
 
-This module imports only numpy, cv2 (through mediapipe) and the standard library; mediapipe is
-imported lazily, so the rasteriser and the metric can be tested without it. The dataset file is
-read directly (the format of ``models/data/dataset.py``), and the 8-bit depth is decoded with
-the formula of ``sensors/encoding.py`` (repeated here so no project package is imported).
+It needs only numpy, mediapipe (with its cv2) and two numpy-only project modules, the dataset
+reader (``models.data.dataset``) and the depth encoding (``sensors.encoding``), so it runs in the
+side environment; mediapipe is imported lazily, so the rasteriser and the metric can be tested
+without it.
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
-LEVELS = 254
+from models.data.dataset import SPLITS, load_dataset
+from sensors.encoding import decode_depth
+
 #: MediaPipe Face Mesh landmarks used by the nose-relief check: the nose tip and one point on
 #: each cheek (below the outer eye corner, beside the nose wing)
 NOSE_TIP = 1
@@ -41,13 +42,6 @@ CHEEKS = (50, 280)
 
 
 # ---------------------------------------------------------------------------- pure numpy part
-
-def decode_levels(depth8: np.ndarray, distance_mm: float, half_range_mm: float) -> np.ndarray:
-    """8-bit depth levels to mm, 0 where invalid (as ``sensors.encoding.decode_depth``)."""
-    level = np.asarray(depth8)
-    z = (distance_mm + half_range_mm) - (level.astype(np.float64) - 1.0) * (2.0 * half_range_mm / LEVELS)
-    return np.where(level > 0, z, 0.0)
-
 
 def triangles_from_edges(edges: Iterable[tuple[int, int]]) -> np.ndarray:
     """The triangles (3-cliques) of an undirected edge set, sorted, as an (T, 3) int array."""
@@ -171,17 +165,13 @@ def mediapipe_triangles() -> np.ndarray:
 
 
 def load_crops(path: str, split: str) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays["meta"]))
-    crop = meta.get("crop", {})
-    idx = np.ones(len(arrays["color"]), bool) if split == "all" else arrays["split"] == SPLITS[split]
-    truth = arrays.get("depth_clean")
+    data = load_dataset(path)
+    crop = data.meta.get("crop", {})
+    sub = data.select_split(split)
     return {
-        "color": arrays["color"][idx], "truth8": (truth if truth is not None else arrays["depth"])[idx],
-        "truth_name": "depth_clean" if truth is not None else "depth",
-        "distance_mm": arrays["distance_mm"][idx], "subject": arrays["subject"][idx],
-        "frame": arrays["frame"][idx], "pose_deg": arrays["pose_deg"][idx],
+        "color": sub.color, "truth8": sub.target,
+        "truth_name": "depth_clean" if sub.depth_clean is not None else "depth",
+        "distance_mm": sub.distance_mm, "subject": sub.subject, "frame": sub.frame, "pose_deg": sub.pose_deg,
         "window_mm": float(crop.get("window_x_mm", 240.0)), "half_range_mm": float(crop.get("half_range_mm", 150.0)),
     }
 
@@ -204,7 +194,8 @@ def evaluate(data: dict[str, Any], max_crops: int | None = None, min_detection: 
                 rows.append(row)
                 continue
             lm = np.array([(p.x, p.y, p.z) for p in res.multi_face_landmarks[0].landmark])
-            truth = decode_levels(data["truth8"][k], float(data["distance_mm"][k]), data["half_range_mm"])
+            truth = decode_depth(data["truth8"][k], float(data["distance_mm"][k]),
+                                 data["half_range_mm"]).astype(np.float64)
             row["detected"] = True
             row.update(crop_metrics(lm, tris, truth, data["window_mm"]))
             rows.append(row)

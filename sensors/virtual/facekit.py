@@ -514,8 +514,9 @@ def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray], where: str
         for old in path.parent.glob(f"facekit-{where}-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only or full cache folder: the model is still returned, just not cached
+    except OSError as exc:  # a read-only or full cache folder: the model still loads, uncached
+        warnings.warn(f"{path.parent}: cannot write the face-model cache ({exc.strerror or exc}); "
+                      "every load parses the kit again", stacklevel=3)
     finally:
         if tmp is not None:
             try:

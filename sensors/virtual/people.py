@@ -503,7 +503,8 @@ def build_head(ident: Identity, scan: ScanShape | None = None) -> HeadModel:
         eye = _eye_data(b, Xf, Yf, Zf, alb)  # eyes: openings for blinks and gaze
     else:
         blend = _scan_blendshapes(surface.hits, scan, keep)
-        eye = _eye_data(b, Xf, Yf, Zf, alb, opening=surface.hits.interpolate_part(scan.part)[keep] == PART_EYE)
+        part = surface.hits.interpolate_part(scan.part)[keep]  # each kept point's part of the scan
+        eye = _eye_data(b, Xf, Yf, Zf, alb, opening=part == PART_EYE)
 
     # extra parts: mouth interior, long hair, glasses
     parts = [_mouth_interior(b, pts_m, Xf, Yf)]
@@ -522,7 +523,7 @@ def build_head(ident: Identity, scan: ScanShape | None = None) -> HeadModel:
     if scan is None:
         face_sel = (Zf > 30) & (Yf < b.brow_y + 10) & (Yf > b.chin_y) & (np.abs(Xf) < 55)
     else:
-        face_sel = surface.hits.interpolate_part(scan.part)[keep] == PART_NARROW_FACE
+        face_sel = part == PART_NARROW_FACE
     return _to_head_axes(ident, cloud, blend, eye, neck, landmarks, radius_grid, np.flatnonzero(face_sel))
 
 

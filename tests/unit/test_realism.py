@@ -88,8 +88,15 @@ def test_crop_metrics_of_landmarks_on_the_true_surface_is_zero_and_scales_z_by_t
     assert m2["best_scale"] == pytest.approx(0.5)
 
 
-def test_decode_levels_matches_the_project_encoding():
+def test_the_crops_are_read_by_the_projects_dataset_reader(tmp_path):
     from sensors.encoding import decode_depth
+    from tests.support.synthetic_data import make_crops
 
-    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    np.testing.assert_allclose(R.decode_levels(levels, 1000.0, 150.0), decode_depth(levels, 1000.0, 150.0), atol=1e-3)
+    data = make_crops(n=12, size=48, seed=3)
+    data.save(tmp_path / "c.npz")
+    got = R.load_crops(str(tmp_path / "c.npz"), "test")
+    test = data.select_split("test")
+    assert np.array_equal(got["truth8"], test.target) and np.array_equal(got["color"], test.color)
+    assert got["half_range_mm"] == data.meta["crop"]["half_range_mm"]
+    mm = decode_depth(got["truth8"][0], float(got["distance_mm"][0]), got["half_range_mm"])
+    assert mm[got["truth8"][0] > 0].min() > 0
