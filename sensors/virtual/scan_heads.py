@@ -27,12 +27,15 @@ EYES_ABOVE_CENTRE_MM = 8.0
 #: the front of the eyes lies this far in front of the skull centre (mm; the procedural heads'
 #: mean eye surface, 84 +- 4 mm over 12 people)
 EYES_IN_FRONT_MM = 84.0
-#: the expressions that drive the animation's three channels (summed within a channel)
-CHANNELS: dict[str, tuple[str, ...]] = {
-    "jaw": ("jawOpen",),
-    "smile": ("mouthSmile_L", "mouthSmile_R"),
-    "brows": ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R"),
-    "blink": ("eyeBlink_L", "eyeBlink_R"),
+#: the expressions that drive the animation's channels, with their weights at channel weight 1
+#: (summed within a channel; a folder without one of them leaves it out). A smile narrows the
+#: eyes and lifts the cheeks as real smiles do, so the smile channel carries the squints.
+CHANNELS: dict[str, dict[str, float]] = {
+    "jaw": {"jawOpen": 1.0},
+    "smile": {"mouthSmile_L": 1.0, "mouthSmile_R": 1.0, "cheekSquint_L": 0.6, "cheekSquint_R": 0.6,
+              "eyeSquint_L": 0.4, "eyeSquint_R": 0.4},
+    "brows": {"browInnerUp_L": 1.0, "browInnerUp_R": 1.0, "browOuterUp_L": 1.0, "browOuterUp_R": 1.0},
+    "blink": {"eyeBlink_L": 1.0, "eyeBlink_R": 1.0},
 }
 
 # per-vertex part codes of a ScanShape
@@ -92,8 +95,8 @@ def scan_shape(model: FaceModel, seed: int, subject: int) -> ScanShape:
     channels = {}
     zero = np.zeros(model.n_modes, np.float32)
     base = model.vertices_mm(zero)
-    for channel, names in CHANNELS.items():
-        present = {name: 1.0 for name in names if name in model.expression_names}
+    for channel, weights in CHANNELS.items():
+        present = {name: w for name, w in weights.items() if name in model.expression_names}
         channels[channel] = _to_model_axes(model.vertices_mm(zero, present) - base)
 
     lm = verts[np.asarray(model.landmarks, np.int64)]  # the 68-point landmark order
