@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=int, default=4, metavar="K", help="best and worst examples in the figure [4]")
     options.add_threads(p, default=0, help="ONNX Runtime threads (0 = all cores) [0]")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto", help="[auto]")
+    p.add_argument("--external", action="append", default=[], metavar="NAME=FILE.npz",
+                   help="also score depth crops made outside the project for this dataset and split (MediaPipe's, "
+                        "from models.evaluation.realism --predictions): shape metrics only, and every row's face "
+                        "region cut to the pixels they cover; repeatable")
     options.add_verifier(p, help="also run the face-verification protocol with this verifier")
     p.add_argument("--pairs", default=None, metavar="FILE.json",
                    help="verification pair list to read (or write, if missing); default: beside the data, "
@@ -35,7 +39,14 @@ def main(args: argparse.Namespace) -> int:
     models = [m for m in (s.strip() for s in args.models.split(",")) if m]
     if args.examples < 0:
         raise ConfigError("--examples must be >= 0")
-    report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider)
+    external = []
+    for item in args.external:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--external {item!r}: expected NAME=FILE.npz")
+        external.append((name.strip(), path.strip()))
+    report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider,
+                              external)
     if args.verifier:
         add_verification(report, arrays, args.data, args.verifier, args.figure, args.pairs, args.split)
     if args.figure:

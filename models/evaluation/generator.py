@@ -33,6 +33,13 @@ the annotation's D and the locator's D disagree on the same crops, printed as it
 the figure holds bar charts of the main metrics and a grid of the best and worst examples (by
 L1 mm of the first model): colour | true | each model's prediction | the first model's error.
 
+External predictions: ``--external NAME=FILE.npz`` adds a row for depth crops made outside the
+project, such as MediaPipe Face Mesh's from ``models.evaluation.realism --predictions`` (the
+side environment; never a dependency). Such crops have no absolute distance, so that row keeps
+the shape metrics only (:data:`EXTERNAL_KEYS`), and every row's face region becomes the pixels
+the external crops cover too (frames where one found no face have no face metrics in any row):
+all methods are compared on the same crops and the same pixels.
+
 Verification: ``--verifier FILE.onnx`` runs ``models.verifier.runtime.evaluate_verification`` on
 the same split with the predictions of every model, adds its results to the report under
 ``"verification"`` and draws its ROC curves to ``<figure>_verification.png``.
@@ -58,6 +65,10 @@ MEAN_BASELINE = "mean training crop"
 FLAT_BASELINE = "flat plane at D"
 MEDIAN_PLANE_BASELINE = "flat plane at the true median"
 BASELINES = (MEAN_BASELINE, FLAT_BASELINE, MEDIAN_PLANE_BASELINE)
+#: the metrics an external row keeps: those a depth known only up to an offset supports
+EXTERNAL_KEYS = ("face_shape_l1_mm", "face_relief_mm", "face_coverage")
+#: what ``models.evaluation.realism --predictions`` writes (its ``PREDICTIONS_KIND``)
+EXTERNAL_KIND = "relative depth crops"
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +76,7 @@ class MethodScores:
     """One row of the evaluation: mean metrics overall and per |yaw| bin, plus per-frame L1 mm."""
 
     name: str
-    kind: str  # "model" or "baseline"
+    kind: str  # "model", "baseline" or "external"
     info: dict[str, Any]
     metrics: dict[str, float]
     by_yaw: dict[str, dict[str, Any]]
@@ -100,6 +111,46 @@ def score_predictions(name: str, kind: str, info: Mapping[str, Any], pred8: np.n
             by_yaw[label] = {"frames": agg.scored, "skipped": agg.skipped, "metrics": agg.session_mean()}
     l1 = np.array([np.nan if m is None else m["l1_mm"] for m in per_frame], np.float64)
     return MethodScores(name, kind, dict(info), overall.session_mean(), by_yaw, overall.scored, overall.skipped, l1)
+
+
+def only_keys(scores: MethodScores, keys: Sequence[str]) -> MethodScores:
+    """``scores`` with only the metrics ``keys``, overall and per yaw bin."""
+    from dataclasses import replace
+
+    keep = lambda m: {k: v for k, v in m.items() if k in keys}  # noqa: E731
+    by_yaw = {b: {**v, "metrics": keep(v["metrics"])} for b, v in scores.by_yaw.items()}
+    return replace(scores, metrics=keep(scores.metrics), by_yaw=by_yaw)
+
+
+def load_external(path: str, data_path: str, split: str, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The depth crops of an external predictions file made for this dataset and split, and its info."""
+    from models.common.files import file_sha256
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("depth8", "kind", "split", "data_sha256", "method")}
+    except FileNotFoundError:
+        raise FormatError("external predictions file does not exist", path) from None
+    except KeyError as exc:
+        raise FormatError(f"not an external predictions file (no {exc.args[0]} array; "
+                          f"models.evaluation.realism --predictions writes them)", path) from None
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"not a readable .npz file ({exc})", path) from None
+    if str(arrays["kind"]) != EXTERNAL_KIND:
+        raise FormatError(f"holds {str(arrays['kind'])!r}, not {EXTERNAL_KIND!r}", path)
+    if str(arrays["data_sha256"]) != file_sha256(data_path):
+        raise FormatError(f"was made for another dataset file than {data_path}", path)
+    if str(arrays["split"]) != split:
+        raise FormatError(f"holds the {str(arrays['split'])!r} split's crops, not the {split!r} split's "
+                          f"(pass --split {str(arrays['split'])})", path)
+    depth8 = arrays["depth8"]
+    if depth8.dtype != np.uint8 or depth8.shape != tuple(shape):
+        raise FormatError(f"holds {depth8.dtype} crops of shape {depth8.shape}; the split has {tuple(shape)} "
+                          f"(made with --max-crops?)", path)
+    info = {"file": os.path.basename(path), "method": str(arrays["method"]), "relative": True,
+            "description": "depth made outside the project, known up to an offset: shape metrics only",
+            "frames_with_a_face": int((depth8.reshape(len(depth8), -1) > 0).any(axis=1).sum())}
+    return depth8, info
 
 
 def flat_at_median(truth8: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -142,8 +193,10 @@ def _check_model_crop(gen: Any, crop: Mapping[str, Any]) -> None:
 
 
 def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", truth: str = "auto",
-             mean_from: str | None = None, threads: int = 0, provider: str = "auto") -> tuple[dict[str, Any], dict]:
-    """Score the models and baselines; returns (report, arrays for the figure)."""
+             mean_from: str | None = None, threads: int = 0, provider: str = "auto",
+             external: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], dict]:
+    """Score the models, baselines and ``external`` (name, file) predictions; returns (report,
+    arrays for the figure)."""
     from models.data.dataset import load_dataset
     from models.generator.runtime import DepthGenerator
     from models.common.files import file_sha256
@@ -164,6 +217,13 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
 
     face_masks = subset.face_mask  # the renderer's face masks (virtual data), else the fallback region
     region_kind = "fallback" if face_masks is None else "mask"
+    region_rule = FACE_REGION_RULES[region_kind]
+    outside = [(name, *load_external(path, data_path, split, truth8.shape)) for name, path in external]
+    if outside:  # every row on the pixels the external crops cover
+        face_masks = face_region(truth8, h, face_masks)
+        for _, depth8, _ in outside:
+            face_masks &= depth8 > 0
+        region_rule += "; only pixels every external prediction covers"
     methods: list[MethodScores] = []
     predictions: dict[str, np.ndarray] = {}
     for path in model_paths:
@@ -201,6 +261,10 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
                                      {"description": "every pixel of a crop at the median true level of its face region "
                                                      "(of its valid pixels when the region is empty)"},
                                      flat, truth8, subset.distance_mm, h, yaw, face_masks))
+    for name, depth8, info in outside:
+        scores = score_predictions(_unique(name, predictions), "external", info, depth8, truth8, subset.distance_mm,
+                                   h, yaw, face_masks)
+        methods.append(only_keys(scores, EXTERNAL_KEYS))
     from models.metrics import ALL_KEYS, HIGHER_IS_BETTER, METRIC_KEYS
 
     first = methods[0] if methods and methods[0].kind == "model" else None
@@ -210,7 +274,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         "data": {"file": os.path.basename(data_path), "sha256": file_sha256(data_path), "split": split,
                  "crops": len(subset), "subjects": sorted(int(s) for s in np.unique(subset.subject)),
                  "truth": truth_name, "crop": crop, "synthetic": bool(_synthetic(data.meta)),
-                 "face_region": {"kind": region_kind, "rule": FACE_REGION_RULES[region_kind]}},
+                 "face_region": {"kind": region_kind, "rule": region_rule}},
         "metric_keys": list(ALL_KEYS),
         "higher_is_better": sorted(HIGHER_IS_BETTER),
         "domains": {"8-bit": list(METRIC_KEYS), "mm": list(MM_KEYS), "face": list(FACE_KEYS)},

@@ -33,7 +33,11 @@ from typing import Any
 import numpy as np
 
 from models.data.dataset import SPLITS, load_dataset
-from sensors.encoding import decode_depth
+from sensors.encoding import decode_depth, encode_depth
+
+#: what a predictions file (``--predictions``) says it holds: ``launch.py evaluate --external``
+#: scores it as one more row, by shape alone (MediaPipe's z has no absolute distance)
+PREDICTIONS_KIND = "relative depth crops"
 
 #: MediaPipe Face Mesh landmarks used by the nose-relief check: the nose tip and one point on
 #: each cheek (below the outer eye corner, beside the nose wing)
@@ -123,12 +127,15 @@ def landmarks_to_crop(landmarks: np.ndarray, size_px: int, window_mm: float) -> 
     return xy, z_mm
 
 
-def crop_metrics(landmarks: np.ndarray, triangles: np.ndarray, truth_mm: np.ndarray, window_mm: float
-                 ) -> dict[str, Any]:
-    """Everything measured on one crop from MediaPipe's landmarks and the true depth (mm, 0 = none)."""
+def crop_metrics(landmarks: np.ndarray, triangles: np.ndarray, truth_mm: np.ndarray, window_mm: float,
+                 zmap_out: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything measured on one crop from MediaPipe's landmarks and the true depth (mm, 0 = none);
+    ``zmap_out``, when given, receives the rasterised z (mm, NaN where the mesh does not cover)."""
     s = truth_mm.shape[0]
     xy, z_mm = landmarks_to_crop(landmarks, s, window_mm)
     zmap, covered = rasterise(xy, z_mm, triangles, truth_mm.shape)
+    if zmap_out is not None:
+        zmap_out[...] = zmap
     mask = covered & (truth_mm > 0)
     l1, plane, n = shape_l1(zmap, truth_mm, mask)
     out: dict[str, Any] = {"pixels": n, "covered": int(covered.sum()), "l1_mm": l1, "plane_l1_mm": plane,
@@ -176,7 +183,27 @@ def load_crops(path: str, split: str) -> dict[str, Any]:
     }
 
 
-def evaluate(data: dict[str, Any], max_crops: int | None = None, min_detection: float = 0.5) -> dict[str, Any]:
+def relative_depth8(zmap_mm: np.ndarray, truth8: np.ndarray, distance_mm: float, half_range_mm: float) -> np.ndarray:
+    """A rasterised MediaPipe z map (mm, NaN where uncovered) as an 8-bit depth crop in the
+    dataset's encoding, 0 where uncovered. Its z has no absolute distance, so its median is put at
+    the true median over the pixels both cover: only shape metrics are meaningful on it."""
+    covered = np.isfinite(zmap_mm)
+    out = np.zeros(zmap_mm.shape, np.uint8)
+    both = covered & (truth8 > 0)
+    if not both.any():
+        return out
+    truth = decode_depth(truth8, distance_mm, half_range_mm)
+    z = zmap_mm[covered] - np.median(zmap_mm[both]) + np.median(truth[both])
+    # inside the encoding's range, as the generators' outputs are (their tanh saturates)
+    z = np.clip(z, distance_mm - half_range_mm, distance_mm + half_range_mm)
+    out[covered] = encode_depth(z, distance_mm, half_range_mm)
+    return out
+
+
+def evaluate(data: dict[str, Any], max_crops: int | None = None, min_detection: float = 0.5,
+             predictions: np.ndarray | None = None) -> dict[str, Any]:
+    """MediaPipe on the first ``max_crops`` crops; ``predictions`` (N, S, S) uint8, when given,
+    receives each crop's :func:`relative_depth8` (zeros where no face was found)."""
     mp = _mediapipe()
     tris = mediapipe_triangles()
     n = len(data["color"]) if max_crops is None else min(max_crops, len(data["color"]))
@@ -197,7 +224,11 @@ def evaluate(data: dict[str, Any], max_crops: int | None = None, min_detection: 
             truth = decode_depth(data["truth8"][k], float(data["distance_mm"][k]),
                                  data["half_range_mm"]).astype(np.float64)
             row["detected"] = True
-            row.update(crop_metrics(lm, tris, truth, data["window_mm"]))
+            zmap = np.full(truth.shape, np.nan)
+            row.update(crop_metrics(lm, tris, truth, data["window_mm"], zmap))
+            if predictions is not None:
+                predictions[k] = relative_depth8(zmap, data["truth8"][k], float(data["distance_mm"][k]),
+                                                 data["half_range_mm"])
             rows.append(row)
     seconds = time.perf_counter() - t0
     ok = [r for r in rows if r.get("detected") and r.get("pixels", 0) > 0]
@@ -233,9 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-crops", type=int, default=None, help="only the first N crops")
     ap.add_argument("--min-detection", type=float, default=0.5, help="Face Mesh's min_detection_confidence (0.5)")
     ap.add_argument("--report", default=None, help="write the JSON report here")
+    ap.add_argument("--predictions", default=None, metavar="FILE.npz",
+                    help="also write MediaPipe's depth crops here, for launch.py evaluate --external")
     a = ap.parse_args(argv)
     data = load_crops(a.data, a.split)
-    rep = evaluate(data, a.max_crops, a.min_detection)
+    n = len(data["color"]) if a.max_crops is None else min(a.max_crops, len(data["color"]))
+    preds = np.zeros((n, *data["truth8"].shape[1:]), np.uint8) if a.predictions else None
+    rep = evaluate(data, a.max_crops, a.min_detection, preds)
+    if a.predictions:
+        import hashlib
+
+        mp = _mediapipe()
+        with open(a.data, "rb") as f:
+            sha = hashlib.file_digest(f, "sha256").hexdigest()
+        np.savez_compressed(a.predictions, depth8=preds, kind=PREDICTIONS_KIND, split=a.split, data_sha256=sha,
+                            method=f"MediaPipe Face Mesh {getattr(mp, '__version__', '?')}")
     rep["data"] = a.data
     rep["split"] = a.split
     s = rep["summary"]

@@ -144,3 +144,53 @@ def test_verifier_hook_gets_every_models_predictions(setup, tmp_path, monkeypatc
     pred = seen["generators"]["m"]
     assert pred.shape == data.depth.shape
     assert (pred[data.split != 2] == 0).all() and (pred[data.split == 2] > 0).any()
+
+
+def _external(path, data_path, depth8, split="test"):
+    from models.common.files import file_sha256
+    from models.evaluation.generator import EXTERNAL_KIND
+
+    np.savez_compressed(path, depth8=depth8, kind=EXTERNAL_KIND, split=split, data_sha256=file_sha256(data_path),
+                        method="a face model elsewhere")
+    return str(path)
+
+
+def test_external_predictions_are_one_more_row_scored_by_shape_on_the_pixels_they_cover(setup, tmp_path):
+    from models.evaluation.generator import EXTERNAL_KEYS
+
+    d, data = setup
+    test = data.select_split("test")
+    truth = test.depth_clean
+    # the truth moved 20 levels nearer (a wrong offset, the right shape) on the left half of each
+    # crop; the first crop has no face found at all
+    ext = np.where(truth > 0, np.clip(truth.astype(int) + 20, 1, 255), 0).astype(np.uint8)
+    ext[:, :, data.size_px // 2:] = 0
+    ext[0] = 0
+    path = _external(tmp_path / "ext.npz", d / "crops.npz", ext)
+    report, _ = evaluate(str(d / "crops.npz"), [], split="test", external=[("elsewhere", path)])
+    rows = {m["name"]: m for m in report["methods"]}
+    row = rows["elsewhere"]
+    assert row["kind"] == "external" and set(row["metrics"]) <= set(EXTERNAL_KEYS)
+    assert row["metrics"]["face_shape_l1_mm"] < 0.05 and row["metrics"]["face_coverage"] == 1.0
+    assert row["frames_with_a_face"] == len(test) - 1
+    assert "covers" in report["data"]["face_region"]["rule"]
+    # every row is scored on the covered pixels only: the same baselines without the external
+    # row see a larger face region, so their face numbers differ
+    plain, _ = evaluate(str(d / "crops.npz"), [], split="test")
+    before = {m["name"]: m for m in plain["methods"]}[MEDIAN_PLANE_BASELINE]["metrics"]["face_shape_l1_mm"]
+    assert rows[MEDIAN_PLANE_BASELINE]["metrics"]["face_shape_l1_mm"] != pytest.approx(before)
+
+
+def test_external_predictions_for_other_data_or_another_split_are_refused_by_name(setup, tmp_path, capsys):
+    d, data = setup
+    test = data.select_split("test")
+    other = tmp_path / "other.npz"
+    replace(data, frame=data.frame + 1).save(other)
+    wrong_data = _external(tmp_path / "a.npz", other, test.depth_clean)
+    wrong_split = _external(tmp_path / "b.npz", d / "crops.npz", test.depth_clean, split="val")
+    for path, words in ((wrong_data, "another dataset"), (wrong_split, "--split val"),
+                        (str(tmp_path / "missing.npz"), "does not exist")):
+        code = launch.main(["evaluate", "--data", str(d / "crops.npz"), "--report", str(tmp_path / "r.json"),
+                            "--external", f"x={path}"])
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and len(err.splitlines()) == 1 and path in err and words in err, err

@@ -100,3 +100,20 @@ def test_the_crops_are_read_by_the_projects_dataset_reader(tmp_path):
     assert got["half_range_mm"] == data.meta["crop"]["half_range_mm"]
     mm = decode_depth(got["truth8"][0], float(got["distance_mm"][0]), got["half_range_mm"])
     assert mm[got["truth8"][0] > 0].min() > 0
+
+
+def test_mediapipes_relative_depth_is_stored_at_the_true_median_in_the_datasets_encoding():
+    from sensors.encoding import decode_depth
+
+    d, h = 800.0, 150.0
+    truth8 = np.zeros((20, 20), np.uint8)
+    truth8[4:16, 4:16] = np.arange(100, 244).reshape(12, 12)
+    truth = decode_depth(truth8, d, h)
+    zmap = np.full((20, 20), np.nan)
+    zmap[2:14, 2:14] = truth[2:14, 2:14] - 500.0  # the right shape, no absolute distance
+    zmap[2:4, 2:14] = -500.0  # covered where the truth has no depth: kept, far side of the range
+    out = R.relative_depth8(zmap, truth8, d, h)
+    both = (truth8 > 0) & np.isfinite(zmap)
+    assert np.abs(out[both].astype(int) - truth8[both]).max() <= 1
+    assert (out[~np.isfinite(zmap)] == 0).all() and (out[np.isfinite(zmap)] > 0).all()
+    assert (R.relative_depth8(np.full((20, 20), np.nan), truth8, d, h) == 0).all()
