@@ -52,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
     g.add_argument("--background-weight", type=float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
+    g.add_argument("--face-weight", type=float, default=None, metavar="W",
+                   help="loss weight of the face's pixels (the data's face masks, virtual Kinect) against 1 for the "
+                        "others [1]")
+    g.add_argument("--relief-weight", type=float, default=None, metavar="W",
+                   help="weight of a relief term: the error of depth gradients over 4 pixels, in tanh units [0: off]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
                    help="generator channel widths per level [16,32,48,64,96]")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -85,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     given = {
         "mode": args.mode, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "lr_d": args.lr_d, "beta1": args.beta1, "background_weight": args.background_weight, "adv_weight": args.adv_weight,
+        "face_weight": args.face_weight, "relief_weight": args.relief_weight,
         "id_weight": args.id_weight, "id_region": args.id_region, "id_negatives": args.id_negatives,
         "id_margin": args.id_margin, "id_triplet": args.id_triplet, "id_triplet_margin": args.id_triplet_margin,
         "seed": args.seed, "device": args.device,

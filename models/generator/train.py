@@ -164,6 +164,10 @@ class TrainConfig:
     id_triplet: float = 0.0
     id_triplet_margin: float = ID_TRIPLET_MARGIN
     background_weight: float = BACKGROUND_WEIGHT
+    #: loss weight of the face's pixels (the datasets' ``face_mask``) relative to the others' 1
+    face_weight: float = 1.0
+    #: weight of the relief term (``relief_loss``; 0: off)
+    relief_weight: float = 0.0
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -221,6 +225,10 @@ def command_for(cfg: TrainConfig) -> str:
             parts += ["--id-triplet", f"{cfg.id_triplet:g}", "--id-triplet-margin", f"{cfg.id_triplet_margin:g}"]
     if cfg.background_weight != BACKGROUND_WEIGHT:
         parts += ["--background-weight", f"{cfg.background_weight:g}"]
+    if cfg.face_weight != 1.0:
+        parts += ["--face-weight", f"{cfg.face_weight:g}"]
+    if cfg.relief_weight:
+        parts += ["--relief-weight", f"{cfg.relief_weight:g}"]
     if cfg.init:
         parts += ["--init", cfg.init]
     if not cfg.augment.enabled:
@@ -278,14 +286,20 @@ def data_is_synthetic(meta: Mapping[str, Any]) -> bool:
     return all(n.split(":", 1)[0] == "virtual" for n in names)
 
 
-def loss_masks(target: np.ndarray, clean: bool, background_weight: float = BACKGROUND_WEIGHT) -> np.ndarray:
+def loss_masks(target: np.ndarray, clean: bool, background_weight: float = BACKGROUND_WEIGHT,
+               face: np.ndarray | None = None, face_weight: float = 1.0) -> np.ndarray:
     """Per-pixel loss weights (float32): with clean targets 1 on valid pixels and
     ``background_weight`` on background (0) pixels; with sensor targets 1 on valid pixels and 0
-    on invalid ones (a hole is not background)."""
+    on invalid ones (a hole is not background). Valid pixels of the ``face`` mask weigh
+    ``face_weight`` instead of 1."""
     valid = target > 0
     if clean:
-        return np.where(valid, np.float32(1.0), np.float32(background_weight)).astype(np.float32)
-    return valid.astype(np.float32)
+        out = np.where(valid, np.float32(1.0), np.float32(background_weight)).astype(np.float32)
+    else:
+        out = valid.astype(np.float32)
+    if face is not None and face_weight != 1.0:
+        out[valid & face] = face_weight
+    return out
 
 
 def augment_sample(color: np.ndarray, target: np.ndarray, mask: np.ndarray, aug: AugmentConfig,
@@ -333,9 +347,11 @@ class _TrainSet:
     """Map-style dataset of augmented training crops (uint8 NHWC in, float tensors out)."""
 
     def __init__(self, color: np.ndarray, target: np.ndarray, subject: np.ndarray, clean: bool,
-                 background_weight: float, aug: AugmentConfig, seed: int) -> None:
+                 background_weight: float, aug: AugmentConfig, seed: int, face_mask: np.ndarray | None = None,
+                 face_weight: float = 1.0) -> None:
         self.color, self.target, self.subject, self.aug, self.seed = color, target, subject, aug, seed
         self.clean, self.background_weight = clean, background_weight
+        self.face_mask, self.face_weight = face_mask, face_weight
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -345,7 +361,8 @@ class _TrainSet:
         import torch
 
         c, t = self.color[i], self.target[i]
-        m = loss_masks(t, self.clean, self.background_weight)
+        face = None if self.face_mask is None else self.face_mask[i]
+        m = loss_masks(t, self.clean, self.background_weight, face, self.face_weight)
         if self.aug.enabled:
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
             c, t, m = augment_sample(c, t, m, self.aug, rng)
@@ -493,6 +510,26 @@ def masked_mse(pred, target, mask):
 
     m = mask.float()
     return ((pred - target) ** 2 * m).sum() / torch.clamp(m.sum(), min=1.0)
+
+
+def relief_loss(pred, target, weights, step_px: int | None = None):
+    """The relief term: weighted mean of |grad pred - grad target| (Euclidean norm), the gradients
+    as forward differences over ``step_px`` pixels (the face-relief metric's step, so noise at one
+    pixel does not drown the face's shape), over pixel pairs whose three points are all valid
+    targets; each point weighs as its ``weights`` (the loss masks) at the pair's origin."""
+    import torch
+
+    from models.metrics import FACE_RELIEF_STEP_PX
+
+    k = step_px or FACE_RELIEF_STEP_PX
+    valid = target > -1.0 + 1e-3  # level 0 (no depth) is -1 in tanh units
+    e = pred - target
+    both = valid[..., :-k, :-k] & valid[..., :-k, k:] & valid[..., k:, :-k]
+    ex = e[..., :-k, k:] - e[..., :-k, :-k]
+    ey = e[..., k:, :-k] - e[..., :-k, :-k]
+    w = weights[..., :-k, :-k] * both
+    norm = torch.sqrt(ex ** 2 + ey ** 2 + 1e-12)
+    return (norm * w).sum() / torch.clamp(w.sum(), min=1.0)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -645,6 +682,10 @@ def _check_config(cfg: TrainConfig) -> list[str]:
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.face_weight <= 0:
+        raise ConfigError(f"--face-weight must be positive, got {cfg.face_weight:g}")
+    if cfg.relief_weight < 0:
+        raise ConfigError(f"--relief-weight must not be negative, got {cfg.relief_weight:g}")
     if cfg.select_metric not in ALL_KEYS and cfg.select_metric != "val_loss":
         raise ConfigError(f"unknown --select-metric {cfg.select_metric!r}; expected val_loss or one of {', '.join(ALL_KEYS)}")
     return id_files
@@ -697,8 +738,11 @@ def _load_training_data(cfg: TrainConfig, procs: _Processes) -> _TrainingData:
         raise FormatError("the dataset has no validation crops (split 1)", cfg.data)
     if cfg.max_train_samples:
         train_set = train_set.subset(np.arange(min(cfg.max_train_samples, len(train_set))))
+    if cfg.face_weight != 1.0 and train_set.face_mask is None:
+        raise FormatError("--face-weight needs face masks, and not every dataset has them (build-dataset of the "
+                          "virtual Kinect writes them, format version 2)", cfg.data)
     ds = _TrainSet(train_set.color, train_set.target, train_set.subject, clean, cfg.background_weight, cfg.augment,
-                   cfg.seed)
+                   cfg.seed, train_set.face_mask, cfg.face_weight)
     sampler = None
     if procs.distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=procs.world, rank=procs.rank,
@@ -840,7 +884,8 @@ def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: 
     G.train()
     if D is not None:
         D.train()
-    sums = {"loss_g": 0.0, "mse": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0, "id_triplet": 0.0}
+    sums = {"loss_g": 0.0, "mse": 0.0, "relief": 0.0, "adv": 0.0, "loss_d": 0.0, "id": 0.0, "id_others": 0.0,
+            "id_triplet": 0.0}
     steps = 0
     out_of_time = False
     bar = tqdm(data.loader, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
@@ -851,6 +896,7 @@ def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: 
         m = mask.to(device).unsqueeze(1).float()
         fake = Gt(x)
         mse = masked_mse(fake, y, m)
+        relief = relief_loss(fake, y, m) if cfg.relief_weight else torch.zeros((), device=device)
         if D is not None:
             seen = m > 0
             real_in = torch.where(seen, y, torch.full_like(y, -1.0))
@@ -866,10 +912,10 @@ def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: 
             D.requires_grad_(False)
             adv = bce(D(x, fake_in), torch.ones(n, device=device))
             D.requires_grad_(True)
-            loss_g = mse + cfg.adv_weight * adv
+            loss_g = mse + cfg.relief_weight * relief + cfg.adv_weight * adv
         else:
             adv = loss_d = torch.zeros((), device=device)
-            loss_g = mse
+            loss_g = mse + cfg.relief_weight * relief
         if ident is not None:
             id_terms = identity_loss(ident.net, fake, target_u8.to(device), cfg.id_region, subject, ident.bar,
                                      cfg.id_triplet_margin if cfg.id_triplet else None)
@@ -881,7 +927,7 @@ def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: 
         loss_g.backward()
         opt_g.step()
         steps += 1
-        for k, v in (("loss_g", loss_g), ("mse", mse), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
+        for k, v in (("loss_g", loss_g), ("mse", mse), ("relief", relief), ("adv", adv), ("loss_d", loss_d), ("id", id_loss),
                      ("id_others", id_others), ("id_triplet", id_triplet)):
             sums[k] += float(v.detach())
         if progress and procs.main:
@@ -898,7 +944,7 @@ def _validate_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, iden
     """Validate the generator (``validate``) and add the validation columns to the epoch's ``row``."""
     val_target = data.val_set.target
     val = validate(nets.G, data.val_set.color, val_target, (data.clean, cfg.background_weight), data.val_set.distance_mm,
-                   data.crop["half_range_mm"], device, cfg.batch_size * 2)
+                   data.crop["half_range_mm"], device, cfg.batch_size * 2, data.val_set.face_mask)
     row.update({"val_loss": val["val_loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}})
     if ident is not None:
         row["val_id_similarity"] = identity_similarity(ident.net, val["pred8"], val_target, device)
@@ -964,6 +1010,7 @@ def _log_epoch(cfg: TrainConfig, row: Mapping[str, Any], val: Mapping[str, Any],
     epoch = row["epoch"]
     sel = row.get(f"val_{cfg.select_metric}", row.get(cfg.select_metric))
     tqdm.write(f"{cfg.mode} epoch {epoch}/{cfg.epochs}: train mse {row['train_mse']:.5f}"
+               + (f" relief {row['train_relief']:.4f}" if cfg.relief_weight else "")
                + (f" adv {row['train_adv']:.3f} d {row['train_loss_d']:.3f}" if has_d else "")
                + (f" id {row['train_id']:.4f} (val similarity {row['val_id_similarity']:.4f})" if has_id else "")
                + (f" others {row['train_id_others']:.4f}" if cfg.id_negatives else "")
@@ -1001,10 +1048,11 @@ def _check_crop_compatible(ckpt: Mapping[str, Any], crop: Mapping[str, Any], pat
 
 
 def validate(G, color: np.ndarray, target: np.ndarray, weighting: tuple[bool, float], distance_mm: np.ndarray,
-             half_range_mm: float, device, batch_size: int = 64) -> dict:
-    """Validation loss (the training MSE with ``weighting`` = (clean targets?, background weight),
-    in tanh units) and the mean metrics of ``models.metrics``
-    in both domains; also returns the predicted levels (``pred8``)."""
+             half_range_mm: float, device, batch_size: int = 64, face_mask: np.ndarray | None = None) -> dict:
+    """Validation loss (the MSE with ``weighting`` = (clean targets?, background weight), every
+    face pixel at weight 1 so runs with another ``--face-weight`` stay comparable, in tanh units)
+    and the mean metrics of ``models.metrics`` in both domains and the face region (``face_mask``
+    where the data has one); also returns the predicted levels (``pred8``)."""
     import torch
 
     from models.metrics import MetricsAggregator, depth_metrics_batch
@@ -1023,7 +1071,7 @@ def validate(G, color: np.ndarray, target: np.ndarray, weighting: tuple[bool, fl
             weight += float(m.sum())
             preds[i:i + batch_size] = tanh_to_levels(p[:, 0].cpu().numpy())
     agg = MetricsAggregator()
-    for mtr in depth_metrics_batch(preds, target, distance_mm, half_range_mm):
+    for mtr in depth_metrics_batch(preds, target, distance_mm, half_range_mm, face_masks=face_mask):
         agg.add(mtr)
     G.train()
     return {"val_loss": loss_sum / max(weight, 1.0), "metrics": agg.session_mean(), "pred8": preds,
@@ -1074,9 +1122,9 @@ def write_curves(history: list[dict[str, float]], out: Path) -> None:
     ep = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     panels = [
-        ("loss (tanh units)", ["train_mse", "val_loss"], True),
+        ("loss (tanh units)", ["train_mse", "train_relief", "val_loss"], True),
         ("adversarial, identity", ["train_adv", "train_loss_d", "train_id", "train_id_others", "val_id_similarity"], False),
-        ("validation mm", ["val_l1_mm", "val_rmse_mm"], False),
+        ("validation mm", ["val_l1_mm", "val_rmse_mm", "val_face_shape_l1_mm"], False),
         ("validation delta", ["val_delta<1.25^1/4", "val_delta<1.25^1/3", "val_delta<1.25^1/2", "val_delta<1.25"], False),
     ]
     for ax, (title, cols, log) in zip(axes, panels, strict=True):

@@ -483,3 +483,46 @@ def test_several_loss_verifiers_score_as_the_mean_of_their_cosines(data_file, tm
     assert launch.main(base + ["--id-verifier", f"{a},{tmp_path / 'missing.pt'}"]) == 1
     err = capsys.readouterr().err
     assert "missing.pt" in err and "does not exist" in err and err.count("\n") == 1
+
+
+def test_relief_loss_ignores_a_constant_offset_and_sees_a_wrong_slope():
+    from models.generator.train import relief_loss
+
+    y = torch.linspace(-0.5, 0.5, 20).repeat(20, 1)[None, None]  # a ramp along x
+    w = torch.ones_like(y)
+    assert float(relief_loss(y, y, w)) < 1e-5
+    assert float(relief_loss(y + 0.2, y, w)) < 1e-5  # the same shape, elsewhere
+    flat = torch.zeros_like(y)
+    # the ramp rises 1/19 per pixel: over 4 pixels the gradient error is 4/19
+    assert float(relief_loss(flat, y, w, step_px=4)) == pytest.approx(4 / 19, rel=1e-3)
+    # pixels with no true depth (-1) take no part
+    holes = y.clone()
+    holes[..., :, 10:] = -1.0
+    assert float(relief_loss(flat, holes, w, step_px=4)) == pytest.approx(4 / 19, rel=1e-3)
+
+
+def test_face_weight_weighs_the_face_masks_valid_pixels():
+    target = np.array([[0, 9], [9, 9]], np.uint8)
+    face = np.array([[True, True], [False, False]])
+    assert loss_masks(target, True, 0.1, face, 3.0).tolist() == [[pytest.approx(0.1), 3.0], [1.0, 1.0]]
+
+
+def test_relief_and_face_weight_train_and_are_recorded(data_file, tmp_path):
+    data = load_dataset(data_file)
+    masks = data.depth_clean > 0
+    masks[:, :, : data.size_px // 2] = False
+    path = tmp_path / "masked.npz"
+    replace(data, face_mask=masks).save(path)
+    result = train(_cfg(path, tmp_path / "relief", mode="ae", epochs=1, relief_weight=0.5, face_weight=2.0),
+                   progress=False)
+    row = result.history[-1]
+    assert row["train_relief"] > 0
+    assert row["train_loss_g"] == pytest.approx(row["train_mse"] + 0.5 * row["train_relief"], rel=1e-4)
+    assert "val_face_shape_l1_mm" in row
+    ckpt = load_checkpoint(tmp_path / "relief" / "last.pt", "generator")
+    assert "--face-weight 2 --relief-weight 0.5" in ckpt["train_config"]["command"]
+    # data without face masks cannot be face-weighted
+    from sensors.errors import FormatError
+
+    with pytest.raises(FormatError, match="face masks"):
+        train(_cfg(data_file, tmp_path / "nomask", mode="ae", epochs=1, face_weight=2.0), progress=False)
