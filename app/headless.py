@@ -13,10 +13,12 @@ import numpy as np
 from app.pipeline import FrameResult, LatencyStats, Pipeline
 from app.run_config import RunConfig
 from models.metrics import FACE_REGION_RULES, SUMMARY_KEYS
-from sensors.errors import FacedepthError, FormatError
+from sensors.errors import FacedepthError, FormatError, FramesLostError
 from sensors.source import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the report's skip reason for frames a damaged or truncated file lost (FramesLostError)
+LOST_REASON = "lost (damaged or truncated file)"
 
 
 def project_commit() -> str:
@@ -100,8 +102,24 @@ class RunRecorder:
         self.per_frame.append(entry)
 
     def add_bad_frame(self, exc: FacedepthError) -> None:
-        self.skipped["unreadable frame"] += 1
-        self.bad_frames.append({"file": exc.path or "", "reason": exc.message})
+        """A frame that could not be read, or (FramesLostError) a stretch of frames a damaged or
+        truncated file lost: counted as that many frames and listed with its span."""
+        entry: dict[str, Any] = {"file": exc.path or "", "reason": exc.message}
+        if isinstance(exc, FramesLostError):
+            self.skipped[LOST_REASON] += exc.frames
+            entry.update({"frames": exc.frames, "span_s": None if exc.span_s is None else round(exc.span_s, 3)})
+        else:
+            self.skipped["unreadable frame"] += 1
+        self.bad_frames.append(entry)
+
+    def lost(self) -> dict[str, Any] | None:
+        """Frames lost to damaged or truncated files, in all, and the seconds of stream they covered."""
+        spans = [e for e in self.bad_frames if "frames" in e]
+        if not spans:
+            return None
+        known = [e["span_s"] for e in spans if e["span_s"] is not None]
+        return {"frames": sum(e["frames"] for e in spans), "span_s": round(sum(known), 3) if known else None,
+                "stretches": len(spans)}
 
     def _save(self, r: FrameResult) -> None:
         import cv2
@@ -125,6 +143,10 @@ def _summary_table(report: dict[str, Any]) -> str:
     if lat["p50"] is not None:
         rows += [("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}")]
     rows += [("skipped", report["skipped"]["count"])]
+    lost = report["skipped"].get("lost")
+    if lost:
+        span = f", {lost['span_s']:.2f} s" if lost["span_s"] is not None else ""
+        rows += [("lost to file damage", f"{lost['frames']} frames{span} in {lost['stretches']} stretch(es)")]
     for k in SUMMARY_KEYS:
         if k in report.get("metrics", {}):
             rows.append((k, f"{report['metrics'][k]:.4f}"))
@@ -216,7 +238,8 @@ def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source:
         "dropped": dropped,
         "latency_ms": rec.latency.percentiles(),
         "stages_ms": {k: v.percentiles() for k, v in rec.stage.items()},
-        "skipped": {"count": sum(rec.skipped.values()), "reasons": dict(rec.skipped), "bad_frames": rec.bad_frames},
+        "skipped": {"count": sum(rec.skipped.values()), "reasons": dict(rec.skipped), "bad_frames": rec.bad_frames,
+                    "lost": rec.lost()},
         "provenance": {
             "models": [{"file": str(m.path), "sha256": m.sha256, "provider": m.provider,
                         "crop": dict(m.crop_config_dict)} for m in generators],
