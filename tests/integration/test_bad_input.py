@@ -419,8 +419,16 @@ def some_bad_recording(tmp: Path) -> tuple[str, int, Path, str]:
     return f"replay:{p},pace=off", 5, p, "chunk 2 is damaged"
 
 
+def some_bad_truncated_jpeg(tmp: Path) -> tuple[str, int, Path, str]:
+    """A half-copied JPEG: libjpeg would pad it with grey and print "Premature end of JPEG file"."""
+    info = write_photos(tmp / "photos", names=("a1.jpg", "a2.jpg", "a3.jpg"), width=160, height=120)
+    p = info.root / "a2.jpg"
+    p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])
+    return f"images:{info.root}", 3, p, "truncated JPEG"
+
+
 SOME_BAD = {f.__name__: f for f in (some_bad_biwi, some_bad_pandora, some_bad_tum, some_bad_photos,
-                                    some_bad_recording)}
+                                    some_bad_recording, some_bad_truncated_jpeg)}
 
 
 @pytest.mark.parametrize("case", sorted(SOME_BAD))
@@ -450,6 +458,72 @@ def test_bad_frames_are_skipped_counted_and_listed_and_the_run_goes_on(case, tmp
     assert report["skipped"]["reasons"]["unreadable frame"] == 1
     (entry,) = report["skipped"]["bad_frames"]
     assert entry["file"] == str(culprit) and words in entry["reason"]
+
+
+# -- files that lost a stretch of frames: counted, named, and the run goes on ---------------------
+def _truncated_video(tmp: Path) -> tuple[str, Path, int]:
+    """A 60-frame MJPG video cut in half, as a copy that stopped midway leaves it."""
+    p = tmp / "clip.avi"
+    writer = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(60):
+        writer.write(np.full((48, 64, 3), (i * 4) % 256, np.uint8))
+    writer.release()
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+    return f"images:{p},pace=off", p, 60
+
+
+def _overwritten_recording(tmp: Path) -> tuple[str, Path, int]:
+    """A 30-frame recording with its middle fifth overwritten by random bytes (a bad disk sector
+    run, a stray write): several whole chunks and their indexes are gone."""
+    p = write_recording(tmp / "session.mcap", 30)
+    data = bytearray(p.read_bytes())
+    a, b = len(data) * 2 // 5, len(data) * 3 // 5
+    data[a:b] = random.Random(5).randbytes(b - a)
+    p.write_bytes(bytes(data))
+    return f"replay:{p},pace=off", p, 30
+
+
+LOST_STRETCH = {"truncated_video": _truncated_video, "overwritten_recording": _overwritten_recording}
+
+
+@pytest.mark.parametrize("case", sorted(LOST_STRETCH))
+def test_a_lost_stretch_of_frames_is_counted_named_and_the_run_goes_on(case, tmp_path, generator):
+    uri, culprit, promised = LOST_STRETCH[case](tmp_path)
+    frames, losses = [], []
+    with open_source(uri) as src:
+        while True:
+            try:
+                frames.append(src.read(timeout_s=5.0).index)
+            except EOFError:
+                break
+            except FramesLostError as exc:
+                assert exc.path == str(culprit) and "lost" in exc.message and "\n" not in str(exc), str(exc)
+                losses.append(exc)
+    assert len(losses) == 1 and 0 < len(frames) < promised, (frames, losses)
+    (loss,) = losses
+    assert loss.span_s is not None and loss.span_s > 0
+    if case == "truncated_video":  # the container's frame count makes it exact
+        assert loss.frames == promised - len(frames) and frames == list(range(len(frames)))
+    else:  # a recording's loss is sized by time: within a frame of the truth
+        assert abs(loss.frames - (promised - len(frames))) <= 1
+        assert frames == list(range(len(frames)))  # the frames after the damage play on
+    report_path = tmp_path / "report.json"
+    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator), "--report", str(report_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no decoder chatter, no traceback
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == len(frames)
+    assert report["skipped"]["lost"] == {"frames": loss.frames, "span_s": round(loss.span_s, 3), "stretches": 1}
+    (entry,) = report["skipped"]["bad_frames"]
+    assert entry["file"] == str(culprit) and entry["frames"] == loss.frames
+    assert "lost to file damage" in proc.stdout and f"{loss.frames} frames" in proc.stdout
+
+
+def test_a_truncated_jpeg_keeps_libjpeg_off_the_console(tmp_path, generator):
+    uri, _, culprit, _ = some_bad_truncated_jpeg(tmp_path)
+    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "JPEG" not in proc.stderr and proc.stderr.strip() == "", proc.stderr
 
 
 def test_a_dataset_where_every_frame_is_bad_ends_with_one_clear_error(tmp_path, generator):
