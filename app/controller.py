@@ -24,12 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.enrol import ENROLMENT_RULE
 from app.pipeline import FrameResult, Pipeline
 from app.session import SessionLog
 from sensors.errors import FacedepthError
 from sensors.source import SeekableSource, Source, open_source
 
-ENROL_FRAMES = 30
+ENROL_FRAMES = ENROLMENT_RULE.frames
 STOP_TIMEOUT_S = 2.0
 
 
@@ -460,7 +461,7 @@ class Controller:
             if c is not None and result.models and len(c.crops) < c.target:
                 m = result.models[0]
                 crop = m.true8 if c.kind == "true-depth" else m.pred8
-                if crop is not None:
+                if crop is not None and ENROLMENT_RULE.accepts(crop):  # the CLI's rule, not laxer
                     c.crops.append(crop)
                     collected = len(c.crops) == c.target
         if failed is not None:
@@ -576,15 +577,36 @@ class Controller:
         except (FacedepthError, OSError) as exc:
             self.events.emit(Notice(f"Enrolment failed: {plain_words(exc)}"))
             return False
+        self._use_enrolment(path, enrolment)
+        self.events.emit(Notice(f"Enrolled {c.name} from {len(c.crops)} frames ({enrolment.label}); "
+                                f"saved to {path}", "info"))
+        return True
+
+    def load_enrolment(self, path: Path) -> bool:
+        """Use an enrolment file (made by ``launch.py enrol`` or an earlier Enrol) as the reference
+        for live verification; False, with the reason as a notice, when it cannot be used."""
+        if self.verifier is None:
+            self.events.emit(Notice("An enrolment needs a face verifier (models/weights/verifier.onnx); none is loaded."))
+            return False
+        from models.verifier.runtime import Enrolment
+
+        try:
+            enrolment = Enrolment.load(Path(path), self.verifier)
+        except (FacedepthError, OSError) as exc:
+            self.events.emit(Notice(f"Could not load the enrolment: {plain_words(exc)}"))
+            return False
+        self._use_enrolment(Path(path), enrolment)
+        self.events.emit(Notice(f"Loaded the enrolment of {enrolment.name} ({len(enrolment.embeddings)} crops, "
+                                f"{enrolment.label}) from {path}", "info"))
+        return True
+
+    def _use_enrolment(self, path: Path, enrolment: Any) -> None:
         self.enrolment = enrolment
         if self.pipeline is not None:
             self.pipeline.enrolment = enrolment
         if self.log is not None:
             self.log.set_enrolment_label(enrolment.label)
         self.events.emit(Enrolled(path, enrolment))
-        self.events.emit(Notice(f"Enrolled {c.name} from {len(c.crops)} frames ({enrolment.label}); "
-                                f"saved to {path}", "info"))
-        return True
 
 
 def _has_recorded_predictions(source: Source) -> bool:

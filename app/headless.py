@@ -63,6 +63,7 @@ class RunRecorder:
         self.metrics = MetricsAggregator(window=30)
         self.face_regions: Counter[str] = Counter()  # scored frames per face-region kind (mask / fallback)
         self.scores: list[float] = []
+        self.enrolled_scores: list[float] = []  # against the enrolment (run --enrolment)
         self.threshold: float | None = None
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,9 @@ class RunRecorder:
             if main.verification is not None:
                 entry["verification"] = main.verification
                 self.scores.append(main.verification)
+            if main.enrolled is not None:
+                entry["enrolled"] = main.enrolled
+                self.enrolled_scores.append(main.enrolled)
             if self.save_dir is not None:
                 self._save(r)
         self.per_frame.append(entry)
@@ -153,6 +157,10 @@ def _summary_table(report: dict[str, Any]) -> str:
     ver = report.get("verification")
     if ver:
         rows.append(("verification accept rate", f"{ver['accept_rate']:.3f}" if ver["accept_rate"] is not None else "-"))
+    enr = report.get("enrolment")
+    if enr:
+        rate = f"{enr['accept_rate']:.3f}" if enr.get("accept_rate") is not None else "-"
+        rows.append((f"vs enrolled {enr['name']} ({enr['measures']})", rate))
     width = max(len(str(k)) for k, _ in rows)
     return "\n".join(f"{str(k):<{width}}  {v}" for k, v in rows)
 
@@ -164,11 +172,17 @@ def run_headless(cfg: RunConfig) -> int:
     paths = [cfg.model] + ([cfg.second_model] if cfg.second_model else [])
     generators = load_generators(paths)
     verifier = load_verifier(cfg.verifier)
+    enrolment = None
+    if cfg.enrolment is not None:
+        from app.enrol import load_run_enrolment
+
+        enrolment = load_run_enrolment(cfg.enrolment, verifier, cfg.verifier)
     rec = RunRecorder(cfg.save)
     rec.threshold = getattr(verifier, "threshold", None)
     max_frames = cfg.max_frames
     with open_source(cfg.source) as source:
         pipeline = Pipeline(source, generators, verifier=verifier)
+        pipeline.enrolment = enrolment
         total = max_frames if max_frames else (len(source) if hasattr(source, "__len__") else None)
         bar = tqdm(total=total, unit="frame", desc="run", file=sys.stderr, disable=not sys.stderr.isatty())
         t_start = time.perf_counter()
@@ -187,12 +201,27 @@ def run_headless(cfg: RunConfig) -> int:
         raise FormatError(f"every frame was unreadable ({len(rec.bad_frames)}), e.g. {rec.bad_frames[0]['reason']}",
                           rec.bad_frames[0]["file"] or cfg.source)
     report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
+    if enrolment is not None:
+        report["enrolment"] = enrolment_summary(enrolment, cfg.enrolment, verifier, rec.enrolled_scores)
     if cfg.report:
         from models.common.files import write_json
 
         write_json(cfg.report, report)
     print(_summary_table(report))
     return 0
+
+
+def enrolment_summary(enrolment: Any, path: Path, verifier: Any, scores: list[float]) -> dict[str, Any]:
+    """The report's account of the enrolment scored against: whose, what a score measures, and
+    the scores' accept rate at the verifier's threshold."""
+    from models.verifier.runtime import VerificationAggregator
+
+    agg = VerificationAggregator(verifier.threshold)
+    for s in scores:
+        agg.add(s)
+    return {"file": str(path), "name": enrolment.name, "kind": enrolment.kind, "measures": enrolment.label,
+            "crops": len(enrolment.embeddings),
+            **agg.summary(), "compares": "each frame's predicted depth crop vs the enrolled crops"}
 
 
 def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
