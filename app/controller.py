@@ -4,7 +4,8 @@ play/pause/step/seek, recording and enrolment.
 The window (:mod:`app.gui.window`) is a view of it: it calls the methods below and subscribes
 to :attr:`Controller.events`. Events are plain frozen dataclasses. Most are emitted on the
 thread that called the controller; :class:`RecordingFailed` and :class:`EnrolmentCollected`
-come from the pipeline's inference thread, so a subscriber that touches widgets must hand
+come from the pipeline's inference thread (and the :class:`Notice` of a skipped bad frame from
+its capture thread), so a subscriber that touches widgets must hand
 them over to its own thread first (the window does it with a Qt signal) and answer them there
 (:meth:`Controller.stop_recording`, :meth:`Controller.finish_enrolment`), which keeps slow
 work such as writing an enrolment off the inference thread.
@@ -362,6 +363,7 @@ class Controller:
         self.log = SessionLog([g.name for g in gens], threshold=getattr(self.verifier, "threshold", None),
                               enrolment_label=self.enrolment.label if self.enrolment else None)
         pipeline.on_result.append(self._on_result)
+        pipeline.on_skipped.append(self._on_skipped)
         self.pipeline = pipeline
         provider = str(getattr(gens[0], "provider", "?")).replace("ExecutionProvider", "")
         info = getattr(gens[0], "info", None)
@@ -468,6 +470,10 @@ class Controller:
             self.events.emit(failed)
         if collected:
             self.events.emit(EnrolmentCollected())
+
+    def _on_skipped(self, exc: FacedepthError) -> None:
+        """Runs on the capture thread: a bad frame or a lost stretch of a file was stepped over."""
+        self.events.emit(Notice(f"Skipped: {plain_words(exc)}", "info"))
 
     # -- recording -------------------------------------------------------------------------------
     @property

@@ -519,6 +519,33 @@ def test_a_lost_stretch_of_frames_is_counted_named_and_the_run_goes_on(case, tmp
     assert "lost to file damage" in proc.stdout and f"{loss.frames} frames" in proc.stdout
 
 
+def test_the_app_s_threaded_pipeline_steps_over_a_lost_stretch_and_says_so(tmp_path, generator):
+    """The GUI's controller: a damaged recording plays on past the damage (it used to end the
+    stream there), with a notice naming the file and the loss."""
+    import time
+
+    import app.controller as ctl
+
+    uri, culprit, _ = _overwritten_recording(tmp_path)
+    with open_source(uri) as src:
+        n = len(src)
+    c = ctl.Controller(generator, tmp_path / "out", verifier_path=tmp_path / "none.onnx")
+    seen: list = []
+    c.events.subscribe(seen.append)
+    try:
+        c.open_source(uri)
+        deadline = time.monotonic() + 20
+        while not c.pipeline.finished.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert c.pipeline.finished.is_set() and c.pipeline.error is None, c.pipeline.error
+        assert c.pipeline.frames_processed == n
+        notes = [e.text for e in seen if isinstance(e, ctl.Notice) and e.text.startswith("Skipped")]
+        assert len(notes) == 1 and str(culprit) in notes[0] and "lost" in notes[0], notes
+        assert c.pipeline.frames_skipped >= 1
+    finally:
+        c.close()
+
+
 def test_a_truncated_jpeg_keeps_libjpeg_off_the_console(tmp_path, generator):
     uri, _, culprit, _ = some_bad_truncated_jpeg(tmp_path)
     proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator))
