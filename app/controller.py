@@ -182,6 +182,7 @@ class _Collecting:
     kind: Literal["true-depth", "predicted-depth"]
     target: int
     crops: list[np.ndarray] = field(default_factory=list)
+    refused: int = 0  # crops the enrolment rule turned down (too few valid depth pixels)
 
 
 class Controller:
@@ -458,6 +459,7 @@ class Controller:
                     error = plain_words(exc)
                 failed = self._note_recording_failure(error)
         collected = False
+        refused_note: Notice | None = None
         with self._enrol_lock:
             c = self._collecting
             if c is not None and result.models and len(c.crops) < c.target:
@@ -466,8 +468,17 @@ class Controller:
                 if crop is not None and ENROLMENT_RULE.accepts(crop):  # the CLI's rule, not laxer
                     c.crops.append(crop)
                     collected = len(c.crops) == c.target
+                elif crop is not None:
+                    c.refused += 1
+                    if c.refused == c.target:  # said once, while it goes on trying
+                        refused_note = Notice(
+                            f"Enrolling {c.name}: {c.refused} crops had under "
+                            f"{ENROLMENT_RULE.min_valid_fraction:.0%} valid depth pixels and were not used; "
+                            "move the face into the sensor's range", "info")
         if failed is not None:
             self.events.emit(failed)
+        if refused_note is not None:
+            self.events.emit(refused_note)
         if collected:
             self.events.emit(EnrolmentCollected())
 

@@ -157,6 +157,8 @@ def test_the_gui_enrol_refuses_crops_the_cli_refuses(tmp_path, kit, monkeypatch)
 
         time.sleep(0.6)  # dozens of frames at 60 fps
         assert not [e for e in seen if isinstance(e, ctl.EnrolmentCollected)]
+        refused = [e.text for e in seen if isinstance(e, ctl.Notice) and "were not used" in e.text]
+        assert len(refused) == 1 and "nobody" in refused[0], refused  # said once
         monkeypatch.setattr(ctl, "ENROLMENT_RULE", ENROLMENT_RULE)
         _wait(lambda: [e for e in seen if isinstance(e, ctl.EnrolmentCollected)])
         assert c.finish_enrolment() and len(c.enrolment.embeddings) == 3
