@@ -110,7 +110,7 @@ def _png_damage(data: bytes) -> str | None:
         pos += 12 + length
 
 
-#: one decode at a time may borrow file descriptor 2 (see :func:`_decode_quietly`)
+#: one decode at a time may borrow file descriptor 2 (see :func:`quiet_codecs`)
 _STDERR_LOCK = threading.Lock()
 #: what libjpeg and libpng print on damaged data (kept off the console); other text is passed on
 _CODEC_CHATTER = re.compile(r"^(libpng (error|warning)|Corrupt JPEG data|Premature end of JPEG|Invalid SOS"
@@ -140,7 +140,8 @@ def quiet_codecs() -> Iterator[_CodecComplaints]:
     caught = _CodecComplaints()
     with _STDERR_LOCK:
         try:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             saved: int | None = os.dup(2)
         except (OSError, ValueError):  # no usable fd 2 (an embedded interpreter): decode as is
             saved = None
@@ -160,7 +161,7 @@ def quiet_codecs() -> Iterator[_CodecComplaints]:
                 for line in text.splitlines():
                     (caught.lines if _CODEC_CHATTER.match(line.strip()) else others).append(line.strip())
                 others = [ln for ln in others if ln]
-                if others:
+                if others and sys.stderr is not None:
                     sys.stderr.write("\n".join(others) + "\n")
                 # FFmpeg prefixes its lines with "[codec @ 0x...]": the words after it say what broke
                 caught.lines = [re.sub(r"^\[[^]]*@ ?0x[0-9a-fA-F]+\]\s*", "", ln) for ln in caught.lines]

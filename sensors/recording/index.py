@@ -163,10 +163,13 @@ _KNOWN_COMPRESSIONS = ("", "lz4", "zstd")
 _RESYNC_BLOCK = 4 * 1024 * 1024
 
 
-def _chunk_header(head: bytes, length: int) -> tuple[int, int, str, int, int, int] | None:
+def _chunk_header(head: bytes, length: int, known_compression: bool = False
+                  ) -> tuple[int, int, str, int, int, int] | None:
     """(start time, uncompressed size, compression, crc, records offset in the body, records length)
     of a chunk record's body start ``head`` (at least 37 bytes plus the compression name), or None
-    when the fields do not describe a chunk of ``length`` bytes."""
+    when the fields do not describe a chunk of ``length`` bytes (or, with ``known_compression``,
+    name a compression this reader does not know: a stronger test, for searching damaged bytes;
+    a real chunk with another compression is reported when it is read)."""
     try:
         b = _Buf(head)
         start = b.u64()
@@ -177,7 +180,7 @@ def _chunk_header(head: bytes, length: int) -> tuple[int, int, str, int, int, in
         rlen = b.u64()
     except PARSE_ERRORS:
         return None
-    if comp not in _KNOWN_COMPRESSIONS or b.pos + rlen != length:
+    if (known_compression and comp not in _KNOWN_COMPRESSIONS) or b.pos + rlen != length:
         return None
     return start, usize, comp, crc, b.pos, rlen
 
@@ -200,7 +203,7 @@ def _next_chunk(f: Any, start: int, size: int) -> int | None:
                 head = f.read(9 + 64)
             if len(head) >= 9 + 45:
                 length = struct.unpack_from("<Q", head, 1)[0]
-                if pos + i + 9 + length <= size and _chunk_header(head[9:], length) is not None:
+                if pos + i + 9 + length <= size and _chunk_header(head[9:], length, True) is not None:
                     return pos + i
             i = block.find(b"\x06", i + 1)
         pos += _RESYNC_BLOCK
