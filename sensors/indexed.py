@@ -112,9 +112,11 @@ def _png_damage(data: bytes) -> str | None:
 
 #: one decode at a time may borrow file descriptor 2 (see :func:`quiet_codecs`)
 _STDERR_LOCK = threading.Lock()
-#: what libjpeg and libpng print on damaged data (kept off the console); other text is passed on
+#: what libjpeg, libpng, FFmpeg and OpenCV's video back ends print on damaged data (kept off the
+#: console); other text is passed on
 _CODEC_CHATTER = re.compile(r"^(libpng (error|warning)|Corrupt JPEG data|Premature end of JPEG|Invalid SOS"
-                            r"|Warning: unknown JFIF|Unsupported marker|Bogus|\[[^]]*@ ?0x[0-9a-fA-F]+\])",
+                            r"|Warning: unknown JFIF|Unsupported marker|Bogus|\[[^]]*@ ?0x[0-9a-fA-F]+\]"
+                            r"|\[ ?(WARN|ERROR|INFO):[^]]*\] global )",  # the last: OpenCV's own log lines
                             re.IGNORECASE)
 
 

@@ -197,6 +197,13 @@ def photo_random_bytes(tmp: Path) -> Bad:
     return Bad(f"images:{folder}", p, FormatError, "not a readable image")
 
 
+def video_not_a_video(tmp: Path) -> Bad:
+    """Neither image nor video: OpenCV's video back end logs a warning of its own on fd 2."""
+    p = tmp / "clip.dat"
+    p.write_text("notes, not a video\n")
+    return Bad(f"images:{p}", p, FormatError, "not an image, folder or video OpenCV can open")
+
+
 def pandora_data_json_not_json(tmp: Path) -> Bad:
     root = write_pandora(tmp / "pandora", frames=2).root
     p = root / "10" / "base_1_ID10" / "data.json"
@@ -264,7 +271,7 @@ def mcap_cut_before_the_first_frame(tmp: Path) -> Bad:
 SOURCE_CASES: dict[str, Callable[[Path], Bad]] = {f.__name__: f for f in (
     biwi_depth_truncated, biwi_depth_run_past_end, biwi_depth_bad_header,
     biwi_depth_header_disagrees_with_cal, biwi_cal_missing_lines, biwi_pose_with_text, biwi_zero_byte_image,
-    biwi_truncated_image, biwi_16bit_colour_image, photo_16bit, photo_random_bytes,
+    biwi_truncated_image, biwi_16bit_colour_image, photo_16bit, photo_random_bytes, video_not_a_video,
     pandora_data_json_not_json, pandora_data_json_lacks_fields, pandora_8bit_depth,
     tum_list_points_at_missing_files, tum_list_with_text,
     mcap_not_mcap, mcap_without_our_channels, mcap_cut_before_the_first_frame,
