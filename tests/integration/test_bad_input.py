@@ -366,7 +366,8 @@ def test_bad_verifier_file_is_one_line_naming_the_file(tmp_path, generator):
 
 
 def test_enrolment_from_another_verifier_is_refused_naming_the_file(tmp_path):
-    """No CLI command reads an enrolment (the GUI does, and shows this message)."""
+    """The API level (``run --enrolment`` and the GUI's Load enrolment show this message; their
+    one-line CLI errors are in tests/integration/test_enrolment_use.py)."""
     from models.verifier.runtime import Enrolment, Verifier
 
     mine = Verifier(write_tiny_verifier(tmp_path / "mine.onnx", seed=0))
