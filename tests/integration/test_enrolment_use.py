@@ -4,7 +4,6 @@ Enrol share (frame count, minimum share of valid depth pixels)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
