@@ -4,7 +4,8 @@ play/pause/step/seek, recording and enrolment.
 The window (:mod:`app.gui.window`) is a view of it: it calls the methods below and subscribes
 to :attr:`Controller.events`. Events are plain frozen dataclasses. Most are emitted on the
 thread that called the controller; :class:`RecordingFailed` and :class:`EnrolmentCollected`
-come from the pipeline's inference thread, so a subscriber that touches widgets must hand
+come from the pipeline's inference thread (and the :class:`Notice` of a skipped bad frame from
+its capture thread), so a subscriber that touches widgets must hand
 them over to its own thread first (the window does it with a Qt signal) and answer them there
 (:meth:`Controller.stop_recording`, :meth:`Controller.finish_enrolment`), which keeps slow
 work such as writing an enrolment off the inference thread.
@@ -24,12 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.enrol import ENROLMENT_RULE
 from app.pipeline import FrameResult, Pipeline
 from app.session import SessionLog
 from sensors.errors import FacedepthError
 from sensors.source import SeekableSource, Source, open_source
 
-ENROL_FRAMES = 30
+ENROL_FRAMES = ENROLMENT_RULE.frames
 STOP_TIMEOUT_S = 2.0
 
 
@@ -180,6 +182,7 @@ class _Collecting:
     kind: Literal["true-depth", "predicted-depth"]
     target: int
     crops: list[np.ndarray] = field(default_factory=list)
+    refused: int = 0  # crops the enrolment rule turned down (too few valid depth pixels)
 
 
 class Controller:
@@ -361,6 +364,7 @@ class Controller:
         self.log = SessionLog([g.name for g in gens], threshold=getattr(self.verifier, "threshold", None),
                               enrolment_label=self.enrolment.label if self.enrolment else None)
         pipeline.on_result.append(self._on_result)
+        pipeline.on_skipped.append(self._on_skipped)
         self.pipeline = pipeline
         provider = str(getattr(gens[0], "provider", "?")).replace("ExecutionProvider", "")
         info = getattr(gens[0], "info", None)
@@ -455,18 +459,32 @@ class Controller:
                     error = plain_words(exc)
                 failed = self._note_recording_failure(error)
         collected = False
+        refused_note: Notice | None = None
         with self._enrol_lock:
             c = self._collecting
             if c is not None and result.models and len(c.crops) < c.target:
                 m = result.models[0]
                 crop = m.true8 if c.kind == "true-depth" else m.pred8
-                if crop is not None:
+                if crop is not None and ENROLMENT_RULE.accepts(crop):  # the CLI's rule, not laxer
                     c.crops.append(crop)
                     collected = len(c.crops) == c.target
+                elif crop is not None:
+                    c.refused += 1
+                    if c.refused == c.target:  # said once, while it goes on trying
+                        refused_note = Notice(
+                            f"Enrolling {c.name}: {c.refused} crops had under "
+                            f"{ENROLMENT_RULE.min_valid_fraction:.0%} valid depth pixels and were not used; "
+                            "move the face into the sensor's range", "info")
         if failed is not None:
             self.events.emit(failed)
+        if refused_note is not None:
+            self.events.emit(refused_note)
         if collected:
             self.events.emit(EnrolmentCollected())
+
+    def _on_skipped(self, exc: FacedepthError) -> None:
+        """Runs on the capture thread: a bad frame or a lost stretch of a file was stepped over."""
+        self.events.emit(Notice(f"Skipped: {plain_words(exc)}", "info"))
 
     # -- recording -------------------------------------------------------------------------------
     @property
@@ -576,15 +594,36 @@ class Controller:
         except (FacedepthError, OSError) as exc:
             self.events.emit(Notice(f"Enrolment failed: {plain_words(exc)}"))
             return False
+        self._use_enrolment(path, enrolment)
+        self.events.emit(Notice(f"Enrolled {c.name} from {len(c.crops)} frames ({enrolment.label}); "
+                                f"saved to {path}", "info"))
+        return True
+
+    def load_enrolment(self, path: Path) -> bool:
+        """Use an enrolment file (made by ``launch.py enrol`` or an earlier Enrol) as the reference
+        for live verification; False, with the reason as a notice, when it cannot be used."""
+        if self.verifier is None:
+            self.events.emit(Notice("An enrolment needs a face verifier (models/weights/verifier.onnx); none is loaded."))
+            return False
+        from models.verifier.runtime import Enrolment
+
+        try:
+            enrolment = Enrolment.load(Path(path), self.verifier)
+        except (FacedepthError, OSError) as exc:
+            self.events.emit(Notice(f"Could not load the enrolment: {plain_words(exc)}"))
+            return False
+        self._use_enrolment(Path(path), enrolment)
+        self.events.emit(Notice(f"Loaded the enrolment of {enrolment.name} ({len(enrolment.embeddings)} crops, "
+                                f"{enrolment.label}) from {path}", "info"))
+        return True
+
+    def _use_enrolment(self, path: Path, enrolment: Any) -> None:
         self.enrolment = enrolment
         if self.pipeline is not None:
             self.pipeline.enrolment = enrolment
         if self.log is not None:
             self.log.set_enrolment_label(enrolment.label)
         self.events.emit(Enrolled(path, enrolment))
-        self.events.emit(Notice(f"Enrolled {c.name} from {len(c.crops)} frames ({enrolment.label}); "
-                                f"saved to {path}", "info"))
-        return True
 
 
 def _has_recorded_predictions(source: Source) -> bool:

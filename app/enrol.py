@@ -18,8 +18,27 @@ from typing import Any
 from app.run_config import DEFAULT_SOURCE
 from models.common import shipped
 
-#: crops with fewer valid depth pixels than this share of the crop are not enrolled
-MIN_VALID_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class EnrolmentRule:
+    """The one rule for what goes into an enrolment, shared by ``launch.py enrol`` and the GUI's
+    Enrol: ``frames`` depth crops, each with at least ``min_valid_fraction`` of its pixels
+    valid (a crop mostly outside the sensor's range would enrol noise)."""
+
+    frames: int = 30
+    min_valid_fraction: float = 0.15
+
+    def accepts(self, depth8: Any) -> bool:
+        """Whether one (S, S) uint8 depth crop (0 = invalid) may be enrolled."""
+        import numpy as np
+
+        crop = np.asarray(depth8)
+        return crop.size > 0 and float(np.mean(crop > 0)) >= self.min_valid_fraction
+
+
+#: the enrolment rule in force (CLI and GUI)
+ENROLMENT_RULE = EnrolmentRule()
 
 
 def _crop_config(verifier: Any, generator: Any | None) -> Any:
@@ -94,7 +113,7 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
                     raise SensorError("a frame of a depth source came without depth", str(source.uri))
             else:
                 depth8 = generator.predict(crop.color)
-            if np.mean(depth8 > 0) < MIN_VALID_FRACTION:
+            if not ENROLMENT_RULE.accepts(depth8):
                 continue
             crops.append(depth8)
             bar.update(1)
@@ -110,7 +129,7 @@ class EnrolConfig:
 
     name: str
     source: str = DEFAULT_SOURCE
-    frames: int = 30
+    frames: int = ENROLMENT_RULE.frames
     every: int = 3
     timeout_s: float = 60.0
     verifier: Path = shipped.VERIFIER
@@ -134,3 +153,16 @@ def enrol(cfg: EnrolConfig) -> tuple[Any, Any]:
                                     progress=cfg.progress)
         enrolment = Enrolment.create(cfg.name.strip(), kind, verifier, crops, source=str(source.uri))
     return enrolment, verifier
+
+
+def load_run_enrolment(path: Path, verifier: Any, verifier_path: Path) -> Any:
+    """The enrolment ``run --enrolment FILE`` names, checked against the verifier in use: a
+    one-line error naming the file when it is missing, malformed or made with another verifier,
+    or naming the verifier when there is none to score against."""
+    from models.common.errors import ModelError
+    from models.verifier.runtime import Enrolment
+
+    if verifier is None:
+        raise ModelError(f"--enrolment {path} needs a face verifier, and this file does not exist "
+                         "(pass --verifier FILE.onnx)", verifier_path)
+    return Enrolment.load(path, verifier)

@@ -13,10 +13,12 @@ import numpy as np
 from app.pipeline import FrameResult, LatencyStats, Pipeline
 from app.run_config import RunConfig
 from models.metrics import FACE_REGION_RULES, SUMMARY_KEYS
-from sensors.errors import FacedepthError, FormatError
+from sensors.errors import FacedepthError, FormatError, FramesLostError
 from sensors.source import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the report's skip reason for frames a damaged or truncated file lost (FramesLostError)
+LOST_REASON = "lost (damaged or truncated file)"
 
 
 def project_commit() -> str:
@@ -61,6 +63,7 @@ class RunRecorder:
         self.metrics = MetricsAggregator(window=30)
         self.face_regions: Counter[str] = Counter()  # scored frames per face-region kind (mask / fallback)
         self.scores: list[float] = []
+        self.enrolled_scores: list[float] = []  # against the enrolment (run --enrolment)
         self.threshold: float | None = None
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -95,13 +98,32 @@ class RunRecorder:
             if main.verification is not None:
                 entry["verification"] = main.verification
                 self.scores.append(main.verification)
+            if main.enrolled is not None:
+                entry["enrolled"] = main.enrolled
+                self.enrolled_scores.append(main.enrolled)
             if self.save_dir is not None:
                 self._save(r)
         self.per_frame.append(entry)
 
     def add_bad_frame(self, exc: FacedepthError) -> None:
-        self.skipped["unreadable frame"] += 1
-        self.bad_frames.append({"file": exc.path or "", "reason": exc.message})
+        """A frame that could not be read, or (FramesLostError) a stretch of frames a damaged or
+        truncated file lost: counted as that many frames and listed with its span."""
+        entry: dict[str, Any] = {"file": exc.path or "", "reason": exc.message}
+        if isinstance(exc, FramesLostError):
+            self.skipped[LOST_REASON] += exc.frames
+            entry.update({"frames": exc.frames, "span_s": None if exc.span_s is None else round(exc.span_s, 3)})
+        else:
+            self.skipped["unreadable frame"] += 1
+        self.bad_frames.append(entry)
+
+    def lost(self) -> dict[str, Any] | None:
+        """Frames lost to damaged or truncated files, in all, and the seconds of stream they covered."""
+        spans = [e for e in self.bad_frames if "frames" in e]
+        if not spans:
+            return None
+        known = [e["span_s"] for e in spans if e["span_s"] is not None]
+        return {"frames": sum(e["frames"] for e in spans), "span_s": round(sum(known), 3) if known else None,
+                "stretches": len(spans)}
 
     def _save(self, r: FrameResult) -> None:
         import cv2
@@ -125,12 +147,20 @@ def _summary_table(report: dict[str, Any]) -> str:
     if lat["p50"] is not None:
         rows += [("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}")]
     rows += [("skipped", report["skipped"]["count"])]
+    lost = report["skipped"].get("lost")
+    if lost:
+        span = f", {lost['span_s']:.2f} s" if lost["span_s"] is not None else ""
+        rows += [("lost to file damage", f"{lost['frames']} frames{span} in {lost['stretches']} stretch(es)")]
     for k in SUMMARY_KEYS:
         if k in report.get("metrics", {}):
             rows.append((k, f"{report['metrics'][k]:.4f}"))
     ver = report.get("verification")
     if ver:
         rows.append(("verification accept rate", f"{ver['accept_rate']:.3f}" if ver["accept_rate"] is not None else "-"))
+    enr = report.get("enrolment")
+    if enr:
+        rate = f"{enr['accept_rate']:.3f}" if enr.get("accept_rate") is not None else "-"
+        rows.append((f"vs enrolled {enr['name']} ({enr['measures']})", rate))
     width = max(len(str(k)) for k, _ in rows)
     return "\n".join(f"{str(k):<{width}}  {v}" for k, v in rows)
 
@@ -142,11 +172,17 @@ def run_headless(cfg: RunConfig) -> int:
     paths = [cfg.model] + ([cfg.second_model] if cfg.second_model else [])
     generators = load_generators(paths)
     verifier = load_verifier(cfg.verifier)
+    enrolment = None
+    if cfg.enrolment is not None:
+        from app.enrol import load_run_enrolment
+
+        enrolment = load_run_enrolment(cfg.enrolment, verifier, cfg.verifier)
     rec = RunRecorder(cfg.save)
     rec.threshold = getattr(verifier, "threshold", None)
     max_frames = cfg.max_frames
     with open_source(cfg.source) as source:
         pipeline = Pipeline(source, generators, verifier=verifier)
+        pipeline.enrolment = enrolment
         total = max_frames if max_frames else (len(source) if hasattr(source, "__len__") else None)
         bar = tqdm(total=total, unit="frame", desc="run", file=sys.stderr, disable=not sys.stderr.isatty())
         t_start = time.perf_counter()
@@ -165,12 +201,27 @@ def run_headless(cfg: RunConfig) -> int:
         raise FormatError(f"every frame was unreadable ({len(rec.bad_frames)}), e.g. {rec.bad_frames[0]['reason']}",
                           rec.bad_frames[0]["file"] or cfg.source)
     report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
+    if enrolment is not None:
+        report["enrolment"] = enrolment_summary(enrolment, cfg.enrolment, verifier, rec.enrolled_scores)
     if cfg.report:
         from models.common.files import write_json
 
         write_json(cfg.report, report)
     print(_summary_table(report))
     return 0
+
+
+def enrolment_summary(enrolment: Any, path: Path, verifier: Any, scores: list[float]) -> dict[str, Any]:
+    """The report's account of the enrolment scored against: whose, what a score measures, and
+    the scores' accept rate at the verifier's threshold."""
+    from models.verifier.runtime import VerificationAggregator
+
+    agg = VerificationAggregator(verifier.threshold)
+    for s in scores:
+        agg.add(s)
+    return {"file": str(path), "name": enrolment.name, "kind": enrolment.kind, "measures": enrolment.label,
+            "crops": len(enrolment.embeddings),
+            **agg.summary(), "compares": "each frame's predicted depth crop vs the enrolled crops"}
 
 
 def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
@@ -216,7 +267,8 @@ def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source:
         "dropped": dropped,
         "latency_ms": rec.latency.percentiles(),
         "stages_ms": {k: v.percentiles() for k, v in rec.stage.items()},
-        "skipped": {"count": sum(rec.skipped.values()), "reasons": dict(rec.skipped), "bad_frames": rec.bad_frames},
+        "skipped": {"count": sum(rec.skipped.values()), "reasons": dict(rec.skipped), "bad_frames": rec.bad_frames,
+                    "lost": rec.lost()},
         "provenance": {
             "models": [{"file": str(m.path), "sha256": m.sha256, "provider": m.provider,
                         "crop": dict(m.crop_config_dict)} for m in generators],

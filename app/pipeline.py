@@ -23,7 +23,7 @@ import numpy as np
 from app.mailbox import Mailbox
 from models.metrics import percentile_summary
 from sensors.crop import CropConfig, FaceCrop, crop_face
-from sensors.errors import FacedepthError, SourceLostError
+from sensors.errors import FacedepthError, FormatError, SourceLostError
 from sensors.frame import Frame
 from sensors.locate.locator import HeadLocation, HeadLocator
 from sensors.source import SeekableSource, Source
@@ -131,6 +131,10 @@ class Pipeline:
         self._verifiable = {c: verifier is not None and (v_cfg is None or v_cfg.same_pixels(c))
                             for c in self._crop_configs}
         self.on_result: list[Callable[[FrameResult], None]] = []  # called on the inference thread
+        #: called on the capture thread with each unreadable frame (or lost stretch) of a file a
+        #: threaded run steps over; a live source's FormatError still ends the stream
+        self.on_skipped: list[Callable[[FormatError], None]] = []
+        self.frames_skipped = 0
         # threading state
         self._frames: Mailbox[tuple[Frame, int, float]] = Mailbox()
         self._results: Mailbox[FrameResult] = Mailbox()
@@ -302,6 +306,14 @@ class Pipeline:
                 try:
                     frame = src.read(self.config.read_timeout_s)
                 except TimeoutError:
+                    continue
+                except FormatError as exc:
+                    if src.is_live:
+                        raise
+                    # a bad frame or a lost stretch of a file: the file reader has moved past it
+                    self.frames_skipped += getattr(exc, "frames", 1)
+                    for callback in list(self.on_skipped):
+                        callback(exc)
                     continue
                 finally:
                     self._read_started = None

@@ -16,7 +16,8 @@ DEFAULT_SOURCE = "virtual:"
 class RunConfig:
     """One run of the live app. ``verifier`` is skipped when the file is absent (the shipped
     one may not be); ``max_frames`` None runs to the end of the source (or until closed);
-    ``report``, ``save`` (headless) and ``screenshot`` (GUI) None mean not written."""
+    ``report``, ``save`` (headless) and ``screenshot`` (GUI) None mean not written; ``enrolment``
+    (from ``launch.py enrol``) is the reference live verification scores against."""
 
     model: Path = shipped.GENERATOR
     source: str = DEFAULT_SOURCE
@@ -26,3 +27,4 @@ class RunConfig:
     report: Path | None = None
     save: Path | None = None
     screenshot: Path | None = None
+    enrolment: Path | None = None

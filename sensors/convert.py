@@ -1,7 +1,9 @@
 """Convert any source to a TUM RGB-D folder or an MCAP recording: the loop behind ``launch.py convert``.
 
 The source is read as fast as it can be (no real-time pacing) and no frame is dropped: the
-MCAP writer is waited for. A dataset frame that cannot be read is skipped and named in the
+MCAP writer is waited for. A recording converted to MCAP keeps the prediction and metrics
+recorded with each frame, so ``convert --source replay:torn.mcap --out whole.mcap`` repairs a
+recording cut short (see README, "Recordings"). A dataset frame that cannot be read is skipped and named in the
 result; any other error stops the conversion (the output written so far is finalised).
 """
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sensors.errors import FormatError
 from sensors.indexed import IndexedSource
@@ -48,6 +50,15 @@ class ConvertResult:
     elapsed_s: float
 
 
+def _recorded_extras(src: object) -> dict[str, Any]:
+    """A replayed frame's recorded prediction and metrics, so that converting a recording to MCAP
+    (repairing a torn one, say) keeps the session as it ran; nothing for other sources."""
+    extras = getattr(src, "last_extras", None)
+    if extras is None:
+        return {}
+    return {"prediction_depth8": extras.prediction_depth8, "metrics": extras.metrics}
+
+
 def convert_source(cfg: ConvertConfig) -> ConvertResult:
     """Read ``cfg.source`` to its end (or ``cfg.max_frames``) and write every frame to ``cfg.out``."""
     t0 = time.monotonic()
@@ -79,7 +90,7 @@ def convert_source(cfg: ConvertConfig) -> ConvertResult:
                     continue
                 if cfg.format == "tum":
                     writer.write(frame)
-                elif not writer.write(frame, wait_s=_MCAP_WAIT_S):
+                elif not writer.write(frame, wait_s=_MCAP_WAIT_S, **_recorded_extras(src)):
                     raise FormatError(f"the recorder refused frame {n}: {writer.error or 'queue stalled'}", cfg.out)
                 n += 1
         finally:

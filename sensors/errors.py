@@ -11,6 +11,7 @@ here, and ``sensors`` imports nothing else from the project. The models' own err
     ├── SensorError           a device is absent, its driver is missing, or a frame is malformed
     │   └── SourceLostError   a live source stopped delivering (unplugged, hung)
     └── FormatError           a file is missing, unreadable, or not what its format says
+        └── FramesLostError   a stretch of frames a file promised is lost (truncated video, damaged recording)
 
 ``EOFError`` (end of a recording) and ``TimeoutError`` (no frame within the read timeout)
 are the built-in exceptions, used as their names say; they are not errors of the project.
@@ -50,3 +51,15 @@ class SourceLostError(SensorError):
 
 class FormatError(FacedepthError):
     """A file is missing or unreadable, or its content is not what its format says."""
+
+
+class FramesLostError(FormatError):
+    """Frames a file promised but cannot deliver: the end of a truncated video, a damaged stretch
+    of a recording. ``frames`` of them were lost, ``span_s`` seconds of stream (None when not
+    known). Raised once, where the loss is found; the stream goes on past it where it can."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, *, frames: int,
+                 span_s: float | None = None) -> None:
+        super().__init__(message, path)
+        self.frames = int(frames)
+        self.span_s = None if span_s is None else float(span_s)

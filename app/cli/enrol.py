@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from app.cli import options
+from app.enrol import ENROLMENT_RULE
 from app.run_config import DEFAULT_SOURCE
 from models.common import shipped
 
@@ -16,7 +17,9 @@ from models.common import shipped
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_source(p, default=DEFAULT_SOURCE, help="where frames come from (default %(default)s)")
     p.add_argument("--name", required=True, help="the person's name, stored in the enrolment")
-    p.add_argument("--frames", type=int, default=30, metavar="N", help="crops to enrol (default %(default)s)")
+    p.add_argument("--frames", type=int, default=ENROLMENT_RULE.frames, metavar="N",
+                   help="crops to enrol (default %(default)s; each needs "
+                        f"{ENROLMENT_RULE.min_valid_fraction:.0%} valid depth pixels)")
     options.add_every(p, default=3, help="use every K-th frame with a face, for more varied poses (default %(default)s)")
     options.add_out(p, "FILE.json", "where to write the enrolment")
     options.add_verifier(p, help=f"face verifier (default: the shipped {shipped.VERIFIER.name})")

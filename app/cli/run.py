@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--second-model", default=None, metavar="FILE.onnx",
                    help="a second generator shown beside the first (e.g. the AE baseline)")
     options.add_verifier(p)
+    p.add_argument("--enrolment", default=None, metavar="FILE.json",
+                   help="score live verification against this enrolment (made by `launch.py enrol`)")
     p.add_argument("--headless", action="store_true", help="no window: process frames and write a report")
     options.add_max_frames(p, help="stop after N frames")
     options.add_report(p, help="headless: write the JSON report here")
@@ -43,7 +45,14 @@ def main(args: argparse.Namespace) -> int:
         )
     cfg = RunConfig(model=model, source=args.source, second_model=_path(args.second_model),
                     verifier=_path(args.verifier) or shipped.VERIFIER, max_frames=args.max_frames,
-                    report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot))
+                    report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot),
+                    enrolment=_path(args.enrolment))
+    if cfg.enrolment is not None and not args.headless:
+        # the window would only show a notice: a file named on the command line fails here, in one line
+        from app.enrol import load_run_enrolment
+        from app.headless import load_verifier
+
+        load_run_enrolment(cfg.enrolment, load_verifier(cfg.verifier), cfg.verifier)
     if args.headless:
         from app.headless import run_headless
 

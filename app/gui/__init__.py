@@ -56,7 +56,7 @@ def run_gui(cfg: RunConfig) -> int:
     source = cfg.source if screenshot else initial_source(cfg.source, settings)
     frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
     window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
-                        max_frames=frames)
+                        max_frames=frames, enrolment_path=cfg.enrolment)
     try:
         if screenshot:
             return _screenshot(app, window, screenshot, frames)

@@ -19,6 +19,7 @@ SHORTCUTS = {
     "snapshot": "Ctrl+S",
     "record": "Ctrl+R",
     "enrol": "Ctrl+E",
+    "load_enrolment": "Ctrl+L",
     "export": "Ctrl+T",
     "open_file": "Ctrl+O",
     "reconnect": "F5",
@@ -190,7 +191,7 @@ class ModelBar(QtWidgets.QToolBar):
 
 class PlaybackBar(QtWidgets.QToolBar):
     """Play/pause, step, the seek slider with a frame counter, and the session's actions:
-    Record, Enrol, Snapshot, Export CSV."""
+    Record, Enrol, Load enrolment, Snapshot, Export CSV."""
 
     seek_requested = QtCore.pyqtSignal(int)
 
@@ -217,7 +218,11 @@ class PlaybackBar(QtWidgets.QToolBar):
         self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted depth "
                                        "(16-bit PNG, mm) and this frame's metrics (JSON)", "snapshot")
         self.export_action = _action(self, "Export CSV", "write the session's per-frame metrics to CSV", "export")
-        for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action):
+        self.load_enrolment_action = _action(self, "Load enrolment\u2026", "use an enrolment file (from "
+                                             "`launch.py enrol` or an earlier Enrol) as the verification reference",
+                                             "load_enrolment")
+        for a in (self.record_action, self.enrol_action, self.load_enrolment_action, self.snapshot_action,
+                  self.export_action):
             self.addAction(a)
         self._programmatic = False
 

@@ -90,7 +90,8 @@ class MainWindow(QtWidgets.QMainWindow):
                  second_model: Path | None = None, verifier_path: Path | None = None,
                  output_dir: Path | None = None, max_frames: int | None = None,
                  model_dir: Path | None = None,
-                 source_opener: Callable[[str], Source] = open_source) -> None:
+                 source_opener: Callable[[str], Source] = open_source,
+                 enrolment_path: Path | None = None) -> None:
         super().__init__()
         self.setWindowTitle("facedepth")
         self.settings = settings
@@ -123,7 +124,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect_controls()
         self._subscribe()
         self._show_verifier()
-        self.controller.reload_enrolment(settings.last_enrolment())
+        if enrolment_path is not None:  # run --enrolment FILE: this one, not the last one used
+            self.controller.load_enrolment(enrolment_path)
+        else:
+            self.controller.reload_enrolment(settings.last_enrolment())
         self.open_source(source_uri)
         self.timer.start(TICK_MS)
 
@@ -208,6 +212,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.playback.seek_requested.connect(c.seek)
         self.playback.record_action.triggered.connect(self._record_clicked)
         self.playback.enrol_action.triggered.connect(self._enrol_clicked)
+        self.playback.load_enrolment_action.triggered.connect(self._load_enrolment_clicked)
         self.playback.snapshot_action.triggered.connect(self._snapshot_clicked)
         self.playback.export_action.triggered.connect(self._export_clicked)
 
@@ -235,8 +240,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_verifier(self) -> None:
         verifier = self.controller.verifier
         self.playback.enrol_action.setEnabled(verifier is not None)
+        self.playback.load_enrolment_action.setEnabled(verifier is not None)
         if verifier is None:
             self.playback.enrol_action.setToolTip("Enrol: no face verifier is loaded")
+            self.playback.load_enrolment_action.setToolTip("Load enrolment: no face verifier is loaded")
         self.plots.set_threshold(getattr(verifier, "threshold", None))
 
     # -- controller events --------------------------------------------------------------------------
@@ -354,6 +361,14 @@ class MainWindow(QtWidgets.QMainWindow):
         name, ok = QtWidgets.QInputDialog.getText(self, "Enrol", "Name of the person in view:")
         if ok and name.strip():
             self.controller.enrol(name.strip())
+
+    def _load_enrolment_clicked(self) -> None:
+        folder = self.controller.output_dir / "enrolments"
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load an enrolment",
+                                                        str(folder if folder.is_dir() else self.controller.output_dir),
+                                                        "Enrolments (*.json);;All files (*)")
+        if path:
+            self.controller.load_enrolment(Path(path))
 
     # -- the display timer --------------------------------------------------------------------------
     def _tick(self) -> None:

@@ -7,7 +7,8 @@ camera); the head must be found in the colour image.
   order, numbers compared by value (``img2`` before ``img10``); other files are ignored.
 - A video (any file OpenCV can decode that is not an image: ``.mp4 .avi .mov .mkv .webm`` ...)
   plays at its own frame rate (``pace=off`` for as fast as possible); its length is the frame
-  count the container reports, and the stream ends early if the file has fewer frames.
+  count the container reports. A file that holds fewer (truncated, damaged) raises one
+  :class:`~sensors.errors.FramesLostError` naming how many were lost, then ends.
 - Intrinsics: ``calibration=FILE`` (OpenCV camera matrix, YAML or JSON, scaled to the image
   size), else an assumed horizontal field of view, ``fov=DEGREES`` (default 60; see
   :mod:`sensors.devices.calibration`). ``describe()`` says which.
@@ -24,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from sensors.devices.calibration import ColorCameraModel
-from sensors.errors import FormatError
+from sensors.errors import FormatError, FramesLostError
 from sensors.frame import Frame
-from sensors.indexed import DATASET_FRAME_PERIOD_NS, IMAGE_EXTENSIONS, IndexedSource, natural_key, read_color_image
+from sensors.indexed import (
+    DATASET_FRAME_PERIOD_NS, IMAGE_EXTENSIONS, IndexedSource, natural_key, quiet_codecs, read_color_image,
+)
 from sensors.source import Options, SourceURI
 
 
@@ -63,7 +66,8 @@ class ImagesSource(IndexedSource):
         else:
             import cv2
 
-            cap = cv2.VideoCapture(self.path)
+            with quiet_codecs():  # FFmpeg's words on a file it cannot open add nothing to ours
+                cap = cv2.VideoCapture(self.path)
             if not cap.isOpened():
                 cap.release()
                 raise FormatError("not an image, folder or video OpenCV can open", self.path)
@@ -89,15 +93,22 @@ class ImagesSource(IndexedSource):
         with self._cap_lock:
             if self._cap is None:
                 raise EOFError(f"{self.uri} is closed")
-            if position != self._cap_next:
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, position)
-            ok, bgr = self._cap.read()
+            with quiet_codecs() as complaints:  # FFmpeg's complaints about a damaged file: in the message
+                if position != self._cap_next:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, position)
+                ok, bgr = self._cap.read()
             self._cap_next = position + 1
         if not ok or bgr is None:
-            # the container promised more frames than the file holds: end here
+            # the container promised more frames than the file holds (a truncated or damaged
+            # file): the rest are lost, said once, and the stream ends here
+            promised = len(self._timestamps_ns)
             self._timestamps_ns = self._timestamps_ns[:position]
             self._play_offsets_s = self._play_offsets_s[:position]
-            raise EOFError(f"end of {self.uri} (video ended at frame {position})")
+            lost = promised - position
+            why = f"; the decoder says: {complaints.first}" if complaints.first else ""
+            raise FramesLostError(f"video ends at frame {position} of the {promised} its container lists: "
+                                  f"{lost} frames ({lost / self.fps:.2f} s) lost (truncated or damaged file{why})",
+                                  self.path, frames=lost, span_s=lost / self.fps)
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def _load(self, position: int) -> Frame:

@@ -8,6 +8,7 @@ when recorded as PNG. The app's recorded prediction and metrics of a frame are a
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import struct
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sensors.errors import FormatError, SensorError
+from sensors.errors import FormatError, FramesLostError, SensorError
 from sensors.frame import Frame
 from sensors.geometry import CameraIntrinsics, Extrinsics
 from sensors.indexed import IndexedSource
@@ -79,6 +80,38 @@ class ReplaySource(IndexedSource):
         self._scan = scan
         self._file = open(self.path, "rb")
         self._set_timestamps([t - self._clock_offset_ns for t in self._frames])
+        self._set_losses(self._losses(scan))
+
+    def _losses(self, scan: McapScan) -> dict[int, FramesLostError]:
+        """The frames each damaged stretch of the file took, keyed by the position of the frame
+        after it. How many: the time between the frames either side over the usual frame
+        spacing (the file no longer says), so "about"."""
+        frames = self._frames
+        spacing = np.diff(np.asarray(frames, dtype=np.int64))
+        period_ns = float(np.median(spacing)) if len(spacing) else 0.0
+        by_position: dict[int, list[str]] = {}
+        for resume_chunk, why in scan.damage:
+            if resume_chunk >= len(scan.chunks):
+                continue  # nothing readable after it: the replay ends there (a torn end)
+            position = bisect.bisect_left(frames, scan.chunks[resume_chunk].start_time)
+            if 0 < position < len(frames):
+                by_position.setdefault(position, []).append(why)
+            elif position == 0:  # damage before the first readable frame: its loss cannot be sized
+                by_position.setdefault(0, []).append(why)
+        out: dict[int, FramesLostError] = {}
+        for position, whys in sorted(by_position.items()):
+            if position == 0 or period_ns <= 0:
+                n, span_s = 0, None  # counted as 0: the file no longer says how many
+                size = "an unknown number of frames"
+            else:
+                gap_ns = frames[position] - frames[position - 1]
+                n = max(int(round(gap_ns / period_ns)) - 1, 1)
+                span_s = n * period_ns / 1e9
+                size = f"about {n} frame{'s' if n != 1 else ''} ({span_s:.2f} s)"
+            where = f"before frame {position}" if position else "before the first readable frame"
+            out[position] = FramesLostError(f"{size} lost {where} ({'; '.join(whys)}); the replay goes on after them", self.path,
+                                            frames=n, span_s=span_s)
+        return out
 
     def _close(self) -> None:
         with self._file_lock:
@@ -226,6 +259,8 @@ class ReplaySource(IndexedSource):
                 "file": self.path,
                 "complete": scan.complete,
                 "recovered": None if scan.complete else (scan.stopped_at or "no summary (recording was cut short)"),
+                "damaged": [{"before_frame": p, "frames": e.frames, "span_s": e.span_s, "reason": e.message}
+                            for p, e in sorted(self._lost.items())],
                 "topics": sorted(self._topic_ids),
                 "duration_s": round((self._frames[-1] - self._frames[0]) / 1e9, 3) if self._frames else 0.0,
                 "head_centre": self._centres.describe(),

@@ -17,6 +17,7 @@ topic                                   type                                    
                                                                                  or PNG: lossless)
 ``/camera/depth/image_raw``             ``sensor_msgs/msg/Image`` (16UC1, mm)    frames with depth
 ``/camera/depth_clean/image_raw``       ``sensor_msgs/msg/Image`` (16UC1, mm)    noise-free depth
+                                                                                 (virtual sources)
 ``/facedepth/frame``                    ``std_msgs/msg/String`` (JSON)           every frame, last
 ======================================  =======================================  ==================
 
@@ -32,6 +33,10 @@ camera; the head pose is in ``depth_optical_frame``, its orientation the annotat
 start time plus each frame's offset from the first frame; the difference to ``timestamp_ns`` is
 stored in the ``facedepth.clock`` metadata record.
 
+Every channel carries the metadata ``offered_qos_profiles``, a ROS 2 QoS profile list in YAML as
+rosbag2 writes it (reliable, volatile, keep all; ``/tf_static`` transient-local, as its latched
+publishers offer), so ``ros2 bag play`` republishes each topic with a QoS its subscribers match.
+
 This module holds the topics, the message definitions and the conversion of frame parts to
 messages; :mod:`sensors.recording.writer` writes them, :mod:`sensors.recording.replay` reads
 them back.
@@ -45,6 +50,18 @@ import numpy as np
 from sensors.geometry import CameraIntrinsics
 
 FORMAT_VERSION = 1
+
+
+def qos_profile_yaml(transient_local: bool = False) -> str:
+    """An ``offered_qos_profiles`` value: one QoS profile in the YAML rosbag2 (Humble) writes.
+    Enumerations as rclcpp numbers them: history 3 = unknown (keep all), reliability 1 =
+    reliable, durability 1 = transient local / 2 = volatile, liveliness 1 = automatic; the
+    durations are "infinite" spelt as rosbag2 spells them."""
+    infinite = "\n    sec: 2147483647\n    nsec: 4294967295"
+    return ("- history: 3\n  depth: 0\n  reliability: 1\n"
+            f"  durability: {1 if transient_local else 2}\n"
+            f"  deadline:{infinite}\n  lifespan:{infinite}\n  liveliness: 1\n"
+            f"  liveliness_lease_duration:{infinite}\n  avoid_ros_namespace_conventions: false\n")
 
 TOPIC_COLOR = "/camera/color/image/compressed"
 TOPIC_COLOR_INFO = "/camera/color/camera_info"

@@ -30,7 +30,7 @@ from sensors.geometry import HEAD_CENTRE_DEFINITION
 from sensors.recording.schema import (
     COLOR_FRAME_ID, DEPTH_FRAME_ID, FORMAT_VERSION, SCHEMAS, TOPIC_COLOR, TOPIC_COLOR_INFO, TOPIC_DEPTH,
     TOPIC_DEPTH_CLEAN, TOPIC_DEPTH_INFO, TOPIC_FRAME, TOPIC_HEAD, TOPIC_METRICS, TOPIC_PREDICTION, TOPIC_TF,
-    camera_info_msg, depth_image_msg, rotation_to_quaternion, time_msg,
+    camera_info_msg, depth_image_msg, qos_profile_yaml, rotation_to_quaternion, time_msg,
 )
 
 
@@ -265,11 +265,21 @@ class Recorder:
         self._last_log_ns = t
         return t
 
+    def _write_message(self, topic: str, schema: Any, message: Any, log_time: int) -> None:
+        """One message; a topic's channel is registered on first use with its QoS metadata (the
+        ROS 2 writer would register it with none, and ``ros2 bag play`` expects it)."""
+        channels = self._ros._channel_ids  # the ROS 2 writer looks channels up here by topic
+        if topic not in channels:
+            channels[topic] = self._mcap.register_channel(
+                topic=topic, message_encoding="cdr", schema_id=schema.id,
+                metadata={"offered_qos_profiles": qos_profile_yaml(transient_local=topic == TOPIC_TF)})
+        self._ros.write_message(topic, schema, message, log_time)
+
     def _write_frame(self, frame: Frame, pred8: np.ndarray | None, metrics: Mapping[str, Any] | None) -> None:
         import cv2
 
         t = self._log_time(frame)
-        w = self._ros.write_message
+        w = self._write_message
         s = self._schemas
         stamp = time_msg(t)
         w(TOPIC_COLOR_INFO, s["sensor_msgs/msg/CameraInfo"], camera_info_msg(frame.color_camera, COLOR_FRAME_ID, t), t)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PyQt5 import QtCore  # noqa: E402
+from PyQt5 import QtCore, QtWidgets  # noqa: E402
 
 from app.gui import display  # noqa: E402
 from app.gui.settings import AppSettings  # noqa: E402
@@ -462,6 +462,33 @@ def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_w
     w.close()
     again = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "enrol.ini"))
     assert again.controller.enrolment is not None and again.controller.enrolment.name == "Alice Smith"
+
+
+def test_load_enrolment_uses_a_file_from_the_cli_and_an_explicit_one_wins_at_start(qtbot, make_window, tmp_path,
+                                                                                   monkeypatch):
+    from models.verifier.runtime import Enrolment, Verifier
+    from tests.support.fakes import write_tiny_verifier
+
+    verifier = write_tiny_verifier(tmp_path / "verifier.onnx")
+    made = tmp_path / "bea.json"  # as `launch.py enrol --out bea.json` leaves it
+    Enrolment.create("Bea", "true-depth", Verifier(verifier), np.full((4, 100, 100), 120, np.uint8)).save(made)
+    w = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "load.ini"))
+    assert w.playback.load_enrolment_action.isEnabled() and w.controller.enrolment is None
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(made), ""))
+    w.playback.load_enrolment_action.trigger()
+    assert w.controller.enrolment is not None and w.controller.enrolment.name == "Bea"
+    qtbot.waitUntil(lambda: w.settings.last_enrolment() == made, timeout=3000)
+    _wait_frames(qtbot, w, 3)
+    qtbot.waitUntil(lambda: w.last_shown is not None and w.last_shown.models[0].enrolled is not None, timeout=5000)
+    w.close()
+    # run --enrolment FILE: that file, not the one remembered
+    other = tmp_path / "cy.json"
+    Enrolment.create("Cy", "true-depth", Verifier(verifier), np.full((2, 100, 100), 90, np.uint8)).save(other)
+    again = make_window(verifier_path=verifier, settings=AppSettings(tmp_path / "load.ini"), enrolment_path=other)
+    assert again.controller.enrolment.name == "Cy"
+    # without a verifier there is nothing to load into
+    bare = make_window(settings=AppSettings(tmp_path / "bare.ini"))
+    assert not bare.playback.load_enrolment_action.isEnabled()
 
 
 def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from models.common.errors import ModelError, VerificationError
-from sensors.errors import FacedepthError, FormatError
+from sensors.errors import FacedepthError, FormatError, FramesLostError
 from sensors.frame import Frame
 from sensors.geometry import CameraIntrinsics
 from sensors.recording import Recorder, scan_mcap
@@ -197,6 +197,13 @@ def photo_random_bytes(tmp: Path) -> Bad:
     return Bad(f"images:{folder}", p, FormatError, "not a readable image")
 
 
+def video_not_a_video(tmp: Path) -> Bad:
+    """Neither image nor video: OpenCV's video back end logs a warning of its own on fd 2."""
+    p = tmp / "clip.dat"
+    p.write_text("notes, not a video\n")
+    return Bad(f"images:{p}", p, FormatError, "not an image, folder or video OpenCV can open")
+
+
 def pandora_data_json_not_json(tmp: Path) -> Bad:
     root = write_pandora(tmp / "pandora", frames=2).root
     p = root / "10" / "base_1_ID10" / "data.json"
@@ -264,7 +271,7 @@ def mcap_cut_before_the_first_frame(tmp: Path) -> Bad:
 SOURCE_CASES: dict[str, Callable[[Path], Bad]] = {f.__name__: f for f in (
     biwi_depth_truncated, biwi_depth_run_past_end, biwi_depth_bad_header,
     biwi_depth_header_disagrees_with_cal, biwi_cal_missing_lines, biwi_pose_with_text, biwi_zero_byte_image,
-    biwi_truncated_image, biwi_16bit_colour_image, photo_16bit, photo_random_bytes,
+    biwi_truncated_image, biwi_16bit_colour_image, photo_16bit, photo_random_bytes, video_not_a_video,
     pandora_data_json_not_json, pandora_data_json_lacks_fields, pandora_8bit_depth,
     tum_list_points_at_missing_files, tum_list_with_text,
     mcap_not_mcap, mcap_without_our_channels, mcap_cut_before_the_first_frame,
@@ -359,7 +366,8 @@ def test_bad_verifier_file_is_one_line_naming_the_file(tmp_path, generator):
 
 
 def test_enrolment_from_another_verifier_is_refused_naming_the_file(tmp_path):
-    """No CLI command reads an enrolment (the GUI does, and shows this message)."""
+    """The API level (``run --enrolment`` and the GUI's Load enrolment show this message; their
+    one-line CLI errors are in tests/integration/test_enrolment_use.py)."""
     from models.verifier.runtime import Enrolment, Verifier
 
     mine = Verifier(write_tiny_verifier(tmp_path / "mine.onnx", seed=0))
@@ -419,8 +427,16 @@ def some_bad_recording(tmp: Path) -> tuple[str, int, Path, str]:
     return f"replay:{p},pace=off", 5, p, "chunk 2 is damaged"
 
 
+def some_bad_truncated_jpeg(tmp: Path) -> tuple[str, int, Path, str]:
+    """A half-copied JPEG: libjpeg would pad it with grey and print "Premature end of JPEG file"."""
+    info = write_photos(tmp / "photos", names=("a1.jpg", "a2.jpg", "a3.jpg"), width=160, height=120)
+    p = info.root / "a2.jpg"
+    p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])
+    return f"images:{info.root}", 3, p, "truncated JPEG"
+
+
 SOME_BAD = {f.__name__: f for f in (some_bad_biwi, some_bad_pandora, some_bad_tum, some_bad_photos,
-                                    some_bad_recording)}
+                                    some_bad_recording, some_bad_truncated_jpeg)}
 
 
 @pytest.mark.parametrize("case", sorted(SOME_BAD))
@@ -452,6 +468,99 @@ def test_bad_frames_are_skipped_counted_and_listed_and_the_run_goes_on(case, tmp
     assert entry["file"] == str(culprit) and words in entry["reason"]
 
 
+# -- files that lost a stretch of frames: counted, named, and the run goes on ---------------------
+def _truncated_video(tmp: Path) -> tuple[str, Path, int]:
+    """A 60-frame MJPG video cut in half, as a copy that stopped midway leaves it."""
+    p = tmp / "clip.avi"
+    writer = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(60):
+        writer.write(np.full((48, 64, 3), (i * 4) % 256, np.uint8))
+    writer.release()
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+    return f"images:{p},pace=off", p, 60
+
+
+def _overwritten_recording(tmp: Path) -> tuple[str, Path, int]:
+    """A 30-frame recording with its middle fifth overwritten by random bytes (a bad disk sector
+    run, a stray write): several whole chunks and their indexes are gone."""
+    p = write_recording(tmp / "session.mcap", 30)
+    data = bytearray(p.read_bytes())
+    a, b = len(data) * 2 // 5, len(data) * 3 // 5
+    data[a:b] = random.Random(5).randbytes(b - a)
+    p.write_bytes(bytes(data))
+    return f"replay:{p},pace=off", p, 30
+
+
+LOST_STRETCH = {"truncated_video": _truncated_video, "overwritten_recording": _overwritten_recording}
+
+
+@pytest.mark.parametrize("case", sorted(LOST_STRETCH))
+def test_a_lost_stretch_of_frames_is_counted_named_and_the_run_goes_on(case, tmp_path, generator):
+    uri, culprit, promised = LOST_STRETCH[case](tmp_path)
+    frames, losses = [], []
+    with open_source(uri) as src:
+        while True:
+            try:
+                frames.append(src.read(timeout_s=5.0).index)
+            except EOFError:
+                break
+            except FramesLostError as exc:
+                assert exc.path == str(culprit) and "lost" in exc.message and "\n" not in str(exc), str(exc)
+                losses.append(exc)
+    assert len(losses) == 1 and 0 < len(frames) < promised, (frames, losses)
+    (loss,) = losses
+    assert loss.span_s is not None and loss.span_s > 0
+    if case == "truncated_video":  # the container's frame count makes it exact
+        assert loss.frames == promised - len(frames) and frames == list(range(len(frames)))
+    else:  # a recording's loss is sized by time: within a frame of the truth
+        assert abs(loss.frames - (promised - len(frames))) <= 1
+        assert frames == list(range(len(frames)))  # the frames after the damage play on
+    report_path = tmp_path / "report.json"
+    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator), "--report", str(report_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no decoder chatter, no traceback
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == len(frames)
+    assert report["skipped"]["lost"] == {"frames": loss.frames, "span_s": round(loss.span_s, 3), "stretches": 1}
+    (entry,) = report["skipped"]["bad_frames"]
+    assert entry["file"] == str(culprit) and entry["frames"] == loss.frames
+    assert "lost to file damage" in proc.stdout and f"{loss.frames} frames" in proc.stdout
+
+
+def test_the_app_s_threaded_pipeline_steps_over_a_lost_stretch_and_says_so(tmp_path, generator):
+    """The GUI's controller: a damaged recording plays on past the damage (it used to end the
+    stream there), with a notice naming the file and the loss."""
+    import time
+
+    import app.controller as ctl
+
+    uri, culprit, _ = _overwritten_recording(tmp_path)
+    with open_source(uri) as src:
+        n = len(src)
+    c = ctl.Controller(generator, tmp_path / "out", verifier_path=tmp_path / "none.onnx")
+    seen: list = []
+    c.events.subscribe(seen.append)
+    try:
+        c.open_source(uri)
+        deadline = time.monotonic() + 20
+        while not c.pipeline.finished.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert c.pipeline.finished.is_set() and c.pipeline.error is None, c.pipeline.error
+        assert c.pipeline.frames_processed == n
+        notes = [e.text for e in seen if isinstance(e, ctl.Notice) and e.text.startswith("Skipped")]
+        assert len(notes) == 1 and str(culprit) in notes[0] and "lost" in notes[0], notes
+        assert c.pipeline.frames_skipped >= 1
+    finally:
+        c.close()
+
+
+def test_a_truncated_jpeg_keeps_libjpeg_off_the_console(tmp_path, generator):
+    uri, _, culprit, _ = some_bad_truncated_jpeg(tmp_path)
+    proc = run_cli("run", "--headless", "--source", uri, "--model", str(generator))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "JPEG" not in proc.stderr and proc.stderr.strip() == "", proc.stderr
+
+
 def test_a_dataset_where_every_frame_is_bad_ends_with_one_clear_error(tmp_path, generator):
     seq = _biwi(tmp_path, frames=(3, 4, 7))
     for p in seq.glob("frame_*_depth.bin"):
@@ -481,17 +590,20 @@ def test_randomly_damaged_recordings_only_ever_raise_format_errors(tmp_path):
             continue
         opened += 1
         with src:
-            outcomes = 0
+            outcomes = losses = 0
             while True:
                 try:
                     frame = src.read(timeout_s=1.0)
                     frames_read += 1
                     assert frame.color.shape == (48, 64, 3)
+                except FramesLostError as exc:  # a damaged stretch stepped over: said once, not a frame
+                    assert exc.path == str(p) and "\n" not in str(exc)
+                    losses += 1
                 except FormatError as exc:
                     assert exc.path == str(p)
                 except EOFError:
                     break
                 outcomes += 1
-            assert outcomes == len(src) <= 4
+            assert outcomes - losses == len(src) <= 4
     assert opened > 20 and frames_read > 40  # most damage leaves most frames readable
     assert os.path.getsize(tmp_path / "good.mcap") == len(good)

@@ -420,3 +420,66 @@ def test_record_and_convert_commands(tmp_path):
         assert y.subject_id == 1
     bad = _cli("record", "--source", "replay:" + str(tmp_path / "nope.mcap"), "--out", str(tmp_path / "z.mcap"))
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- recordings for other tools ---------------------------------------------------------------
+def test_every_channel_offers_a_ros2_qos_profile(tmp_path):
+    """``ros2 bag play`` reads ``offered_qos_profiles`` to republish a topic with a QoS its
+    subscribers match; /tf_static is latched (transient local), the rest reliable and volatile."""
+    from mcap.reader import make_reader
+
+    from sensors.recording import TOPIC_TF
+
+    path = tmp_path / "qos.mcap"
+    frames = small_frames(2)
+    with Recorder(path, color_format="png") as rec:
+        for f in frames:
+            assert rec.write(f, prediction_depth8=np.full((8, 8), 7, np.uint8), metrics={"l1_mm": 1.0}, wait_s=5.0)
+    with open(path, "rb") as f:
+        channels = list(make_reader(f).get_summary().channels.values())
+    assert len(channels) >= 8  # colour, depth, clean depth, both camera infos, tf, head, frame, prediction, metrics
+    for ch in channels:  # one YAML list item, keys as rosbag2 writes them (no YAML parser in the venv)
+        text = ch.metadata["offered_qos_profiles"]
+        lines = text.splitlines()
+        assert lines[0] == "- history: 3" and all(ln.startswith("  ") for ln in lines[1:]), text
+        keys = {ln.strip().split(":")[0] for ln in lines if not ln.startswith("    ")}
+        assert keys == {"- history", "depth", "reliability", "durability", "deadline", "lifespan", "liveliness",
+                        "liveliness_lease_duration", "avoid_ros_namespace_conventions"}, ch.topic
+        assert "  reliability: 1\n" in text and "  liveliness: 1\n" in text
+        assert f"  durability: {1 if ch.topic == TOPIC_TF else 2}\n" in text, ch.topic
+        assert "  deadline:\n    sec: 2147483647\n    nsec: 4294967295\n" in text
+
+
+def test_a_torn_recording_is_repaired_by_convert_for_other_readers(tmp_path, capsys):
+    """A recording killed mid-write has no summary and a torn last chunk: the standard MCAP
+    reader refuses it (the app's replay copes); ``convert`` writes a whole copy that it reads,
+    with every complete frame and the predictions and metrics recorded with them."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    import launch
+
+    full = tmp_path / "full.mcap"
+    with Recorder(full, color_format="png") as rec:
+        for i, f in enumerate(small_frames(6)):
+            assert rec.write(f, prediction_depth8=np.full((8, 8), 10 + i, np.uint8), metrics={"l1_mm": float(i)},
+                             wait_s=5.0)
+    torn = tmp_path / "torn.mcap"
+    torn.write_bytes(full.read_bytes()[:_chunk_ends(full)[3] - 40])  # killed while writing frame 3
+    with pytest.raises(McapError), open(torn, "rb") as f:
+        list(make_reader(f).iter_messages())
+    whole = tmp_path / "whole.mcap"
+    assert launch.main(["convert", "--source", f"replay:{torn}", "--out", str(whole)]) == 0
+    assert "converted 3 frames" in capsys.readouterr().out
+    with open(whole, "rb") as f:
+        reader = make_reader(f)
+        topics = [ch.topic for _, ch, _ in reader.iter_messages()]
+        assert reader.get_summary() is not None
+    assert topics.count(TOPIC_FRAME) == 3
+    with open_source(f"replay:{whole},pace=off") as src:
+        originals = small_frames(3)
+        for i in range(3):
+            frame = src.read()
+            assert_same(originals[i], frame)
+            assert src.last_extras.metrics == {"l1_mm": float(i)}
+            assert (src.last_extras.prediction_depth8 == 10 + i).all()
