@@ -142,8 +142,8 @@ def main(args: argparse.Namespace) -> int:
     from app.cli.outputs import check_output, source_inputs
     from models.data.build import BuildConfig, build_dataset
 
-    check_output(args.out, force=args.force, inputs=[args.refiner if args.refiner != "none" else None,
-                                                     *(path for s in args.sources for path in source_inputs(s["uri"]))])
+    read = [path for s in args.sources for path in source_inputs(s["uri"])]
+    check_output(args.out, force=args.force, inputs=[*read, args.refiner if args.refiner != "none" else None])
     # the command line as typed, when it was typed (not when called in-process)
     command = ("launch.py build-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset")

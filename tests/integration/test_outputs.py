@@ -95,6 +95,21 @@ def test_a_read_only_folder_is_refused_before_any_work(command, tmp_path, capsys
     _assert_one_line(err, out, "not writable")
 
 
+@pytest.mark.parametrize("command", ["run", "build-dataset", "enrol", "export", "record", "train"])
+def test_a_folder_the_system_refuses_to_write_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
+    # what a read-only disk or an ACL says, for root too (the check tries a file, it does not guess)
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = str(tmp_path / NAMES[command])
+    code, err = _cli(COMMANDS[command](tmp_path, out), capsys)
+    assert code == 1, err
+    _assert_one_line(err, out, "not writable", "Permission denied")
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_existing_output_is_refused_without_force(command, tmp_path, capsys):
     target = tmp_path / NAMES[command]
