@@ -7,6 +7,7 @@ the command reads a frame or loads a model, so the whole file takes seconds.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import Callable
@@ -125,9 +126,12 @@ def test_an_existing_output_is_refused_without_force(command, tmp_path, capsys):
     assert kept.read_bytes().startswith(b"the previous")
 
 
-def _recording(path: Path) -> Path:
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """A two-frame recording, made once; tests copy it."""
     from sensors.recording.capture import RecordConfig, record_source
 
+    path = tmp_path_factory.mktemp("rec") / "x.mcap"
     record_source(RecordConfig(source="virtual:pace=off,seed=0", out=str(path), max_frames=2))
     return path
 
@@ -137,8 +141,8 @@ def _recording(path: Path) -> Path:
     lambda x: ["convert", "--source", f"replay:{x}", "--out", str(x), "--force"],
     lambda x: ["record", "--source", f"replay:{x.parent / 'link.mcap'}", "--out", str(x), "--force"],
 ], ids=["record", "convert", "record-through-a-link"])
-def test_a_recording_is_never_written_onto_the_recording_being_read(argv, tmp_path, capsys):
-    rec = _recording(tmp_path / "x.mcap")
+def test_a_recording_is_never_written_onto_the_recording_being_read(argv, tmp_path, capsys, recording):
+    rec = Path(shutil.copy(recording, tmp_path / "x.mcap"))
     (tmp_path / "link.mcap").symlink_to("x.mcap")
     before = rec.read_bytes()
     code, err = _cli(argv(rec), capsys)
@@ -147,10 +151,9 @@ def test_a_recording_is_never_written_onto_the_recording_being_read(argv, tmp_pa
     assert rec.read_bytes() == before
 
 
-def test_a_folder_output_never_holds_the_source_being_read(tmp_path, capsys):
-    rec = _recording(tmp_path / "x.mcap")
+def test_a_folder_output_never_holds_the_source_being_read(tmp_path, capsys, recording):
     tum = tmp_path / "tum"
-    assert main(["convert", "--source", f"replay:{rec}", "--out", str(tum)]) == 0
+    assert main(["convert", "--source", f"replay:{recording}", "--out", str(tum)]) == 0
     code, err = _cli(["convert", "--source", f"images:{tum / 'rgb'}", "--out", str(tum), "--force"], capsys)
     assert code == 2, err
     _assert_one_line(err, str(tum), "holds an input")
@@ -200,7 +203,6 @@ def test_a_file_where_a_folder_goes_and_the_other_way_round(tmp_path):
 
 
 def test_a_recording_needs_free_space(tmp_path, monkeypatch):
-    import shutil
 
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=MIN_RECORDING_FREE_BYTES - 1))
