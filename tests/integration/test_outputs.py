@@ -203,7 +203,6 @@ def test_a_file_where_a_folder_goes_and_the_other_way_round(tmp_path):
 
 
 def test_a_recording_needs_free_space(tmp_path, monkeypatch):
-
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=MIN_RECORDING_FREE_BYTES - 1))
     with pytest.raises(OutputError, match="free in") as e:
