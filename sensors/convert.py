@@ -30,13 +30,15 @@ def format_for(out: str) -> OutputFormat:
 @dataclass(frozen=True)
 class ConvertConfig:
     """What to convert: ``source`` (a URI) to ``out`` as ``format``, at most ``max_frames`` frames
-    (None: all); ``color_format`` is the MCAP colour compression."""
+    (None: all); ``color_format`` is the MCAP colour compression; ``overwrite``: write over an
+    existing recording, or into a folder that already holds a TUM dataset (``--force``)."""
 
     source: str
     out: str
     format: OutputFormat
     max_frames: int | None = None
     color_format: Literal["png", "jpeg"] = "png"
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def convert_source(cfg: ConvertConfig) -> ConvertResult:
         if cfg.format == "tum":
             from sensors.datasets.tum import TumWriter
 
-            writer = TumWriter(cfg.out)
+            writer = TumWriter(cfg.out, overwrite=cfg.overwrite)
         else:
             from sensors.recording import Recorder
 

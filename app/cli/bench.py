@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="the source recorded when no --recording is given (default: %(default)s)")
     p.add_argument("--soak", type=int, default=0, metavar="N",
                    help="also run the pipeline over N frames (the recording looped) for memory growth, e.g. 10000")
+    options.add_force(p, help="overwrite --report if it exists")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -51,6 +52,11 @@ def main(args: argparse.Namespace) -> int:
     verifier = Path(args.verifier) if args.verifier else shipped.VERIFIER
     if args.verifier and not verifier.is_file():
         raise ModelError("verifier file does not exist", verifier)
+    if args.report:
+        from app.cli.outputs import check_output, source_inputs
+
+        check_output(args.report, option="--report", force=args.force,
+                     inputs=[model, checkpoint, verifier, args.recording, *source_inputs(args.source)])
     report = run_bench(BenchConfig(
         plan=plan, model=model, quick=bool(args.quick), checkpoint=checkpoint if checkpoint.is_file() else None,
         verifier=verifier if verifier.is_file() else None, recording=Path(args.recording) if args.recording else None,

@@ -133,13 +133,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="skip crops with fewer valid depth pixels (%(default)s)")
     out = p.add_argument_group("output")
     options.add_out(out, "FILE.npz", "the dataset file to write")
+    options.add_force(out)
     out.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="worker processes (2)")
     options.add_quiet(out)
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output, source_inputs
     from models.data.build import BuildConfig, build_dataset
 
+    read = [path for s in args.sources for path in source_inputs(s["uri"])]
+    check_output(args.out, force=args.force, inputs=[*read, args.refiner if args.refiner != "none" else None])
     # the command line as typed, when it was typed (not when called in-process)
     command = ("launch.py build-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset")

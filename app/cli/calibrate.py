@@ -37,9 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval-s", type=float, default=1.0, metavar="S",
                    help="live sources: at least this long between views (default %(default)s)")
     options.add_max_frames(p, help="give up after reading N frames")
+    options.add_force(p)
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output, source_inputs
     from sensors.devices.calibration import ChessboardConfig, calibrate_from_source, save_calibration
     from sensors.errors import ConfigError
 
@@ -47,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out!r} must end in .yaml, .yml, .xml or .json")
     if args.square_mm <= 0 or args.views < 3:
         raise ConfigError("--square-mm must be positive and --views at least 3")
+    check_output(args.out, force=args.force, inputs=source_inputs(args.source))
     cfg = ChessboardConfig(source=args.source, board=args.board, square_mm=args.square_mm, views=args.views,
                            interval_s=args.interval_s, max_frames=args.max_frames)
     result = calibrate_from_source(

@@ -15,16 +15,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which people: procedural, scan (needs --face-model) or mixed (default %(default)s)")
     p.add_argument("--face-model", default=None, metavar="DIR",
                    help="an ICT-FaceKit FaceXModel folder, for --heads scan or mixed")
+    options.add_force(p)
 
 
 def main(args: argparse.Namespace) -> int:
     import cv2
 
+    from app.cli.outputs import check_output
     from sensors.errors import ConfigError, FormatError
     from sensors.virtual.contact_sheet import render_sheet
 
     if args.tile < 32 or args.tile > 512:
         raise ConfigError(f"--tile must be 32-512 pixels, got {args.tile}")
+    check_output(args.out, force=args.force, inputs=[args.face_model])
     sheet = render_sheet(args.seed, args.first_subject, args.tile, args.heads, args.face_model)
     if not cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise FormatError(f"could not write the contact sheet {args.out!r} (unknown extension or unwritable path)")

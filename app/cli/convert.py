@@ -12,7 +12,6 @@ and ``depth.txt``; MCAP output stores colour as PNG (lossless) unless ``--color-
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from app.cli import options
@@ -26,21 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_max_frames(p, help="convert at most N frames")
     p.add_argument("--color-format", choices=("png", "jpeg"), default="png",
                    help="mcap: colour as png (lossless, default) or jpeg")
+    options.add_force(p, help="write over --out if it exists (a file, or a folder that holds something; "
+                              "never the source being read)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
     from sensors.convert import ConvertConfig, convert_source, format_for
     from sensors.errors import ConfigError
 
     fmt = args.format or format_for(args.out)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
-    if fmt == "mcap" and os.path.exists(args.out):
-        raise ConfigError(f"{args.out} exists; choose a new file name")
-    if fmt == "tum" and os.path.isfile(args.out):
-        raise ConfigError(f"{args.out} is a file; TUM output is a folder")
+    check_output(args.out, force=args.force, inputs=source_inputs(args.source),
+                 kind="file" if fmt == "mcap" else "folder", min_free_bytes=MIN_RECORDING_FREE_BYTES)
     result = convert_source(ConvertConfig(source=args.source, out=args.out, format=fmt, max_frames=args.max_frames,
-                                          color_format=args.color_format))
+                                          color_format=args.color_format, overwrite=args.force))
     print(f"converted {result.frames_written} frames from {args.source} to {args.out} ({fmt}) in {result.elapsed_s:.1f} s"
           + (f"; {len(result.skipped)} unreadable frames skipped" if result.skipped else ""))
     for line in result.skipped[:10]:

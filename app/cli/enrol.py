@@ -27,18 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               f"(default: the shipped {shipped.GENERATOR.name})")
     p.add_argument("--timeout-s", type=float, default=60.0, help="give up after this many seconds (default %(default)s)")
     options.add_quiet(p)
+    options.add_force(p)
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output, source_inputs
     from app.enrol import EnrolConfig, enrol
-    from sensors.errors import ConfigError
 
     out = Path(args.out)
+    check_output(out, force=args.force, inputs=[*source_inputs(args.source), args.verifier, args.model])
     cfg = EnrolConfig(name=args.name, source=args.source, frames=args.frames, every=args.every,
                       timeout_s=args.timeout_s, verifier=Path(args.verifier) if args.verifier else shipped.VERIFIER,
                       model=Path(args.model) if args.model else shipped.GENERATOR, progress=not args.quiet)
-    if out.parent and not out.parent.exists():
-        raise ConfigError(f"output folder {str(out.parent)!r} does not exist")
     enrolment, verifier = enrol(cfg)
     enrolment.save(out)
     print(f"enrolled {enrolment.name!r} from {len(enrolment.embeddings)} {enrolment.kind} crops of {enrolment.source} -> {out} "

@@ -28,6 +28,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", default=None, metavar="FILE.json",
                    help="verification pair list to read (or write, if missing); default: beside the data, "
                         "DATA.SPLIT_pairs.json")
+    options.add_force(p, help="overwrite --report and --figure if they exist (never an input)")
+
+
+def _check_outputs(args: argparse.Namespace, read: list[str]) -> None:
+    """The report, the figures and a pair list still to be drawn, checked before any scoring."""
+    from app.cli.outputs import check_output
+
+    inputs = [args.data, args.mean_from, args.verifier, *read]
+    check_output(args.report, option="--report", force=args.force, inputs=inputs)
+    if args.figure:
+        check_output(args.figure, option="--figure", force=args.force, inputs=inputs)
+        if args.verifier:  # the ROC figure goes beside it (models.evaluation.generator.add_verification)
+            roc = Path(args.figure).with_name(Path(args.figure).stem + "_verification.png")
+            check_output(roc, option="--figure", force=args.force, inputs=inputs)
+    if args.verifier:
+        from models.verifier.runtime import default_pairs_file
+
+        pairs = args.pairs or default_pairs_file(args.data, "test" if args.split == "all" else args.split)
+        if not Path(pairs).exists():  # drawn and written by this run; an existing one is read
+            check_output(pairs, option="--pairs", inputs=inputs)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,13 +65,13 @@ def main(args: argparse.Namespace) -> int:
         if not sep or not name.strip() or not path.strip():
             raise ConfigError(f"--external {item!r}: expected NAME=FILE.npz")
         external.append((name.strip(), path.strip()))
+    _check_outputs(args, models + [path for _, path in external])
     report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider,
                               external)
     if args.verifier:
         add_verification(report, arrays, args.data, args.verifier, args.figure, args.pairs, args.split)
     if args.figure:
         draw_figure(report, arrays, args.figure, args.examples)
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.report, report, indent=2)
     print(markdown_table(report))
     print(centre_check_line(report["head_centre_check"]))

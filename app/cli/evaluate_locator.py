@@ -27,12 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "them. To install them, replace sensors/locate/head_shape.json with that file")
     p.add_argument("--out", default=None, metavar="FILE.json",
                    help="--fit-shape: write the fitted constants here (the format of sensors/locate/head_shape.json)")
+    options.add_force(p, help="overwrite --report or --out if it exists")
 
 
 def main(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    from app.cli.outputs import check_output, source_inputs
+    from models.common.files import write_json
     from models.evaluation.locator import evaluate_locator, format_table
     from sensors.errors import ConfigError
 
@@ -43,12 +43,16 @@ def main(args: argparse.Namespace) -> int:
                             progress=not args.quiet)
     if args.out and not args.fit_shape:
         raise ConfigError("--out goes with --fit-shape (the evaluation's report is --report)")
+    inputs = [*source_inputs(args.source), args.refiner if args.refiner != "none" else None]
+    for option, value in (("--report", None if args.fit_shape else args.report), ("--out", args.out)):
+        if value:
+            check_output(value, option=option, force=args.force, inputs=inputs)
     if args.fit_shape:
         return _fit_shape(cfg, args.out)
     report = evaluate_locator(cfg)
     print(format_table(report))
     if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2, default=str))
+        write_json(args.report, report, indent=2, default=str)
     return 0
 
 

@@ -88,3 +88,8 @@ def add_batch_size(p: Any, help: str, default: int | None, old: str | None = Non
 def add_max_minutes(p: Any, help: str) -> None:
     """``--max-minutes M``: a wall-time limit for training."""
     p.add_argument("--max-minutes", type=float, default=None, metavar="M", help=help)
+
+
+def add_force(p: Any, help: str = "overwrite the output if it exists (never an input being read)") -> None:
+    """``--force``: write over an existing output (the one overwrite rule: ``app.cli.outputs``)."""
+    p.add_argument("--force", action="store_true", help=help)

@@ -26,12 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color-format", choices=("jpeg", "png"), default="jpeg",
                    help="colour compression: jpeg (small) or png (lossless); default %(default)s")
     p.add_argument("--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default %(default)s)")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    options.add_force(p, help="overwrite --out if it exists (never the recording being replayed)")
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
+    from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
     from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
 
@@ -39,8 +38,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--max-frames must be at least 1")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be positive")
-    if os.path.exists(args.out) and not args.force:
-        raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
+    check_output(args.out, force=args.force, inputs=source_inputs(args.source),
+                 min_free_bytes=MIN_RECORDING_FREE_BYTES)
     cfg = RecordConfig(source=args.source, out=args.out, max_frames=args.max_frames, duration_s=args.duration,
                        color_format=args.color_format, jpeg_quality=args.jpeg_quality)
     tty = sys.stderr.isatty()

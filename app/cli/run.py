@@ -24,10 +24,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", default=None, metavar="DIR", help="headless: save per-frame crops as PNGs here")
     p.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="GUI: render off-screen after --max-frames frames, save a screenshot and exit")
+    options.add_force(p, help="overwrite --report, --screenshot or a non-empty --save folder if they exist")
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file the run will write, checked before any frame is read."""
+    from app.cli.outputs import check_output, source_inputs
+
+    inputs = (*source_inputs(args.source), args.model, args.second_model, args.verifier)
+    for option, value, kind in (("--report", args.report, "file"), ("--save", args.save, "folder"),
+                                ("--screenshot", args.screenshot, "file")):
+        if value:
+            check_output(value, option=option, force=args.force, inputs=inputs, kind=kind)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -35,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
     from sensors.source import parse_uri
 
     parse_uri(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
+    _check_outputs(args)
     model = Path(args.model) if args.model else shipped.GENERATOR
     if not model.exists():
         if args.model:

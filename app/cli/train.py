@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(more people), validation stays the first file's")
     options.add_out(g, "DIR", "run folder: checkpoints, config, curves, samples")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    options.add_force(g, help="train into --out even if it holds a run (its files are replaced; "
+                              "--resume continues one instead)")
     g.add_argument("--init", default=None, metavar="CKPT",
                    help="start from these weights (fine-tuning, e.g. models/weights/generator.pt)")
     g = p.add_argument_group("method")
@@ -130,8 +132,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output
     from models.generator.train import train
 
+    # --resume continues the run in --out; anything else would replace its best.pt
+    check_output(args.out, force=args.force or args.resume, kind="folder", hint="(or --resume to continue it)",
+                 inputs=[*args.data, args.init, *(args.id_verifier or "").split(",")])
     cfg = config_from_args(args)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     if result.rank == 0:

@@ -25,10 +25,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     p.add_argument("--export-only", action="store_true",
                    help="no training: export DIR/best.pt to DIR/head_refiner.onnx (with this version's spec)")
+    options.add_force(p, help="train into --out even if it holds a run (its files are replaced)")
     options.add_quiet(p, help="no progress bars")
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output, source_inputs
+
+    # --resume and --export-only work on the run in --out; a new run would replace its files
+    check_output(args.out, force=args.force or args.resume or args.export_only, kind="folder",
+                 hint="(or --resume to continue it)",
+                 inputs=[p for uri in (*args.source, args.val_source) for p in source_inputs(uri)])
     from models.refiner.train import RefinerTrainConfig, train_refiner
 
     cfg = RefinerTrainConfig(

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(g, "DIR", "run folder: checkpoints, curves, verifier.onnx")
     g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
+    options.add_force(g, help="train into --out even if it holds a run (its files are replaced)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
@@ -48,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.outputs import check_output
+
+    # --resume and --export-only work on the run in --out; a new run would replace its files
+    check_output(args.out, force=args.force or args.resume or args.export_only, kind="folder",
+                 hint="(or --resume to continue it)", inputs=args.data)
     from models.verifier.train import VerifierTrainConfig, train_verifier
 
     cfg = VerifierTrainConfig(

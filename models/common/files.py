@@ -20,15 +20,28 @@ from typing import Any
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[str]:
     """A temporary path beside ``path`` (``PATH.partial`` + ``suffix``, for writers that insist on
     an ending such as ``.onnx`` or ``.npz``) to write to; renamed over ``path`` when the block ends,
-    removed when it raises."""
-    tmp = f"{os.fspath(path)}.partial{suffix}"
+    removed when it raises (an OSError about the temporary then names ``path``). A device or
+    pipe at ``path`` is written directly."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        yield path  # a device or pipe (/dev/null): written as it is, never replaced by a file
+        return
+    tmp = f"{path}.partial{suffix}"
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename == tmp:
+            exc.filename = path  # the error names the file the user asked for, not the temporary
         raise
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        exc.filename, exc.filename2 = path, None
+        raise
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -244,9 +244,10 @@ class TumWriter:
     """Writes frames as a TUM RGB-D folder that :class:`TumSource` reads back (see the module
     docstring). Use as a context manager, or call :meth:`close` to write the lists."""
 
-    def __init__(self, out_dir: str | os.PathLike[str], depth_scale_per_m: float = TUM_DEPTH_SCALE_PER_M) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], depth_scale_per_m: float = TUM_DEPTH_SCALE_PER_M,
+                 overwrite: bool = False) -> None:
         self.root = os.fspath(out_dir)
-        if os.path.exists(os.path.join(self.root, "rgb.txt")):
+        if not overwrite and os.path.exists(os.path.join(self.root, "rgb.txt")):
             raise ConfigError(f"{self.root} already holds a TUM folder (rgb.txt); choose an empty folder")
         os.makedirs(os.path.join(self.root, "rgb"), exist_ok=True)
         os.makedirs(os.path.join(self.root, "depth"), exist_ok=True)

@@ -172,11 +172,13 @@ def test_train_refiner_writes_a_loadable_refiner(tmp_path):
     assert out.shape == (3, 4) and np.all(np.isfinite(out))
     assert 0.0 <= r.head_probability(_one_frame(), np.array([0.0, 0.0, 1000.0])) <= 1.0
 
-    # a second run that adds a source builds that source's samples only
+    # a second run in the same folder (--force: it replaces the run) that adds a source builds that
+    # source's samples only
     stamp = cache[0].stat().st_mtime_ns
     extra = "virtual:seed=37,subjects=1600-1601,occluders=often,frames=12,sequence_frames=30"
     args2 = p.parse_args([*sum((["--source", u] for u in [*args.source, extra]), []), "--val-source", args.val_source,
-                          "--out", str(tmp_path), "--epochs", "1", "--batch", "16", "--threads", "1", "--quiet"])
+                          "--out", str(tmp_path), "--epochs", "1", "--batch", "16", "--threads", "1", "--quiet",
+                          "--force"])
     assert train_refiner.main(args2) == 0
     assert len(list(tmp_path.glob("samples_train_*.npz"))) == 2
     assert cache[0].stat().st_mtime_ns == stamp

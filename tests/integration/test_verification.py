@@ -272,8 +272,9 @@ def test_enrol_command_on_the_virtual_kinect(exported, tmp_path, capsys):
     assert e.name == "subject 3" and e.kind == "true-depth" and e.label == "identity"
     assert e.embeddings.shape == (2, 128) and "subject=3" in e.source
     assert "identity" in capsys.readouterr().out
-    # bad arguments and a missing verifier: one line, exit 2 and 1
-    assert launch.main(["enrol", "--name", "x", "--frames", "0", "--out", str(out), "--verifier", str(v.path)]) == 2
+    # bad arguments and a missing verifier: one line, exit 2 and 1 (a new --out: the one above exists)
+    fresh = tmp_path / "x.json"
+    assert launch.main(["enrol", "--name", "x", "--frames", "0", "--out", str(fresh), "--verifier", str(v.path)]) == 2
     assert "--frames" in capsys.readouterr().err
-    assert launch.main(["enrol", "--name", "x", "--out", str(out), "--verifier", str(tmp_path / "none.onnx")]) == 1
+    assert launch.main(["enrol", "--name", "x", "--out", str(fresh), "--verifier", str(tmp_path / "none.onnx")]) == 1
     assert "verifier file does not exist" in capsys.readouterr().err

@@ -169,5 +169,5 @@ def test_calibrate_command_on_a_folder_of_board_photos(tmp_path):
     cam = load_calibration(out).camera
     assert cam.fx == pytest.approx(TRUE_CAM[0], rel=0.02) and (cam.width, cam.height) == (640, 480)
     bad = subprocess.run([sys.executable, "launch.py", "calibrate", "--source", f"images:{folder}", "--out",
-                          str(out), "--board", "7x5"], cwd=root, capture_output=True, text=True, timeout=120)
+                          str(tmp_path / "other.yaml"), "--board", "7x5"], cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "found in 0 of 8 frames" in bad.stderr and "Traceback" not in bad.stderr
