@@ -124,13 +124,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Train; SIGINT or SIGTERM ends the epoch at the next step and saves ``last.pt`` (exit 130 / 143),
+    which ``--resume`` continues."""
+    from app import stops
     from models.generator.train import train
 
     cfg = config_from_args(args)
-    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    with stops.deferred():
+        result = train(cfg, resume=args.resume, progress=not args.quiet,
+                       stop=lambda: stops.signal_name() if stops.requested() else None)
     if result.rank == 0:
         print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
                           "best": {k: round(v, 5) for k, v in result.best_metrics.items()},
                           "stopped": result.stopped, "world_size": result.world_size,
                           "samples_per_process": result.samples_per_process}, indent=None))
+    if stops.requested():
+        stops.announce("train")
+        return stops.exit_code()
     return 0

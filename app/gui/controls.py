@@ -22,6 +22,7 @@ SHORTCUTS = {
     "export": "Ctrl+T",
     "open_file": "Ctrl+O",
     "reconnect": "F5",
+    "quit": "Ctrl+Q",
 }
 VIDEO_OR_IMAGE = ("*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm")
 
@@ -190,7 +191,7 @@ class ModelBar(QtWidgets.QToolBar):
 
 class PlaybackBar(QtWidgets.QToolBar):
     """Play/pause, step, the seek slider with a frame counter, and the session's actions:
-    Record, Enrol, Snapshot, Export CSV."""
+    Record, Enrol, Snapshot, Export CSV, Quit."""
 
     seek_requested = QtCore.pyqtSignal(int)
 
@@ -217,7 +218,8 @@ class PlaybackBar(QtWidgets.QToolBar):
         self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted depth "
                                        "(16-bit PNG, mm) and this frame's metrics (JSON)", "snapshot")
         self.export_action = _action(self, "Export CSV", "write the session's per-frame metrics to CSV", "export")
-        for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action):
+        self.quit_action = _action(self, "Quit", "finish any recording and close the app", "quit")
+        for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action, self.quit_action):
             self.addAction(a)
         self._programmatic = False
 

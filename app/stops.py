@@ -1,0 +1,106 @@
+"""Stopping a command cleanly on SIGINT (Ctrl-C) or SIGTERM (``kill``, a service manager).
+
+Both signals take the same path: by default the handler raises ``KeyboardInterrupt`` where the
+main thread is (so blocking reads stop at once and the existing ``except KeyboardInterrupt``
+clean-ups run); inside :func:`deferred` it only records the request, for loops that stop at a
+safe point (between frames, between training steps, in the GUI's event loop). The signal that
+came decides the exit code: 128 + its number (130 for SIGINT, 143 for SIGTERM).
+
+Qt-free and torch-free: the CLI entry point installs the handlers around every command.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: the signals that stop a command, and how they are named in messages and reports
+STOP_SIGNALS: dict[int, str] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class _State:
+    received: int | None = None  # the first stop signal since install(), None: none came
+    deferring: int = 0  # nesting depth of deferred()
+    second_raises: bool = True  # inside deferred(): a second signal raises KeyboardInterrupt
+
+
+def _handler(signo: int, _frame: Any) -> None:
+    first = _State.received is None
+    if first:
+        _State.received = signo
+    if _State.deferring and (first or not _State.second_raises):
+        return  # the loop in deferred() sees requested() and stops at its next safe point
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """Handle SIGINT and SIGTERM alike while the block runs; the previous handlers come back after.
+
+    A signal the process inherited as ignored stays ignored (a job started in the background by
+    a non-interactive shell is not meant to see the terminal's Ctrl-C). Outside the main thread
+    (handlers cannot be set there) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+    _State.received = None
+    try:
+        for signo in STOP_SIGNALS:
+            old = signal.getsignal(signo)
+            if old is signal.SIG_IGN:
+                continue
+            previous[signo] = old
+            signal.signal(signo, _handler)
+        yield
+    finally:
+        for signo, old in previous.items():
+            signal.signal(signo, old if old is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def deferred(second_raises: bool = True) -> Iterator[None]:
+    """Inside the block a stop signal only sets :func:`requested`; the code polls it.
+
+    ``second_raises``: a second signal raises ``KeyboardInterrupt`` (a clean-up that hangs can
+    still be cut short); False where an exception would have nowhere to go (Qt's event loop).
+    """
+    saved = _State.second_raises
+    _State.deferring += 1
+    _State.second_raises = second_raises
+    try:
+        yield
+    finally:
+        _State.deferring -= 1
+        _State.second_raises = saved
+
+
+def requested() -> bool:
+    """Whether a stop signal came since :func:`installed` began."""
+    return _State.received is not None
+
+
+def signal_name() -> str:
+    """``SIGINT`` or ``SIGTERM``: the signal that came (``SIGINT`` for a ``KeyboardInterrupt``
+    raised without a signal, e.g. by a test or when the handlers were not installed)."""
+    return STOP_SIGNALS.get(_State.received or signal.SIGINT, "SIGINT")
+
+
+def exit_code() -> int:
+    """The exit code of a stopped command: 128 + the signal's number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + int(_State.received or signal.SIGINT)
+
+
+def by_words() -> str:
+    """How the stop is told to a user: ``Ctrl-C`` or ``SIGTERM``."""
+    return "Ctrl-C" if signal_name() == "SIGINT" else signal_name()
+
+
+def announce(command: str) -> None:
+    """The one line a stopped command leaves on stderr."""
+    what = "interrupted" if signal_name() == "SIGINT" else "stopped by SIGTERM"
+    sys.stderr.write(f"launch.py {command}: {what}\n")
