@@ -61,15 +61,16 @@ def run_gui(cfg: RunConfig) -> int:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
     source = cfg.source if screenshot else initial_source(cfg.source, settings)
     frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
-    window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
-                        max_frames=frames)
+    # a stop signal only raises a flag (an exception raised inside Qt's event loop would be
+    # printed and lost); a timer, whose Python callback also lets the handler run, then closes
+    # every top-level window (an open dialog's own event loop ends too), as Quit does
+    window = None
     try:
-        # a stop signal only raises a flag (an exception raised inside Qt's event loop would be
-        # printed and lost); this timer, whose Python callback also lets the handler run, closes
-        # the window on it
         with stops.deferred(second_raises=False):
+            window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model,
+                                verifier_path=cfg.verifier, max_frames=frames)
             watch = QtCore.QTimer()
-            watch.timeout.connect(lambda: stops.requested() and window.close())
+            watch.timeout.connect(lambda: stops.requested() and app.closeAllWindows())
             watch.start(STOP_POLL_MS)
             if screenshot:
                 rc = _screenshot(app, window, screenshot, frames)
@@ -79,12 +80,12 @@ def run_gui(cfg: RunConfig) -> int:
                 rc = 0
             watch.stop()
         if stops.requested():
-            window.shutdown()
             stops.announce("run")
             return stops.exit_code()
         return rc
     finally:
-        window.shutdown()
+        if window is not None:
+            window.shutdown()
         if tmp_settings is not None:
             tmp_settings.cleanup()
 
