@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,16 +22,26 @@ from typing import Any
 STOP_SIGNALS: dict[int, str] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
+#: inside deferred(), a signal this soon after the first is the same request, not a second one
+#: (Ctrl-C reaches every process of the terminal's group, and torchrun then sends its workers
+#: SIGTERM as well)
+SAME_REQUEST_S = 1.0
+
+
 class _State:
     received: int | None = None  # the first stop signal since install(), None: none came
+    received_at: float = 0.0  # time.monotonic() of the first
     deferring: int = 0  # nesting depth of deferred()
     second_raises: bool = True  # inside deferred(): a second signal raises KeyboardInterrupt
 
 
 def _handler(signo: int, _frame: Any) -> None:
-    first = _State.received is None
-    if first:
-        _State.received = signo
+    now = time.monotonic()
+    if _State.received is None:
+        _State.received, _State.received_at = signo, now
+        first = True
+    else:
+        first = now - _State.received_at < SAME_REQUEST_S
     if _State.deferring and (first or not _State.second_raises):
         return  # the loop in deferred() sees requested() and stops at its next safe point
     raise KeyboardInterrupt
