@@ -32,7 +32,16 @@ class _State:
     received: int | None = None  # the first stop signal since install(), None: none came
     received_at: float = 0.0  # time.monotonic() of the first
     deferring: int = 0  # nesting depth of deferred()
+    polling: bool = False  # poll() was called: signals only set the request until installed() ends
     second_raises: bool = True  # inside deferred(): a second signal raises KeyboardInterrupt
+
+
+class Stopped(KeyboardInterrupt):
+    """The ``KeyboardInterrupt`` a stop signal raises; ``signo`` is the first signal of the request."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(STOP_SIGNALS.get(signo, str(signo)))
+        self.signo = signo
 
 
 def _handler(signo: int, _frame: Any) -> None:
@@ -42,14 +51,15 @@ def _handler(signo: int, _frame: Any) -> None:
         first = True
     else:
         first = now - _State.received_at < SAME_REQUEST_S
-    if _State.deferring and (first or not _State.second_raises):
+    if (_State.deferring or _State.polling) and (first or not _State.second_raises):
         return  # the loop in deferred() sees requested() and stops at its next safe point
-    raise KeyboardInterrupt
+    raise Stopped(_State.received)
 
 
 @contextmanager
 def installed() -> Iterator[None]:
-    """Handle SIGINT and SIGTERM alike while the block runs; the previous handlers come back after.
+    """Handle SIGINT and SIGTERM alike while the block runs; the previous handlers come back after,
+    and the request is forgotten (read :func:`exit_code` inside the block).
 
     A signal the process inherited as ignored stays ignored (a job started in the background by
     a non-interactive shell is not meant to see the terminal's Ctrl-C). Outside the main thread
@@ -59,7 +69,7 @@ def installed() -> Iterator[None]:
         yield
         return
     previous: dict[int, Any] = {}
-    _State.received = None
+    _State.received, _State.polling = None, False
     try:
         for signo in STOP_SIGNALS:
             old = signal.getsignal(signo)
@@ -69,6 +79,7 @@ def installed() -> Iterator[None]:
             signal.signal(signo, _handler)
         yield
     finally:
+        _State.received, _State.polling = None, False  # the next command (in-process) starts afresh
         for signo, old in previous.items():
             signal.signal(signo, old if old is not None else signal.SIG_DFL)
 
@@ -90,20 +101,35 @@ def deferred(second_raises: bool = True) -> Iterator[None]:
         _State.second_raises = saved
 
 
+def poll() -> str | None:
+    """The stop signal's name (``SIGINT``, ``SIGTERM``) once one came, else None: for a loop that
+    stops at its own safe points (a training step). From the first call on, until the end of
+    :func:`installed`, a signal only sets the request (as inside :func:`deferred`), so the work
+    before the loop (loading data) stays interruptible at once."""
+    _State.polling = True
+    return signal_name() if requested() else None
+
+
 def requested() -> bool:
     """Whether a stop signal came since :func:`installed` began."""
     return _State.received is not None
 
 
-def signal_name() -> str:
-    """``SIGINT`` or ``SIGTERM``: the signal that came (``SIGINT`` for a ``KeyboardInterrupt``
-    raised without a signal, e.g. by a test or when the handlers were not installed)."""
-    return STOP_SIGNALS.get(_State.received or signal.SIGINT, "SIGINT")
+def _signo(exc: BaseException | None) -> int:
+    if isinstance(exc, Stopped):
+        return exc.signo
+    # a KeyboardInterrupt raised without a signal (a test), or by Python's own handler, is Ctrl-C's
+    return _State.received or signal.SIGINT
 
 
-def exit_code() -> int:
+def signal_name(exc: BaseException | None = None) -> str:
+    """``SIGINT`` or ``SIGTERM``: the signal of the request (of ``exc``, when it was raised by one)."""
+    return STOP_SIGNALS.get(_signo(exc), "SIGINT")
+
+
+def exit_code(exc: BaseException | None = None) -> int:
     """The exit code of a stopped command: 128 + the signal's number (130 SIGINT, 143 SIGTERM)."""
-    return 128 + int(_State.received or signal.SIGINT)
+    return 128 + int(_signo(exc))
 
 
 def by_words() -> str:
@@ -111,7 +137,7 @@ def by_words() -> str:
     return "Ctrl-C" if signal_name() == "SIGINT" else signal_name()
 
 
-def announce(command: str) -> None:
+def announce(command: str, exc: BaseException | None = None) -> None:
     """The one line a stopped command leaves on stderr."""
-    what = "interrupted" if signal_name() == "SIGINT" else "stopped by SIGTERM"
+    what = "interrupted" if signal_name(exc) == "SIGINT" else "stopped by SIGTERM"
     sys.stderr.write(f"launch.py {command}: {what}\n")

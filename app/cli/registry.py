@@ -106,6 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"{PROG} {args.command}: error: {where}{exc.strerror or exc}\n")
         return 1
-    except KeyboardInterrupt:
-        stops.announce(args.command)
-        return stops.exit_code()
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (app.stops), the exception says which
+        stops.announce(args.command, exc)
+        return stops.exit_code(exc)

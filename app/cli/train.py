@@ -130,9 +130,7 @@ def main(args: argparse.Namespace) -> int:
     from models.generator.train import train
 
     cfg = config_from_args(args)
-    with stops.deferred():
-        result = train(cfg, resume=args.resume, progress=not args.quiet,
-                       stop=lambda: stops.signal_name() if stops.requested() else None)
+    result = train(cfg, resume=args.resume, progress=not args.quiet, stop=stops.poll)
     if result.rank == 0:
         print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
                           "best": {k: round(v, 5) for k, v in result.best_metrics.items()},

@@ -499,9 +499,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           stop: Callable[[], str | None] | None = None) -> TrainResult:
     """Train a generator as configured; returns the history and the best validation metrics.
 
-    ``stop()`` (polled after every step) returns why to stop early (e.g. ``"SIGINT"``) or None:
-    the epoch is cut short there, validated and saved to ``last.pt`` as with ``--max-minutes``,
-    so ``--resume`` continues with the next epoch; the reason becomes ``TrainResult.stopped``.
+    ``stop()`` (polled before the first epoch and after every step; ``app.stops.poll``) returns
+    why to stop early (e.g. ``"SIGINT"``) or None: the epoch is cut short there, validated and
+    saved to ``last.pt`` as with ``--max-minutes``, so ``--resume`` continues with the next epoch;
+    the reason becomes ``TrainResult.stopped``.
     """
     import torch
 
@@ -526,8 +527,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     stopped = "epochs"
     epoch = record.start_epoch
     bce = torch.nn.BCEWithLogitsLoss()
-    if stop is not None and stop():
-        raise KeyboardInterrupt  # stopped while the data loaded: nothing trained, nothing to save
+    if stop is not None:
+        stop()  # the first poll: from here on a stop signal waits for the end of the step
     for epoch in range(record.start_epoch, cfg.epochs):
         t_epoch = time.monotonic()
         means, out_of_time = _train_epoch(cfg, nets, data, ident, procs, epoch, bce, progress, t_start, budget_s,

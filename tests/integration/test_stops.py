@@ -74,11 +74,13 @@ def test_both_signals_raise_keyboard_interrupt_and_set_the_exit_code():
     for signo, code, name in ((signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")):
         before = signal.getsignal(signo)
         with stops.installed():
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt) as info:
                 os.kill(os.getpid(), signo)
                 time.sleep(1.0)  # the handler runs here
             assert stops.requested() and stops.exit_code() == code and stops.signal_name() == name
         assert signal.getsignal(signo) is before  # the previous handler is back
+        assert not stops.requested()  # the next command (in-process) starts afresh
+        assert stops.exit_code(info.value) == code and stops.signal_name(info.value) == name  # the exception says it
 
 
 def test_a_deferred_stop_only_sets_the_flag_and_a_second_signal_raises():
@@ -94,6 +96,19 @@ def test_a_deferred_stop_only_sets_the_flag_and_a_second_signal_raises():
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1.0)
         assert stops.signal_name() == "SIGTERM"  # the first signal decides the exit code
+
+
+def test_after_the_first_poll_a_signal_only_sets_the_request():
+    with stops.installed():
+        assert stops.poll() is None
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stops.poll() == "SIGINT" and stops.exit_code() == 130
+    with stops.installed():  # a new command starts afresh: the signal raises again until it polls
+        assert not stops.requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
 
 
 def test_an_ignored_sigint_stays_ignored():
@@ -320,3 +335,39 @@ def test_a_signal_closes_the_gui_and_finishes_its_recording(signo, code, tmp_pat
     assert err.strip().splitlines() == ["launch.py run: " + ("interrupted" if code == 130 else "stopped by SIGTERM")]
     assert elapsed < STOP_LIMIT_S, elapsed
     assert _replays(out_file) >= 5
+
+
+# -- train-verifier (in-process: the signal is sent to this process once its training loop polls) ------
+@pytest.mark.slow  # two exports with their latency measurements: about a minute on 2 busy cores
+def test_a_stopped_train_verifier_saves_last_pt_exports_and_resume_continues(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import threading
+
+    import launch
+    from tests.support.verifier_toy import toy_depth_dataset
+
+    data = tmp_path / "toy.npz"
+    toy_depth_dataset(n_subjects=18, per_subject=12, seed=3, val=4, test=4).save(data)
+    out = tmp_path / "run"
+    args = ["train-verifier", "--data", str(data), "--out", str(out), "--epochs", "3", "--steps-per-epoch", "25",
+            "--identities", "8", "--per-identity", "4", "--val-pairs", "200", "--quiet", "--device", "cpu"]
+
+    def terminate_once_training() -> None:
+        deadline = time.monotonic() + 60
+        while not stops._State.polling and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=terminate_once_training, daemon=True)
+    sender.start()
+    assert launch.main(args) == 143
+    sender.join()
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.strip().splitlines()[-1] == (
+        "launch.py train-verifier: stopped by SIGTERM")
+    assert "stopped by SIGTERM in epoch 1" in captured.out
+    torch = pytest.importorskip("torch")
+    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 1
+    assert (out / "verifier.onnx").exists()  # the best so far, exported as with --max-minutes
+    assert launch.main([*args, "--resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 3
