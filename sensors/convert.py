@@ -91,4 +91,5 @@ def convert_source(cfg: ConvertConfig) -> ConvertResult:
             result = writer.close()
     if cfg.format == "tum":
         return ConvertResult(n, tuple(skipped), None, time.monotonic() - t0, interrupted)
-    return ConvertResult(result.frames_written, tuple(skipped), result.error, time.monotonic() - t0, interrupted)
+    return ConvertResult(result.frames_written, tuple(skipped), result.error, time.monotonic() - t0,
+                         interrupted)

@@ -219,7 +219,8 @@ class PlaybackBar(QtWidgets.QToolBar):
                                        "(16-bit PNG, mm) and this frame's metrics (JSON)", "snapshot")
         self.export_action = _action(self, "Export CSV", "write the session's per-frame metrics to CSV", "export")
         self.quit_action = _action(self, "Quit", "finish any recording and close the app", "quit")
-        for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action, self.quit_action):
+        for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action,
+                  self.quit_action):
             self.addAction(a)
         self._programmatic = False
 

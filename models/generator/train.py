@@ -837,7 +837,8 @@ def _open_run_folder(out: Path, cfg: TrainConfig):
 
 def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: _IdentityVerifier | None,
                  procs: _Processes, epoch: int, bce, progress: bool, t_start: float,
-                 budget_s: float, stop: Callable[[], str | None] | None = None) -> tuple[dict[str, float], bool]:
+                 budget_s: float,
+                 stop: Callable[[], str | None] | None = None) -> tuple[dict[str, float], bool]:
     """One pass over this process's training crops; returns the mean of each loss term and
     whether the time budget ran out during the pass. A ``stop()`` request ends the pass after
     the step in progress (rank 0's request, for every process together)."""

@@ -61,6 +61,11 @@ def _stop(proc: subprocess.Popen, signo: int) -> tuple[float, str, str]:
     return time.monotonic() - t0, out, err
 
 
+def _stop_line(command: str, code: int) -> str:
+    """The one line a stopped command leaves on stderr."""
+    return f"launch.py {command}: " + ("interrupted" if code == 130 else "stopped by SIGTERM")
+
+
 def _replays(path: Path) -> int:
     with open_source(f"replay:{path},pace=off") as src:
         assert src.describe()["complete"] is True  # finalised, not a torn file
@@ -80,7 +85,8 @@ def test_both_signals_raise_keyboard_interrupt_and_set_the_exit_code():
             assert stops.requested() and stops.exit_code() == code and stops.signal_name() == name
         assert signal.getsignal(signo) is before  # the previous handler is back
         assert not stops.requested()  # the next command (in-process) starts afresh
-        assert stops.exit_code(info.value) == code and stops.signal_name(info.value) == name  # the exception says it
+        # the exception says which signal it was
+        assert stops.exit_code(info.value) == code and stops.signal_name(info.value) == name
 
 
 def test_a_deferred_stop_only_sets_the_flag_and_a_second_signal_raises():
@@ -125,13 +131,13 @@ def test_an_ignored_sigint_stays_ignored():
 @pytest.mark.parametrize("signo, code", SIGNALS)
 def test_a_stopped_headless_run_writes_its_report_marked_incomplete(signo, code, tmp_path, generator):
     saved, report = tmp_path / "crops", tmp_path / "report.json"
-    proc = launch_wrapped("run", "--headless", "--source", "fake:live=on,fps=30,n=1000000", "--model", str(generator),
-                          "--save", str(saved), "--report", str(report))
+    proc = launch_wrapped("run", "--headless", "--source", "fake:live=on,fps=30,n=1000000",
+                          "--model", str(generator), "--save", str(saved), "--report", str(report))
     _wait_for(lambda: saved.exists() and len(list(saved.glob("*_pred.png"))) >= 5, proc)
     elapsed, out, err = _stop(proc, signo)
     assert proc.returncode == code, (out, err)
     assert "Traceback" not in out + err
-    assert err.strip().splitlines() == ["launch.py run: " + ("interrupted" if code == 130 else "stopped by SIGTERM")]
+    assert err.strip().splitlines() == [_stop_line("run", code)]
     assert elapsed < STOP_LIMIT_S, elapsed
     r = json.loads(report.read_text())
     assert r["complete"] is False and r["stopped"] == ("SIGINT" if code == 130 else "SIGTERM")
@@ -154,10 +160,11 @@ def test_a_headless_run_that_ends_by_itself_reports_complete(tmp_path, generator
 @pytest.mark.parametrize("signo, code", [
     pytest.param(signal.SIGINT, 130, id="SIGINT", marks=pytest.mark.slow),  # the fake sensor's case covers it
     pytest.param(signal.SIGTERM, 143, id="SIGTERM")])
-def test_a_stopped_headless_run_on_the_paced_virtual_kinect_writes_its_report(signo, code, tmp_path, generator):
+def test_a_stopped_headless_run_on_the_paced_virtual_kinect_writes_its_report(signo, code, tmp_path,
+                                                                               generator):
     report, saved = tmp_path / "report.json", tmp_path / "crops"
-    proc = launch_wrapped("run", "--headless", "--source", "virtual:seed=0,pace=on", "--model", str(generator),
-                          "--save", str(saved), "--report", str(report))
+    proc = launch_wrapped("run", "--headless", "--source", "virtual:seed=0,pace=on",
+                          "--model", str(generator), "--save", str(saved), "--report", str(report))
     _wait_for(lambda: saved.exists() and len(list(saved.glob("*_pred.png"))) >= 3, proc, timeout_s=120)
     _, out, err = _stop(proc, signo)
     assert proc.returncode == code and "Traceback" not in out + err, (out, err)
@@ -188,7 +195,8 @@ def test_a_stopped_conversion_is_finished_and_replays_every_frame_written(signo,
     assert proc.returncode == code, (out, err)
     assert err == "" and "Traceback" not in out
     (line,) = out.strip().splitlines()
-    assert line.startswith("converted ") and line.endswith("stopped by " + ("Ctrl-C" if code == 130 else "SIGTERM"))
+    assert line.startswith("converted ")
+    assert line.endswith("stopped by " + ("Ctrl-C" if code == 130 else "SIGTERM")), line
     assert elapsed < STOP_LIMIT_S, elapsed
     assert _replays(out_file) == int(line.split()[1]) >= 5
 
@@ -219,8 +227,7 @@ def test_a_stopped_build_dataset_stops_its_workers_and_writes_nothing(signo, cod
             proc.wait()
     assert proc.returncode == code, (out, err)
     assert "Traceback" not in out + err, err
-    assert err.strip().splitlines()[-1] == "launch.py build-dataset: " + (
-        "interrupted" if code == 130 else "stopped by SIGTERM")
+    assert err.strip().splitlines()[-1] == _stop_line("build-dataset", code)
     assert elapsed < STOP_LIMIT_S, elapsed
     assert not out_file.exists()
     # no worker left behind (multiprocessing's resource tracker ends on its own once the parent is gone)
@@ -277,15 +284,15 @@ def test_a_stopped_training_saves_last_pt_and_resume_continues(signo, code, tmp_
         mt.masked_mse = slow_mse
     """).format(mark=str(tmp_path / "steps"))
     child = _CHILD.replace("import launch", slow + "\nimport launch")
-    proc = subprocess.Popen([sys.executable, "-c", child.format(root=str(ROOT)), "train", *common, "--mode", "ae",
-                             "--epochs", "2", "--batch-size", "3", "--widths", "8,16,24"],
+    proc = subprocess.Popen([sys.executable, "-c", child.format(root=str(ROOT)), "train", *common,
+                             "--mode", "ae", "--epochs", "2", "--batch-size", "3", "--widths", "8,16,24"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     steps = tmp_path / "steps"
     _wait_for(lambda: steps.exists() and steps.read_text().count("step") >= 2, proc, timeout_s=120)
     elapsed, out, err = _stop(proc, signo)
     assert proc.returncode == code, (out, err)
     assert "Traceback" not in out + err, err
-    assert err.strip().splitlines()[-1] == "launch.py train: " + ("interrupted" if code == 130 else "stopped by SIGTERM")
+    assert err.strip().splitlines()[-1] == _stop_line("train", code)
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stopped"] == ("SIGINT" if code == 130 else "SIGTERM") and summary["epochs_done"] == 1
     print(f"train: exited {elapsed:.2f} s after {signal.Signals(signo).name} (validation and last.pt included)")
@@ -332,7 +339,7 @@ def test_a_signal_closes_the_gui_and_finishes_its_recording(signo, code, tmp_pat
     elapsed, out, err = _stop(proc, signo)
     assert proc.returncode == code, (out, err)
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
-    assert err.strip().splitlines() == ["launch.py run: " + ("interrupted" if code == 130 else "stopped by SIGTERM")]
+    assert err.strip().splitlines() == [_stop_line("run", code)]
     assert elapsed < STOP_LIMIT_S, elapsed
     assert _replays(out_file) >= 5
 
@@ -349,8 +356,9 @@ def test_a_stopped_train_verifier_saves_last_pt_exports_and_resume_continues(tmp
     data = tmp_path / "toy.npz"
     toy_depth_dataset(n_subjects=18, per_subject=12, seed=3, val=4, test=4).save(data)
     out = tmp_path / "run"
-    args = ["train-verifier", "--data", str(data), "--out", str(out), "--epochs", "3", "--steps-per-epoch", "25",
-            "--identities", "8", "--per-identity", "4", "--val-pairs", "200", "--quiet", "--device", "cpu"]
+    args = ["train-verifier", "--data", str(data), "--out", str(out), "--epochs", "3",
+            "--steps-per-epoch", "25", "--identities", "8", "--per-identity", "4", "--val-pairs", "200",
+            "--quiet", "--device", "cpu"]
 
     def terminate_once_training() -> None:
         deadline = time.monotonic() + 60
