@@ -379,3 +379,42 @@ def test_a_stopped_train_verifier_saves_last_pt_exports_and_resume_continues(tmp
     assert (out / "verifier.onnx").exists()  # the best so far, exported as with --max-minutes
     assert launch.main([*args, "--resume"]) == 0
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 3
+
+
+@pytest.mark.slow  # torchrun and two workers: about half a minute
+def test_ctrl_c_on_torchrun_saves_last_pt_from_rank_0(tmp_path):
+    """The terminal sends SIGINT to torchrun and both workers, torchrun then SIGINT again: the workers
+    take both as one request, end the epoch together and rank 0 saves last.pt (torchrun itself then
+    exits 1 with its own traceback, which is torchrun's, not ours)."""
+    pytest.importorskip("torch")
+    import socket
+
+    from models.common.checkpoint import load_checkpoint
+    from tests.support.synthetic_data import make_crops
+
+    data = tmp_path / "crops.npz"
+    make_crops(n=120, size=48, seed=1).save(data)
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           str(ROOT / "launch.py"), "train", "--data", str(data), "--out", str(out), "--mode", "cgan",
+           "--epochs", "100", "--batch-size", "2", "--widths", "8,16", "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: (out / "last.pt").exists(), proc, timeout_s=120)
+        time.sleep(3.0)  # into a later epoch
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert stderr.count("launch.py train: interrupted") == 2, stderr[-3000:]  # both workers, cleanly
+    assert "models/generator/train.py" not in stderr and "app/cli" not in stderr, stderr[-3000:]
+    (summary,) = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]  # rank 0's
+    assert summary["stopped"] == "SIGINT"
+    assert load_checkpoint(out / "last.pt", "generator")["epoch"] == summary["epochs_done"] >= 1
