@@ -1,6 +1,6 @@
 """Clean stops: SIGINT (Ctrl-C) and SIGTERM take the same path in every long command.
 
-Each case starts a child process, waits until it is working, sends the signal and checks: the
+Most cases start a child process, wait until it is working, send the signal and check: the
 exit code is 128 + the signal (130 / 143), one line on stderr and no traceback, every
 recording finished (it replays every frame it says it wrote), the report written with
 ``"complete": false``, and for ``train`` a ``last.pt`` that ``--resume`` continues.
