@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,14 @@ def _summary_table(report: dict[str, Any]) -> str:
 
 
 def run_headless(cfg: RunConfig) -> int:
-    """Process ``cfg.source`` without a window, print a summary and write the JSON report."""
+    """Process ``cfg.source`` without a window, print a summary and write the JSON report.
+
+    SIGINT or SIGTERM stops the run between frames: the report is still written (with
+    ``"complete": false`` and the signal in ``"stopped"``) and the exit code is 130 or 143.
+    """
     from tqdm import tqdm
+
+    from app import stops
 
     paths = [cfg.model] + ([cfg.second_model] if cfg.second_model else [])
     generators = load_generators(paths)
@@ -187,20 +194,22 @@ def run_headless(cfg: RunConfig) -> int:
         bar = tqdm(total=total, unit="frame", desc="run", file=sys.stderr, disable=not sys.stderr.isatty())
         t_start = time.perf_counter()
         try:
-            if source.is_live:
-                _run_threaded(pipeline, rec, bar, max_frames)
-            else:
-                _run_sync(pipeline, rec, bar, max_frames)
+            with stops.deferred():  # a stop request ends the loop between frames
+                if source.is_live:
+                    _run_threaded(pipeline, rec, bar, max_frames, stops.requested)
+                else:
+                    _run_sync(pipeline, rec, bar, max_frames, stops.requested)
         finally:
             bar.close()
         elapsed = time.perf_counter() - t_start
         dropped = pipeline.dropped
         described = source.describe()
     n = len(rec.per_frame)
+    stopped = stops.signal_name() if stops.requested() else None
     if n == 0 and rec.bad_frames:
         raise FormatError(f"every frame was unreadable ({len(rec.bad_frames)}), e.g. {rec.bad_frames[0]['reason']}",
                           rec.bad_frames[0]["file"] or cfg.source)
-    report = build_report(rec, generators, verifier, described, n, elapsed, dropped)
+    report = build_report(rec, generators, verifier, described, n, elapsed, dropped, stopped=stopped)
     if enrolment is not None:
         report["enrolment"] = enrolment_summary(enrolment, cfg.enrolment, verifier, rec.enrolled_scores)
     if cfg.report:
@@ -208,6 +217,9 @@ def run_headless(cfg: RunConfig) -> int:
 
         write_json(cfg.report, report)
     print(_summary_table(report))
+    if stopped:
+        stops.announce("run")
+        return stops.exit_code()
     return 0
 
 
@@ -224,8 +236,9 @@ def enrolment_summary(enrolment: Any, path: Path, verifier: Any, scores: list[fl
             **agg.summary(), "compares": "each frame's predicted depth crop vs the enrolled crops"}
 
 
-def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
-    while max_frames is None or len(rec.per_frame) < max_frames:
+def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None,
+              stop: Callable[[], bool]) -> None:
+    while (max_frames is None or len(rec.per_frame) < max_frames) and not stop():
         try:
             result = pipeline.step()
         except EOFError:
@@ -237,12 +250,18 @@ def _run_sync(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | 
         bar.update(1)
 
 
-def _run_threaded(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None) -> None:
+#: how often the headless loop looks for a stop request while it waits for a result, seconds
+#: (a lost source is detected by the pipeline itself, whatever this is)
+_POLL_S = 0.1
+
+
+def _run_threaded(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: int | None,
+                  stop: Callable[[], bool]) -> None:
     pipeline.start()
     try:
-        while max_frames is None or len(rec.per_frame) < max_frames:
+        while (max_frames is None or len(rec.per_frame) < max_frames) and not stop():
             try:
-                result = pipeline.next_result(timeout_s=pipeline.source.lost_after_s + 1.0)
+                result = pipeline.next_result(timeout_s=_POLL_S)
             except TimeoutError:
                 if pipeline.error is not None:
                     raise pipeline.error from None
@@ -258,9 +277,13 @@ def _run_threaded(pipeline: Pipeline, rec: RunRecorder, bar: Any, max_frames: in
 
 
 def build_report(rec: RunRecorder, generators: list[Any], verifier: Any, source: dict[str, Any],
-                 n: int, elapsed_s: float, dropped: int) -> dict[str, Any]:
+                 n: int, elapsed_s: float, dropped: int, stopped: str | None = None) -> dict[str, Any]:
+    """The run's JSON report; ``stopped`` names the signal (SIGINT, SIGTERM) that cut the run short."""
     g = generators[0]
     report: dict[str, Any] = {
+        # false when a signal stopped the run before its source ended or --max-frames was reached
+        "complete": stopped is None,
+        "stopped": stopped,
         "frames": n,
         "elapsed_s": round(elapsed_s, 4),
         "fps": round(n / elapsed_s, 3) if elapsed_s > 0 else None,

@@ -44,12 +44,14 @@ class ConvertConfig:
 @dataclass(frozen=True)
 class ConvertResult:
     """A finished conversion: frames written, the unreadable frames skipped (one message each),
-    the MCAP writer's error (None for TUM output or success) and the time taken."""
+    the MCAP writer's error (None for TUM output or success), the time taken and whether Ctrl-C
+    (KeyboardInterrupt) stopped it before the source ended."""
 
     frames_written: int
     skipped: tuple[str, ...]
     error: str | None
     elapsed_s: float
+    interrupted: bool = False
 
 
 def _recorded_extras(src: object) -> dict[str, Any]:
@@ -79,6 +81,7 @@ def convert_source(cfg: ConvertConfig) -> ConvertResult:
                 os.makedirs(os.path.dirname(cfg.out), exist_ok=True)
             writer = Recorder(cfg.out, color_format=cfg.color_format, source_info=src.describe())
         n = 0
+        interrupted = False
         try:
             while cfg.max_frames is None or n < cfg.max_frames:
                 try:
@@ -95,8 +98,11 @@ def convert_source(cfg: ConvertConfig) -> ConvertResult:
                 elif not writer.write(frame, wait_s=_MCAP_WAIT_S, **_recorded_extras(src)):
                     raise FormatError(f"the recorder refused frame {n}: {writer.error or 'queue stalled'}", cfg.out)
                 n += 1
+        except KeyboardInterrupt:  # stop reading; what was written is closed properly below
+            interrupted = True
         finally:
             result = writer.close()
     if cfg.format == "tum":
-        return ConvertResult(n, tuple(skipped), None, time.monotonic() - t0)
-    return ConvertResult(result.frames_written, tuple(skipped), result.error, time.monotonic() - t0)
+        return ConvertResult(n, tuple(skipped), None, time.monotonic() - t0, interrupted)
+    return ConvertResult(result.frames_written, tuple(skipped), result.error, time.monotonic() - t0,
+                         interrupted)

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app import stops
     from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
     from sensors.convert import ConvertConfig, convert_source, format_for
     from sensors.errors import ConfigError
@@ -42,10 +43,11 @@ def main(args: argparse.Namespace) -> int:
     result = convert_source(ConvertConfig(source=args.source, out=args.out, format=fmt, max_frames=args.max_frames,
                                           color_format=args.color_format, overwrite=args.force))
     print(f"converted {result.frames_written} frames from {args.source} to {args.out} ({fmt}) in {result.elapsed_s:.1f} s"
-          + (f"; {len(result.skipped)} unreadable frames skipped" if result.skipped else ""))
+          + (f"; {len(result.skipped)} unreadable frames skipped" if result.skipped else "")
+          + (f" - stopped by {stops.by_words()}" if result.interrupted else ""))
     for line in result.skipped[:10]:
         sys.stderr.write(f"  skipped: {line}\n")
     if result.error:
         sys.stderr.write(f"launch.py convert: error: {result.error}\n")
         return 1
-    return 0
+    return stops.exit_code() if result.interrupted else 0

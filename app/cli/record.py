@@ -4,7 +4,8 @@
     python launch.py record --source webcam:0 --out me.mcap --max-frames 300
     python launch.py record --source biwi:/data/hpdb,sequences=1 --out biwi01.mcap
 
-Ctrl-C stops the recording cleanly (the file is finalised; exit code 130). A live source is
+Ctrl-C (SIGINT) or SIGTERM stops the recording cleanly (the file is finalised; exit code 130
+or 143). A live source is
 recorded without ever blocking its capture: frames the disk cannot take are dropped and
 counted; a file or dataset source is recorded completely (the reader waits for the writer).
 """
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app import stops
     from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
     from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
@@ -50,11 +52,11 @@ def main(args: argparse.Namespace) -> int:
     where = (f"to {stats.path} ({stats.bytes / 1e6:.1f} MB)" if stats.frames_written
              else f"(no frame, so no file at {stats.path})")
     print(f"recorded {stats.frames_written} frames ({stats.frames_dropped} dropped) in {result.elapsed_s:.1f} s {where}"
-          + (" - stopped by Ctrl-C" if result.interrupted else ""))
+          + (f" - stopped by {stops.by_words()}" if result.interrupted else ""))
     if stats.error:
         sys.stderr.write(f"launch.py record: error: {stats.error}\n")
         return 1
-    return 130 if result.interrupted else 0
+    return stops.exit_code() if result.interrupted else 0
 
 
 def _show_progress(frames_written: int, frames_dropped: int) -> None:

@@ -1,7 +1,8 @@
 """The command table and the one entry point every command goes through.
 
 Exit codes: 0 success; 1 a failure with a one-line message naming the file or device;
-2 unknown or malformed arguments; 130 interrupted (Ctrl-C).
+2 unknown or malformed arguments; 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM
+(``app.stops``: both take the same path, recordings are finished and reports written first).
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ def _command_named(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` names (default: ``sys.argv``); no command, or only options, means ``run``."""
+    from app import stops
     from sensors.errors import ConfigError, FacedepthError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(importlib.import_module(args._module).main(args) or 0)
+        with stops.installed():
+            return int(importlib.import_module(args._module).main(args) or 0)
     except ConfigError as exc:
         sys.stderr.write(f"{PROG} {args.command}: error: {exc}\n")
         return 2
@@ -103,6 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"{PROG} {args.command}: error: {where}{exc.strerror or exc}\n")
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG} {args.command}: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (app.stops), the exception says which
+        stops.announce(args.command, exc)
+        return stops.exit_code(exc)

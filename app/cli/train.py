@@ -132,6 +132,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Train; SIGINT or SIGTERM ends the epoch at the next step and saves ``last.pt`` (exit 130 / 143),
+    which ``--resume`` continues."""
+    from app import stops
     from app.cli.outputs import check_output
     from models.generator.train import train
 
@@ -139,10 +142,13 @@ def main(args: argparse.Namespace) -> int:
     check_output(args.out, force=args.force or args.resume, kind="folder", hint="(or --resume to continue it)",
                  inputs=[*args.data, args.init, *(args.id_verifier or "").split(",")])
     cfg = config_from_args(args)
-    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    result = train(cfg, resume=args.resume, progress=not args.quiet, stop=stops.poll)
     if result.rank == 0:
         print(json.dumps({"out": cfg.out, "epochs_done": result.epochs_done, "best_epoch": result.best_epoch,
                           "best": {k: round(v, 5) for k, v in result.best_metrics.items()},
                           "stopped": result.stopped, "world_size": result.world_size,
                           "samples_per_process": result.samples_per_process}, indent=None))
+    if stops.requested():
+        stops.announce("train")
+        return stops.exit_code()
     return 0

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app import stops
     from app.cli.outputs import check_output, source_inputs
 
     # --resume and --export-only work on the run in --out; a new run would replace its files
@@ -44,4 +45,8 @@ def main(args: argparse.Namespace) -> int:
         perturb_mm=args.perturb_mm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         threads=args.threads, resume=args.resume, export_only=args.export_only, quiet=args.quiet)
     # launch.py's parser names the command in ``args``; the run's config.json records it with the options
-    return train_refiner(cfg, getattr(args, "command", None))
+    rc = train_refiner(cfg, getattr(args, "command", None), stop=stops.poll)
+    if stops.requested():  # last.pt holds the epoch the signal cut short; the best so far is exported
+        stops.announce(args.command)
+        return stops.exit_code()
+    return rc

@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app import stops
     from app.cli.outputs import check_output
 
     # --resume and --export-only work on the run in --out; a new run would replace its files
@@ -64,4 +65,8 @@ def main(args: argparse.Namespace) -> int:
         widths=args.widths, extra_convs=args.extra_convs, val_pairs=args.val_pairs, seed=args.seed, device=args.device,
         threads=args.threads, max_minutes=args.max_minutes, quiet=args.quiet)
     # launch.py's parser names the command in ``args``; the run's config.json records it with the options
-    return train_verifier(cfg, getattr(args, "command", None))
+    rc = train_verifier(cfg, getattr(args, "command", None), stop=stops.poll)
+    if stops.requested():  # last.pt holds the epoch the signal cut short; the best so far is exported
+        stops.announce(args.command)
+        return stops.exit_code()
+    return rc

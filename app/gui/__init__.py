@@ -25,19 +25,25 @@ SETTINGS_ENV = "FACEDEPTH_SETTINGS"
 #: how long --screenshot waits for its frames before saving what it has
 SCREENSHOT_TIMEOUT_S = 120.0
 SCREENSHOT_DEFAULT_FRAMES = 30
+#: how often the window looks for a stop signal (SIGINT, SIGTERM), milliseconds
+STOP_POLL_MS = 100
 
 
 def run_gui(cfg: RunConfig) -> int:
     """Open the window on ``cfg.source`` with ``cfg.model``; with ``cfg.screenshot``, render
     off-screen, save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
 
-    Returns 0, or 1 when a screenshot run ended with an error shown in the window.
+    Returns 0, or 1 when a screenshot run ended with an error shown in the window; 130 or 143
+    when SIGINT (Ctrl-C in the terminal) or SIGTERM closed the window (as Quit does: any
+    recording is finished first).
     """
+    from app import stops
+
     screenshot = cfg.screenshot
     if screenshot and "QT_QPA_PLATFORM" not in os.environ:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     import pyqtgraph as pg
-    from PyQt5 import QtWidgets
+    from PyQt5 import QtCore, QtWidgets
 
     from app.gui.settings import AppSettings
     from app.gui.window import MainWindow
@@ -55,16 +61,31 @@ def run_gui(cfg: RunConfig) -> int:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
     source = cfg.source if screenshot else initial_source(cfg.source, settings)
     frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
-    window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
-                        max_frames=frames, enrolment_path=cfg.enrolment)
+    # a stop signal only raises a flag (an exception raised inside Qt's event loop would be
+    # printed and lost); a timer, whose Python callback also lets the handler run, then closes
+    # every top-level window (an open dialog's own event loop ends too), as Quit does
+    window = None
     try:
-        if screenshot:
-            return _screenshot(app, window, screenshot, frames)
-        window.show()
-        app.exec_()
-        return 0
+        with stops.deferred(second_raises=False):
+            window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model,
+                                verifier_path=cfg.verifier, max_frames=frames, enrolment_path=cfg.enrolment)
+            watch = QtCore.QTimer()
+            watch.timeout.connect(lambda: stops.requested() and app.closeAllWindows())
+            watch.start(STOP_POLL_MS)
+            if screenshot:
+                rc = _screenshot(app, window, screenshot, frames)
+            else:
+                window.show()
+                app.exec_()
+                rc = 0
+            watch.stop()
+        if stops.requested():
+            stops.announce("run")
+            return stops.exit_code()
+        return rc
     finally:
-        window.shutdown()
+        if window is not None:
+            window.shutdown()
         if tmp_settings is not None:
             tmp_settings.cleanup()
 
@@ -104,10 +125,14 @@ def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
     then save it."""
     from PyQt5 import QtWidgets
 
+    from app import stops
+
     w.show()
     deadline = time.monotonic() + SCREENSHOT_TIMEOUT_S
     while time.monotonic() < deadline:
         QtWidgets.QApplication.processEvents()
+        if stops.requested():
+            return 0  # no picture: the caller exits with the signal's code
         p = w.controller.pipeline
         if w.stream_done() or (p.frames_processed >= frames and p.latest() is w.last_shown):
             break

@@ -23,6 +23,7 @@ SHORTCUTS = {
     "export": "Ctrl+T",
     "open_file": "Ctrl+O",
     "reconnect": "F5",
+    "quit": "Ctrl+Q",
 }
 VIDEO_OR_IMAGE = ("*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm")
 
@@ -191,7 +192,7 @@ class ModelBar(QtWidgets.QToolBar):
 
 class PlaybackBar(QtWidgets.QToolBar):
     """Play/pause, step, the seek slider with a frame counter, and the session's actions:
-    Record, Enrol, Load enrolment, Snapshot, Export CSV."""
+    Record, Enrol, Load enrolment, Snapshot, Export CSV, Quit."""
 
     seek_requested = QtCore.pyqtSignal(int)
 
@@ -221,8 +222,9 @@ class PlaybackBar(QtWidgets.QToolBar):
         self.load_enrolment_action = _action(self, "Load enrolment\u2026", "use an enrolment file (from "
                                              "`launch.py enrol` or an earlier Enrol) as the verification reference",
                                              "load_enrolment")
+        self.quit_action = _action(self, "Quit", "finish any recording and close the app", "quit")
         for a in (self.record_action, self.enrol_action, self.load_enrolment_action, self.snapshot_action,
-                  self.export_action):
+                  self.export_action, self.quit_action):
             self.addAction(a)
         self._programmatic = False
 

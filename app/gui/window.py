@@ -215,6 +215,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.playback.load_enrolment_action.triggered.connect(self._load_enrolment_clicked)
         self.playback.snapshot_action.triggered.connect(self._snapshot_clicked)
         self.playback.export_action.triggered.connect(self._export_clicked)
+        self.playback.quit_action.triggered.connect(self.close)  # closeEvent finishes any recording
 
     def _subscribe(self) -> None:
         """Controller events reach :meth:`_on_event` on the Qt thread: directly when emitted

@@ -129,6 +129,15 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one core per worker: the pool is the parallelism
 
 
+def _pool_worker_init() -> None:
+    """A pool worker leaves Ctrl-C to the parent, which stops the pool (the terminal sends SIGINT
+    to every process of the group; a worker's own KeyboardInterrupt would print a traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_init()
+
+
 def _open(uri: str) -> Any:
     """A source per URI per process, kept open across work units."""
     from sensors.source import open_source
@@ -397,7 +406,7 @@ def _run_units(units: list[WorkUnit], settings: BuildSettings, workers: int, tot
                 _close_all()
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, len(units)), initializer=_worker_init) as pool:
+            with ctx.Pool(min(workers, len(units)), initializer=_pool_worker_init) as pool:
                 for r in pool.imap_unordered(_process_unit_star, [(u, settings) for u in units]):
                     results.append(r)
                     bar.update(r.read)

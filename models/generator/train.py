@@ -77,7 +77,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -532,8 +532,15 @@ def relief_loss(pred, target, weights, step_px: int | None = None):
     return (norm * w).sum() / torch.clamp(w.sum(), min=1.0)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a generator as configured; returns the history and the best validation metrics."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          stop: Callable[[], str | None] | None = None) -> TrainResult:
+    """Train a generator as configured; returns the history and the best validation metrics.
+
+    ``stop()`` (polled before the first epoch and after every step; ``app.stops.poll``) returns
+    why to stop early (e.g. ``"SIGINT"``) or None: the epoch is cut short there, validated and
+    saved to ``last.pt`` as with ``--max-minutes``, so ``--resume`` continues with the next epoch;
+    the reason becomes ``TrainResult.stopped``.
+    """
     import torch
 
     id_files = _check_config(cfg)
@@ -557,9 +564,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     stopped = "epochs"
     epoch = record.start_epoch
     bce = torch.nn.BCEWithLogitsLoss()
+    if stop is not None:
+        stop()  # the first poll: from here on a stop signal waits for the end of the step
     for epoch in range(record.start_epoch, cfg.epochs):
         t_epoch = time.monotonic()
-        means, out_of_time = _train_epoch(cfg, nets, data, ident, procs, epoch, bce, progress, t_start, budget_s)
+        means, out_of_time = _train_epoch(cfg, nets, data, ident, procs, epoch, bce, progress, t_start, budget_s,
+                                          stop)
         out_of_time = _agree(out_of_time, procs.distributed, procs.device)
         row = {"epoch": epoch + 1, "time_s": round(time.monotonic() - t_start, 2), "lr": nets.opt_g.param_groups[0]["lr"],
                **{f"train_{k}": v for k, v in means.items()}}
@@ -570,6 +580,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             state = _checkpoint_state(cfg, nets, data, record, val, epoch, data_info, synthetic_only, init_ckpt)
             _write_epoch(out, state, improved, record.history, data, val, epoch, tb, row)
             _log_epoch(cfg, row, val, improved, nets.D is not None, ident is not None, t_epoch)
+        reason = stop() if stop is not None else None
+        if _agree(reason is not None, procs.distributed, procs.device):
+            stopped = reason or "stopped"
+            break
         if out_of_time:
             stopped = "max-minutes"
             break
@@ -867,9 +881,11 @@ def _open_run_folder(out: Path, cfg: TrainConfig):
 
 def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: _IdentityVerifier | None,
                  procs: _Processes, epoch: int, bce, progress: bool, t_start: float,
-                 budget_s: float) -> tuple[dict[str, float], bool]:
+                 budget_s: float,
+                 stop: Callable[[], str | None] | None = None) -> tuple[dict[str, float], bool]:
     """One pass over this process's training crops; returns the mean of each loss term and
-    whether the time budget ran out during the pass."""
+    whether the time budget ran out during the pass. A ``stop()`` request ends the pass after
+    the step in progress (rank 0's request, for every process together)."""
     import torch
     from tqdm import tqdm
 
@@ -934,6 +950,8 @@ def _train_epoch(cfg: TrainConfig, nets: _Networks, data: _TrainingData, ident: 
             bar.set_postfix(mse=f"{sums['mse'] / steps:.4f}", adv=f"{sums['adv'] / steps:.3f}")
         if time.monotonic() - t_start > budget_s:
             out_of_time = True
+            break
+        if stop is not None and _agree(stop() is not None, procs.distributed, procs.device):
             break
     bar.close()
     return {k: v / max(steps, 1) for k, v in sums.items()}, out_of_time

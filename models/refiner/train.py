@@ -33,6 +33,7 @@ import csv
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -218,10 +219,15 @@ def evaluate(net: Any, x: np.ndarray, y: np.ndarray, mm_per_px: float) -> dict[s
             "val_false_head": float(np.mean(said_head[~head])) if (~head).any() else 0.0}
 
 
-def train_refiner(cfg: RefinerTrainConfig, command: str | None = None) -> int:
+def train_refiner(cfg: RefinerTrainConfig, command: str | None = None,
+                  stop: Callable[[], str | None] | None = None) -> int:
     """Train (or, with ``export_only``, only export) the refiner as ``cfg`` says. The run's
     config.json and the ONNX metadata record ``cfg`` as ``args``, with the ``launch.py`` command
-    it ran under (``command``) first when given."""
+    it ran under (``command``) first when given.
+
+    ``stop()`` (``app.stops.poll``; polled before the first epoch and after every step) returns
+    why to stop early or None: the epoch ends there, is validated and saved to ``last.pt`` (it
+    counts as done; ``--resume`` continues), and the best so far is exported."""
     import torch
     from tqdm import tqdm
 
@@ -269,6 +275,8 @@ def train_refiner(cfg: RefinerTrainConfig, command: str | None = None) -> int:
         json.dump({"command": "train-refiner", "args": recorded, "spec": spec.to_dict(),
                    "train_samples": len(train["y"]), "val_samples": len(val["y"])}, f, indent=1, default=str)
     x_all, y_all = torch.from_numpy(train["x"]), torch.from_numpy(train["y"])
+    if stop is not None:
+        stop()  # the first poll: from here on a stop signal waits for the end of the step
     for epoch in range(start, cfg.epochs + 1):
         net.train()
         t0 = time.perf_counter()
@@ -290,6 +298,8 @@ def train_refiner(cfg: RefinerTrainConfig, command: str | None = None) -> int:
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
+            if stop is not None and stop():
+                break
         m = evaluate(net, val["x"], val["y"], mm_per_px)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **m, "epoch_s": time.perf_counter() - t0}
         rows.append(row)
@@ -308,6 +318,10 @@ def train_refiner(cfg: RefinerTrainConfig, command: str | None = None) -> int:
               f"within {WITHIN_MM:g} mm {m['val_within']:.3f} (before {m['val_within_before']:.3f})  "
               f"dz {m['val_dz_mm_median']:.1f} mm  heads missed {m['val_head_missed']:.3f} false heads "
               f"{m['val_false_head']:.3f}  ({row['epoch_s']:.0f} s){'  *best' if improved else ''}", flush=True)
+        reason = stop() if stop is not None else None
+        if reason:
+            print(f"stopped by {reason} in epoch {epoch} (saved as done); --resume continues", flush=True)
+            break
     return _export_best(out, net, spec, cfg, recorded, val["x"][:16])
 
 

@@ -36,6 +36,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -321,10 +322,16 @@ def export_best(out: Path, dataset: Any, pairs: Any, data_names: str, quiet: boo
     return summary
 
 
-def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
+def train_verifier(cfg: VerifierTrainConfig, command: str | None = None,
+                   stop: Callable[[], str | None] | None = None) -> int:
     """Train (or, with ``export_only``, only export) the verifier as ``cfg`` says. The run's
     config.json (and through it the ONNX metadata) records ``cfg`` as ``args``, with the
-    ``launch.py`` command it ran under (``command``) first when given."""
+    ``launch.py`` command it ran under (``command``) first when given.
+
+    ``stop()`` (``app.stops.poll``; polled before the first epoch and after every step) returns
+    why to stop early or None: the epoch ends there, is validated and saved to ``last.pt`` (it
+    counts as done; ``--resume`` continues), and the best so far is exported, as with
+    ``--max-minutes``."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -392,6 +399,8 @@ def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
     with open(out / "config.json", "w", encoding="utf-8") as f:
         json.dump(config_doc, f, indent=1)
     started = time.monotonic()
+    if stop is not None:
+        stop()  # the first poll: from here on a stop signal waits for the end of the step
     for epoch in range(start, cfg.epochs + 1):
         if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
             print(f"stopped before epoch {epoch}: --max-minutes {cfg.max_minutes:g} passed; --resume continues")
@@ -410,6 +419,8 @@ def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
             sched.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if stop is not None and stop():
+                break
         m = validate(model, dataset, pairs, device)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), **m,
                "lr": opt.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t0}
@@ -429,5 +440,9 @@ def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
         _write_curves(out, rows)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val EER {m['val_eer']:.4f}  AUC {m['val_auc']:.4f}  "
               f"acc {m['val_accuracy']:.4f}  ({row['epoch_s']:.1f} s){'  *best' if improved else ''}", flush=True)
+        reason = stop() if stop is not None else None
+        if reason:
+            print(f"stopped by {reason} in epoch {epoch} (saved as done); --resume continues", flush=True)
+            break
     export_best(out, dataset, pairs, data_names, cfg.quiet)
     return 0

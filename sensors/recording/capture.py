@@ -2,7 +2,8 @@
 
 A live source is recorded without ever blocking its capture: frames the disk cannot take are
 dropped and counted. A file or dataset source is recorded completely: the reader waits for
-the writer. Ctrl-C (KeyboardInterrupt) during the loop stops it; the file is still finalised.
+the writer. Ctrl-C (KeyboardInterrupt; the CLI turns SIGTERM into one too) during the loop stops
+it; the file is still finalised.
 """
 from __future__ import annotations
 

@@ -438,6 +438,19 @@ def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path)
     replay.close()
 
 
+def test_quit_finishes_the_recording_and_closes_the_window(qtbot, make_window, tmp_path):
+    w = make_window("fake:n=100000,fps=30,live=on")
+    assert w.playback.quit_action.shortcut().toString() == "Ctrl+Q"
+    _wait_frames(qtbot, w, 2)
+    path = w.controller.start_recording(tmp_path / "quit.mcap")
+    _wait_frames(qtbot, w, 11)
+    w.playback.quit_action.trigger()
+    assert not w.isVisible() and not w.controller.recording
+    assert not [t for t in _threads() if t.startswith("facedepth-")]
+    with open_source(f"replay:{path},pace=off") as replay:
+        assert len(replay) >= 10 and replay.describe()["complete"]
+
+
 def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_window, tmp_path):
     from tests.support.fakes import write_tiny_verifier
 
