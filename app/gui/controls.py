@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from app.gui import display
+
 #: sources offered in the source box, before the recently used ones
 BUILTIN_SOURCES = ("virtual:", "kinect:", "webcam:0")
 #: keyboard shortcuts, by action (also listed in the README)
@@ -22,7 +24,10 @@ SHORTCUTS = {
     "export": "Ctrl+T",
     "open_file": "Ctrl+O",
     "reconnect": "F5",
+    "view3d": "Ctrl+3",
 }
+#: the source box's width in characters (a longer URI scrolls inside it)
+SOURCE_BOX_CHARS = 36
 VIDEO_OR_IMAGE = ("*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm")
 
 
@@ -72,7 +77,11 @@ class SourceBar(QtWidgets.QToolBar):
         self.combo = QtWidgets.QComboBox()
         self.combo.setEditable(True)
         self.combo.setInsertPolicy(QtWidgets.QComboBox.NoInsert)
-        self.combo.setMinimumWidth(260)
+        # a fixed width whatever the path: a long one must not push the other toolbars' controls
+        # into an overflow menu (the full URI is in the tooltip and the status bar)
+        self.combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(SOURCE_BOX_CHARS)
+        self.combo.setSizePolicy(QtWidgets.QSizePolicy.Fixed, QtWidgets.QSizePolicy.Fixed)
         self.combo.setToolTip("a source URI: virtual:, kinect:, webcam:0, replay:FILE.mcap, images:PATH, "
                               "biwi:PATH, pandora:PATH, tum:PATH (Enter opens it)")
         self.combo.lineEdit().returnPressed.connect(self._open_current)
@@ -248,3 +257,44 @@ class PlaybackBar(QtWidgets.QToolBar):
     def _slider_moved(self, value: int) -> None:
         if not self._programmatic:
             self.seek_requested.emit(int(value))
+
+
+
+
+class ViewBar(QtWidgets.QToolBar):
+    """How depth is drawn (display only, the models' encoding is untouched): the shown depth
+    range (± mm around the head centre), the colour map, and the 3D view."""
+
+    range_changed = QtCore.pyqtSignal(float)
+    colormap_changed = QtCore.pyqtSignal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget) -> None:
+        super().__init__("View", parent)
+        self.setObjectName("view_bar")
+        self.addWidget(QtWidgets.QLabel(" Depth \u00b1"))
+        self.range_mm = QtWidgets.QSpinBox()
+        self.range_mm.setRange(*display.SHOWN_RANGE_LIMITS_MM)
+        self.range_mm.setSingleStep(10)
+        self.range_mm.setSuffix(" mm")
+        self.range_mm.setToolTip("the depth panels' scale: z - D from -this to +this (display only)")
+        self.range_mm.setKeyboardTracking(False)
+        self.range_mm.valueChanged.connect(lambda v: self.range_changed.emit(float(v)))
+        self.addWidget(self.range_mm)
+        self.colormap = QtWidgets.QComboBox()
+        self.colormap.addItems(list(display.DEPTH_COLORMAPS))
+        self.colormap.setToolTip("the depth panels' colour map (display only)")
+        self.colormap.activated.connect(lambda i: self.colormap_changed.emit(self.colormap.itemText(i)))
+        self.addWidget(self.colormap)
+        self.view3d_action = _action(self, "3D", "a 3D view of the true and predicted depth (drag to turn, "
+                                     "wheel to zoom) with PLY export", "view3d", checkable=True)
+        self.addAction(self.view3d_action)
+
+    def set_display(self, half_range_mm: float, colormap: str) -> None:
+        """Show the current settings without emitting."""
+        for w in (self.range_mm, self.colormap):
+            w.blockSignals(True)
+        self.range_mm.setValue(int(round(half_range_mm)))
+        i = self.colormap.findText(colormap)
+        self.colormap.setCurrentIndex(max(i, 0))
+        for w in (self.range_mm, self.colormap):
+            w.blockSignals(False)
