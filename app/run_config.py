@@ -26,3 +26,5 @@ class RunConfig:
     report: Path | None = None
     save: Path | None = None
     screenshot: Path | None = None
+    view3d: bool = False                          # GUI: open the 3D view at start
+    window_size_px: tuple[int, int] | None = None  # GUI: (width, height); None: as last time

@@ -29,7 +29,8 @@ SCREENSHOT_DEFAULT_FRAMES = 30
 
 def run_gui(cfg: RunConfig) -> int:
     """Open the window on ``cfg.source`` with ``cfg.model``; with ``cfg.screenshot``, render
-    off-screen, save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
+    off-screen (unless ``QT_QPA_PLATFORM`` names another platform, e.g. ``xcb`` under Xvfb for the
+    3D view's OpenGL), save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
 
     Returns 0, or 1 when a screenshot run ended with an error shown in the window.
     """
@@ -57,6 +58,10 @@ def run_gui(cfg: RunConfig) -> int:
     frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
     window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
                         max_frames=frames)
+    if cfg.window_size_px:
+        window.resize(*cfg.window_size_px)
+    if cfg.view3d:
+        window.show_3d(True)
     try:
         if screenshot:
             return _screenshot(app, window, screenshot, frames)

@@ -113,6 +113,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self._build_central()
         self._build_plots_dock()
+        self.view3d = None  # built when first opened (it may probe OpenGL)
+        self.view3d_dock = QtWidgets.QDockWidget("3D view", self)
+        self.view3d_dock.setObjectName("view3d_dock")
+        self.view3d_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetMovable
+                                     | QtWidgets.QDockWidget.DockWidgetFloatable
+                                     | QtWidgets.QDockWidget.DockWidgetClosable)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.view3d_dock)
+        self.view3d_dock.hide()
         self._build_toolbars()
         self._build_status_bar()
         self.offered_models = _generators_in(model_dir or self.controller.model_path.parent)
@@ -211,6 +219,9 @@ class MainWindow(QtWidgets.QMainWindow):
         c = self.controller
         self.panels.face_clicked.connect(c.select_face)
         self.panels.hover_text.connect(self.hover_label.setText)
+        self.view_bar.view3d_action.toggled.connect(self.show_3d)
+        self.view3d_dock.visibilityChanged.connect(
+            lambda _v: self.view_bar.view3d_action.setChecked(not self.view3d_dock.isHidden()))
         self.view_bar.range_changed.connect(lambda mm: self.set_display(mm, self.panels.colormap))
         self.view_bar.colormap_changed.connect(lambda name: self.set_display(self.panels.shown_half_range_mm, name))
         self.banner.reconnect_clicked.connect(self.reconnect)
@@ -358,6 +369,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_bar.set_display(self.panels.shown_half_range_mm, self.panels.colormap)
         self.settings.set_display(self.panels.shown_half_range_mm, self.panels.colormap)
 
+    def show_3d(self, on: bool) -> None:
+        """Open or close the 3D view (point clouds of the true and predicted depth, PLY export)."""
+        if on and self.view3d is None:
+            from app.gui.view3d import DepthView3D
+
+            self.view3d = DepthView3D(self.controller.output_dir)
+            self.view3d.message.connect(lambda text, kind: self.banner.show_message(text, kind))
+            self.view3d_dock.setWidget(self.view3d)
+        if on:
+            first = self.view3d_dock.isFloating() is False and self.view3d_dock.width() < 100
+            self.view3d_dock.show()
+            if first:  # beside the panels, a third of the window's width
+                self.resizeDocks([self.view3d_dock], [max(360, self.width() // 3)], QtCore.Qt.Horizontal)
+            self.view3d.show_result(self.last_shown, force=True)
+        else:
+            self.view3d_dock.hide()
+
     def _compare_toggled(self, on: bool) -> None:
         chosen = self.model_bar.second_path()
         self.controller.set_compare(on, Path(chosen) if chosen else None)
@@ -412,6 +440,8 @@ class MainWindow(QtWidgets.QMainWindow):
                   for i, m in enumerate(result.models)]
         self.panels.show(result, predictions, labels)
         self.last_shown = result
+        if self.view3d is not None and not self.view3d_dock.isHidden():
+            self.view3d.show_result(result)
         done, done_ns = self.controller.last_processed
         now_ns = time.monotonic_ns()
         extra_ms = (now_ns - done_ns) / 1e6 if done is result else 0.0
@@ -470,10 +500,8 @@ class MainWindow(QtWidgets.QMainWindow):
         p = c.pipeline
         if self.single_image():
             rate = "still image"
-        elif not c.playing:
-            rate = "paused"
         else:
-            rate = f"{self.fps():.1f} fps"
+            rate = f"{self.fps():.1f} fps" + ("" if c.playing else " (paused)")
         self.status_labels["fps"].setText(rate)
         latency = self.latency_ms()
         if latency is not None:
@@ -506,8 +534,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_info(f"Snapshot saved: {', '.join(p.name for p in paths.values())} in {paths['panels'].parent}")
 
     def snapshot(self, out_dir: Path | None = None) -> dict[str, Path] | None:
-        """Save the panels as PNG, the predicted depth as a 16-bit PNG in mm and the frame's
-        metrics as JSON; returns the paths by role (None when there is nothing to save)."""
+        """Save the panels as PNG, the predicted and the true depth as 16-bit PNGs in mm, the
+        colour crop as PNG and the frame's metrics as JSON; returns the paths by role (None when
+        there is nothing to save)."""
         result = self.last_shown
         if result is None:
             self._show_error("Snapshot: no frame shown yet.")
