@@ -155,9 +155,9 @@ class ImagePanels(pg.GraphicsLayoutWidget):
         (true, predicted, [second]; input crop, error, [second error]), each under its title
         row, then the colour bars."""
         self.ci.clear()
-        self.ci.layout.setContentsMargins(4, 4, 4, 4)
+        self.ci.layout.setContentsMargins(4, 8, 4, 8)  # room for the colour bars' end labels
         # room between the two colour bars' end labels
-        self.ci.layout.setVerticalSpacing(10)
+        self.ci.layout.setVerticalSpacing(18)
         self.ci.addItem(self.color_view, row=0, col=0, rowspan=4)
         cols = 3 if self._second else 2
         top = [self.true_crop, *self.pred_crops[: cols - 1]]

@@ -35,6 +35,8 @@ TICK_MS = 8            # display poll interval: well under a 30 Hz frame period
 PLOT_PERIOD_S = 0.1    # plots and the numbers table at about 10 Hz
 STATUS_PERIOD_S = 0.25
 STATUS_KEYS = ("source", "model", "provider", "fps", "latency", "dropped", "recording")
+#: the status bar's source at most this long (the whole URI is in its tooltip)
+STATUS_SOURCE_CHARS = 48
 #: the saved toolbar/dock layout's version: a layout saved with another arrangement of the
 #: toolbars is not restored (it would bring back the old rows)
 LAYOUT_VERSION = 2
@@ -344,7 +346,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- the controls' own actions ------------------------------------------------------------------
     def open_source(self, uri: str) -> bool:
         """Close the current source and open ``uri``; on failure show why and keep running."""
-        self.status_labels["source"].setText(f"source: {uri}")
+        self.status_labels["source"].setText(f"source: {_elide_middle(uri, STATUS_SOURCE_CHARS)}")
+        self.status_labels["source"].setToolTip(uri)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
             return self.controller.open_source(uri)
@@ -608,6 +611,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.shutdown()
         super().closeEvent(event)
+
+
+def _elide_middle(text: str, chars: int) -> str:
+    """``text`` cut in the middle to at most ``chars`` characters (a long path keeps its start
+    and its file name)."""
+    if len(text) <= chars:
+        return text
+    head = (chars - 1) // 3
+    return text[:head] + "\u2026" + text[len(text) - (chars - 1 - head):]
 
 
 def _generators_in(folder: Path) -> list[Path]:

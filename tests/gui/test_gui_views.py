@@ -63,6 +63,11 @@ def test_a_long_source_path_pushes_no_control_into_an_overflow_menu(qtbot, make_
                    w.view_bar.colormap, w.source_bar.combo):
         assert widget.isVisible()
     assert w.source_bar.combo.width() < 500  # the box keeps its width whatever the path
+    # the status bar names a long source by its start and its file, the whole URI in the tooltip
+    w.open_source(LONG_PATH)
+    label = w.status_labels["source"]
+    assert label.toolTip() == LONG_PATH and len(label.text()) <= len("source: ") + 48
+    assert label.text().startswith("source: images:/home/") and label.text().endswith("clip.avi")
 
 
 def _compare_window(make_window, tmp_path, name: str = "a_rather_long_generator_name"):
