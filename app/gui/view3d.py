@@ -24,6 +24,8 @@ UPDATE_HZ = 10.0
 #: gap between the two clouds, as a share of the crop window's width
 GAP_SHARE = 0.15
 POINT_SIZE_PX = 3.0
+#: the camera's distance from the head centre: both clouds (about 2.2 crop windows wide) in view
+CAMERA_DISTANCE_MM = 600.0
 
 
 def opengl_problem() -> str | None:
@@ -75,7 +77,7 @@ class DepthView3D(QtWidgets.QWidget):
             self.gl = gl.GLViewWidget()
             self.gl.setBackgroundColor("#1e1e22")
             # from the camera's side, a little above and to the right: the faces look at the viewer
-            self.gl.setCameraPosition(distance=650.0, elevation=8.0, azimuth=-75.0)
+            self.gl.setCameraPosition(distance=CAMERA_DISTANCE_MM, elevation=8.0, azimuth=-75.0)
             for key in ("true", "pred"):
                 # opaque: the default additive blending would wash the colours out to white
                 item = gl.GLScatterPlotItem(pos=np.zeros((1, 3)), color=(0, 0, 0, 0), size=POINT_SIZE_PX,

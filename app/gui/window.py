@@ -215,6 +215,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._default_layout = state is None
         if state is not None and not self.restoreState(state, LAYOUT_VERSION):
             self._default_layout = True
+        # a restored layout keeps the 3D dock's width; a fresh one gives it a third of the window
+        self._view3d_sized = not self._default_layout
 
     def _connect_controls(self) -> None:
         """The controls' intents go to the controller (or to the window's own actions)."""
@@ -381,10 +383,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.view3d.message.connect(lambda text, kind: self.banner.show_message(text, kind))
             self.view3d_dock.setWidget(self.view3d)
         if on:
-            first = self.view3d_dock.isFloating() is False and self.view3d_dock.width() < 100
+            first = not self._view3d_sized
+            self._view3d_sized = True
             self.view3d_dock.show()
-            if first:  # beside the panels, a third of the window's width
-                self.resizeDocks([self.view3d_dock], [max(360, self.width() // 3)], QtCore.Qt.Horizontal)
+            if first:  # beside the panels, a third of the window's width (once the window has its size)
+                QtCore.QTimer.singleShot(0, lambda: self.resizeDocks(
+                    [self.view3d_dock], [max(360, self.width() // 3)], QtCore.Qt.Horizontal))
             self.view3d.show_result(self.last_shown, force=True)
         else:
             self.view3d_dock.hide()

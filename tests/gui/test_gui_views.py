@@ -314,3 +314,14 @@ def test_the_3d_view_draws_both_clouds_with_opengl(qtbot, make_window, tmp_path)
     background = np.array([0x1e, 0x1e, 0x22])
     drawn = (np.abs(rgba[..., :3].astype(int) - background[::-1]).sum(axis=2) > 30).mean()
     assert drawn > 0.02  # the clouds cover part of the view
+
+
+def test_the_window_size_option_takes_width_x_height():
+    import argparse
+
+    from app.cli.run import _window_size
+
+    assert _window_size("1920x1080") == (1920, 1080) and _window_size("1440X900") == (1440, 900)
+    for bad in ("1920", "12x5", "axb", "1920x", "-1x900", "99999x900"):
+        with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT"):
+            _window_size(bad)
