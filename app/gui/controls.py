@@ -28,6 +28,7 @@ SHORTCUTS = {
 }
 #: the source box's width in characters (a longer URI scrolls inside it)
 SOURCE_BOX_CHARS = 36
+SOURCE_LIST_MIN_WIDTH_PX = 560
 VIDEO_OR_IMAGE = ("*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm")
 
 
@@ -82,6 +83,9 @@ class SourceBar(QtWidgets.QToolBar):
         self.combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(SOURCE_BOX_CHARS)
         self.combo.setSizePolicy(QtWidgets.QSizePolicy.Fixed, QtWidgets.QSizePolicy.Fixed)
+        # its list is wider than the box, and cuts a long URI in the middle (start and file name show)
+        self.combo.view().setTextElideMode(QtCore.Qt.ElideMiddle)
+        self.combo.view().setMinimumWidth(SOURCE_LIST_MIN_WIDTH_PX)
         self.combo.setToolTip("a source URI: virtual:, kinect:, webcam:0, replay:FILE.mcap, images:PATH, "
                               "biwi:PATH, pandora:PATH, tum:PATH (Enter opens it)")
         self.combo.lineEdit().returnPressed.connect(self._open_current)
@@ -107,6 +111,8 @@ class SourceBar(QtWidgets.QToolBar):
         self.combo.clear()
         items = list(dict.fromkeys([current, *BUILTIN_SOURCES, *recent]))
         self.combo.addItems(items)
+        for i, uri in enumerate(items):
+            self.combo.setItemData(i, uri, QtCore.Qt.ToolTipRole)
         self.combo.setCurrentIndex(0)
         self.combo.blockSignals(False)
 

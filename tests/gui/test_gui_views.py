@@ -325,3 +325,18 @@ def test_the_window_size_option_takes_width_x_height():
     for bad in ("1920", "12x5", "axb", "1920x", "-1x900", "99999x900"):
         with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT"):
             _window_size(bad)
+
+
+def test_the_3d_view_left_open_is_open_again_next_time(qtbot, make_window, monkeypatch):
+    from app.gui import view3d
+
+    monkeypatch.setattr(view3d, "opengl_problem", lambda: "no OpenGL context on this display (test)")
+    w = make_window()
+    w.view_bar.view3d_action.trigger()
+    assert w.view3d is not None and not w.view3d_dock.isHidden()
+    w.shutdown()
+    again = make_window()
+    qtbot.waitUntil(lambda: again.view3d is not None, timeout=3000)
+    assert not again.view3d_dock.isHidden() and again.view_bar.view3d_action.isChecked()
+    again.view3d_dock.close()                          # its own close button
+    qtbot.waitUntil(lambda: not again.view_bar.view3d_action.isChecked(), timeout=3000)
