@@ -1,6 +1,6 @@
-"""The 3D view: the true and the predicted depth of the current crop as colour-textured point
-clouds in millimetres, side by side (pyqtgraph.opengl; drag to turn, wheel to zoom), and the
-export of the current frame as PLY.
+"""The 3D view: the true and the predicted depth of the current crop (both models' in Compare
+mode) as colour-textured point clouds in millimetres, side by side (pyqtgraph.opengl; drag to
+turn, wheel to zoom), and the export of the current frame as PLY.
 
 The points come from the project's one crop geometry (:func:`sensors.crop.crop_points`, through
 :func:`app.ply.model_clouds`). Where OpenGL is missing (no PyOpenGL, or no OpenGL context, as on
@@ -24,7 +24,7 @@ UPDATE_HZ = 10.0
 #: gap between the two clouds, as a share of the crop window's width
 GAP_SHARE = 0.15
 POINT_SIZE_PX = 3.0
-#: the camera's distance from the head centre: both clouds (about 2.2 crop windows wide) in view
+#: the camera's distance from the head centre: two clouds (about 2.2 crop windows wide) in view
 CAMERA_DISTANCE_MM = 600.0
 
 
@@ -61,6 +61,7 @@ class DepthView3D(QtWidgets.QWidget):
         self.output_dir = Path(output_dir)
         self.result: FrameResult | None = None
         self.updates = 0
+        self._shown_clouds = 2
         self._next_update = 0.0
         # ``problem`` given: the reason to show instead of probing (tests)
         self.problem = opengl_problem() if problem is None else problem
@@ -78,7 +79,7 @@ class DepthView3D(QtWidgets.QWidget):
             self.gl.setBackgroundColor("#1e1e22")
             # from the camera's side, a little above and to the right: the faces look at the viewer
             self.gl.setCameraPosition(distance=CAMERA_DISTANCE_MM, elevation=8.0, azimuth=-75.0)
-            for key in ("true", "pred"):
+            for key in ("true", "pred", "pred2"):
                 # opaque: the default additive blending would wash the colours out to white
                 item = gl.GLScatterPlotItem(pos=np.zeros((1, 3)), color=(0, 0, 0, 0), size=POINT_SIZE_PX,
                                             pxMode=True, glOptions="opaque")
@@ -94,7 +95,7 @@ class DepthView3D(QtWidgets.QWidget):
             lay.addWidget(self.notice)
             lay.addStretch(1)
         row = QtWidgets.QHBoxLayout()
-        self.caption = QtWidgets.QLabel("left: true depth, right: predicted (mm); drag to turn, wheel to zoom")
+        self.caption = QtWidgets.QLabel("left to right: true depth, prediction (mm); drag to turn, wheel to zoom")
         self.caption.setStyleSheet("color: #b0b0b8;")
         self.caption.setWordWrap(True)  # a narrow dock must not widen the window
         self.export_button = QtWidgets.QPushButton("Export PLY")
@@ -132,16 +133,27 @@ class DepthView3D(QtWidgets.QWidget):
         if crop.color_camera is not None:
             centre = crop.color_camera.unproject(np.array([crop.center_px[0]]), np.array([crop.center_px[1]]),
                                                  np.array([crop.distance_mm]))[0]
-        half = 0.5 * (1.0 + GAP_SHARE) * crop.config.window_x_mm
-        clouds = model_clouds(m)
-        for key, shift in (("true", -half), ("pred", half)):
+        # left to right: the true depth, then each model's prediction (Compare mode: two)
+        shown = {"true": model_clouds(m).get("true")}
+        names = ["true depth"]
+        for i, mi in enumerate(r.models[:2]):
+            shown["pred" if i == 0 else "pred2"] = model_clouds(mi)["pred"]
+            names.append(mi.name)
+        step = (1.0 + GAP_SHARE) * crop.config.window_x_mm
+        for k, key in enumerate(("true", "pred", "pred2")):
             item = self.clouds[key]
-            if key not in clouds or len(clouds[key][0]) == 0:
+            cloud = shown.get(key)
+            if cloud is None or len(cloud[0]) == 0:
                 item.setData(pos=np.zeros((1, 3)), color=(0, 0, 0, 0))
                 continue
-            points, colours = clouds[key]
+            points, colours = cloud
+            shift = (k - (len(shown) - 1) / 2.0) * step
             rgba = np.concatenate([colours.astype(np.float32) / 255.0, np.ones((len(colours), 1), np.float32)], axis=1)
             item.setData(pos=viewer_coords(points, centre, shift), color=rgba)
+        self.caption.setText(f"left to right: {', '.join(names)} (mm); drag to turn, wheel to zoom")
+        if len(shown) != self._shown_clouds:  # a third cloud (Compare mode): step back to see all
+            self._shown_clouds = len(shown)
+            self.gl.setCameraPosition(distance=CAMERA_DISTANCE_MM * len(shown) / 2.0)
         self.updates += 1
 
     def _export_clicked(self) -> None:
