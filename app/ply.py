@@ -24,7 +24,8 @@ def model_clouds(model: ModelResult) -> dict[str, tuple[np.ndarray, np.ndarray]]
     """The predicted (``"pred"``) and, when the frame has depth, the true (``"true"``) depth of one
     model's crop as (points mm, colours) clouds."""
     crop = model.crop
-    clouds = {"pred": crop_points(crop, decode_depth(model.pred8, crop.distance_mm, crop.config.half_range_mm))}
+    pred_mm = decode_depth(model.pred8, crop.distance_mm, crop.config.half_range_mm)
+    clouds = {"pred": crop_points(crop, pred_mm)}
     if crop.depth_mm is not None:
         clouds["true"] = crop_points(crop, crop.depth_mm)
     return clouds
@@ -41,7 +42,8 @@ def write_ply(path: str | Path, points_mm: np.ndarray, colours: np.ndarray, comm
         vertices[k] = pts[:, i]
     for i, k in enumerate(("red", "green", "blue")):
         vertices[k] = rgb[:, i]
-    lines = ["ply", "format binary_little_endian 1.0", "comment units: mm (colour-camera x right, y down, z forward)"]
+    lines = ["ply", "format binary_little_endian 1.0",
+             "comment units: mm (colour-camera x right, y down, z forward)"]
     lines += [f"comment {c}" for c in comment.splitlines() if c]
     lines += [f"element vertex {len(pts)}", *(f"property {t} {k}" for k, t in
               (("x", "float"), ("y", "float"), ("z", "float"), ("red", "uchar"), ("green", "uchar"),

@@ -268,7 +268,8 @@ def write_snapshot_data(result: FrameResult, out_dir: str | Path, stem: str, sou
     paths: dict[str, Path] = {}
     for i, m in enumerate(result.models):
         n = "" if i == 0 else str(i + 1)
-        images = {f"pred{n}_mm": predicted_depth_mm16(m), f"crop{n}": cv2.cvtColor(m.crop.color, cv2.COLOR_RGB2BGR)}
+        images = {f"pred{n}_mm": predicted_depth_mm16(m),
+                  f"crop{n}": cv2.cvtColor(m.crop.color, cv2.COLOR_RGB2BGR)}
         if m.crop.depth_mm is not None:
             images[f"true{n}_mm"] = np.clip(np.rint(m.crop.depth_mm), 0, 65535).astype(np.uint16)
         for role, image in images.items():

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="GUI: render off-screen after --max-frames frames, save a screenshot and exit")
     p.add_argument("--view3d", action="store_true", help="GUI: open the 3D view at start")
     p.add_argument("--window-size", default=None, type=_window_size, metavar="WxH",
-                   help="GUI: the window's size in pixels, e.g. 1920x1080 (default: as last time, or 1440x900)")
+                   help="GUI: the window's size in pixels, e.g. 1920x1080 (default: as last time, "
+                        "or 1440x900)")
 
 
 def _window_size(text: str) -> tuple[int, int]:

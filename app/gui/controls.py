@@ -229,9 +229,9 @@ class PlaybackBar(QtWidgets.QToolBar):
         self.record_action = _action(self, "\u25cf Record", "record to MCAP with predictions and metrics",
                                      "record", checkable=True)
         self.enrol_action = _action(self, "Enrol", "enrol the person in view as the verification reference", "enrol")
-        self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted and true depth "
-                                       "(16-bit PNGs, mm), the colour crop (PNG) and this frame's metrics (JSON)",
-                                       "snapshot")
+        self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted and true "
+                                       "depth (16-bit PNGs, mm), the colour crop (PNG) and this frame's "
+                                       "metrics (JSON)", "snapshot")
         self.export_action = _action(self, "Export CSV", "write the session's per-frame metrics to CSV", "export")
         for a in (self.record_action, self.enrol_action, self.snapshot_action, self.export_action):
             self.addAction(a)

@@ -97,7 +97,8 @@ class ImagePanels(pg.GraphicsLayoutWidget):
         self.shown_half_range_mm = float(shown_half_range_mm)
         self.error_max_mm = float(error_max_mm)
         self.colormap = colormap if colormap in display.DEPTH_COLORMAPS else display.DEFAULT_COLORMAP
-        self.depth_lut, self.depth_cmap = _lut(display.DEPTH_COLORMAPS[self.colormap], INVALID_RGB, reverse=True)
+        self.depth_lut, self.depth_cmap = _lut(display.DEPTH_COLORMAPS[self.colormap], INVALID_RGB,
+                                               reverse=True)
         self.error_lut, self.error_cmap = _lut("inferno", NO_TRUTH_RGB)
         self.frames_shown = 0
         self._second = False
@@ -277,7 +278,8 @@ class ImagePanels(pg.GraphicsLayoutWidget):
         self._hover.clear()
         if true0 is not None:
             for v in (self.true_crop, self.input_crop):
-                self._hover[id(v.view)] = ("True depth", true0, m0.crop.distance_mm, m0.crop.config.half_range_mm)
+                self._hover[id(v.view)] = ("True depth", true0, m0.crop.distance_mm,
+                                           m0.crop.config.half_range_mm)
         self.true_crop.set_title("True depth" if true0 is not None else "No true depth")
         self._set(self.true_crop.image, display.depth_indices(true0, m0.crop.config.half_range_mm, hs)
                   if true0 is not None else None, like=m0.pred8)

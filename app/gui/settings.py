@@ -89,7 +89,8 @@ class AppSettings:
     def display(self) -> tuple[float, str]:
         """The depth panels' shown half-range (mm) and colour map; the defaults when unset or
         unreadable (a hand-edited file must not stop the window from opening)."""
-        from app.gui.display import DEFAULT_COLORMAP, DEFAULT_SHOWN_HALF_RANGE_MM, DEPTH_COLORMAPS, SHOWN_RANGE_LIMITS_MM
+        from app.gui.display import (DEFAULT_COLORMAP, DEFAULT_SHOWN_HALF_RANGE_MM, DEPTH_COLORMAPS,
+                                     SHOWN_RANGE_LIMITS_MM)
 
         try:
             half = float(self._q.value("display/half_range_mm", DEFAULT_SHOWN_HALF_RANGE_MM))

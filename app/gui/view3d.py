@@ -8,6 +8,7 @@ Qt's off-screen platform) the view is a one-line notice; the PLY export works ei
 """
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def opengl_problem() -> str | None:
     """Why the 3D view cannot be drawn here (None when it can): PyOpenGL missing, or no
     OpenGL context on this display."""
     try:
-        import OpenGL.GL  # noqa: F401
-        import pyqtgraph.opengl  # noqa: F401
+        importlib.import_module("OpenGL.GL")
+        importlib.import_module("pyqtgraph.opengl")
     except Exception as exc:  # noqa: BLE001 - any import failure means: no 3D view
         return f"PyOpenGL is not available ({type(exc).__name__}: {exc})"
     if not QtGui.QOpenGLContext().create():
@@ -95,11 +96,13 @@ class DepthView3D(QtWidgets.QWidget):
             lay.addWidget(self.notice)
             lay.addStretch(1)
         row = QtWidgets.QHBoxLayout()
-        self.caption = QtWidgets.QLabel("left to right: true depth, prediction (mm); drag to turn, wheel to zoom")
+        self.caption = QtWidgets.QLabel("left to right: true depth, prediction (mm); drag to turn, "
+                                        "wheel to zoom")
         self.caption.setStyleSheet("color: #b0b0b8;")
         self.caption.setWordWrap(True)  # a narrow dock must not widen the window
         self.export_button = QtWidgets.QPushButton("Export PLY")
-        self.export_button.setToolTip("write the current frame's true and predicted depth as PLY point clouds (mm)")
+        self.export_button.setToolTip("write the current frame's true and predicted depth as PLY point "
+                                      "clouds (mm)")
         self.export_button.clicked.connect(self._export_clicked)
         row.addWidget(self.caption, 1)
         row.addWidget(self.export_button)
@@ -148,7 +151,8 @@ class DepthView3D(QtWidgets.QWidget):
                 continue
             points, colours = cloud
             shift = (k - (len(shown) - 1) / 2.0) * step
-            rgba = np.concatenate([colours.astype(np.float32) / 255.0, np.ones((len(colours), 1), np.float32)], axis=1)
+            alpha = np.ones((len(colours), 1), np.float32)
+            rgba = np.concatenate([colours.astype(np.float32) / 255.0, alpha], axis=1)
             item.setData(pos=viewer_coords(points, centre, shift), color=rgba)
         self.caption.setText(f"left to right: {', '.join(names)} (mm); drag to turn, wheel to zoom")
         if len(shown) != self._shown_clouds:  # a third cloud (Compare mode): step back to see all

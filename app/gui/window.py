@@ -227,7 +227,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view3d_dock.visibilityChanged.connect(
             lambda _v: self.view_bar.view3d_action.setChecked(not self.view3d_dock.isHidden()))
         self.view_bar.range_changed.connect(lambda mm: self.set_display(mm, self.panels.colormap))
-        self.view_bar.colormap_changed.connect(lambda name: self.set_display(self.panels.shown_half_range_mm, name))
+        self.view_bar.colormap_changed.connect(
+            lambda name: self.set_display(self.panels.shown_half_range_mm, name))
         self.banner.reconnect_clicked.connect(self.reconnect)
         self.source_bar.open_requested.connect(self.open_source)
         self.source_bar.reconnect_action.triggered.connect(self.reconnect)

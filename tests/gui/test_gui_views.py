@@ -14,7 +14,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from app.gui import display  # noqa: E402
 from app.gui.settings import AppSettings  # noqa: E402
-from tests.gui.test_gui import _settle, _wait_frames, make_window, tiny_model  # noqa: E402,F401
+# the window fixtures are test_gui's (pytest finds fixtures by name in this module)
+from tests.gui.test_gui import _settle, _wait_frames, make_window, tiny_model  # noqa: E402,F401,F811
 from tests.support.fakes import write_tiny_generator  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -271,19 +272,14 @@ def test_the_3d_view_degrades_to_a_one_line_notice_and_still_exports_ply(qtbot, 
 
 
 def test_the_3d_view_without_pyopengl_names_it(monkeypatch):
-    import builtins
+    import sys
 
     from app.gui import view3d
 
-    real_import = builtins.__import__
-
-    def no_opengl(name, *args, **kwargs):
-        if name.startswith("OpenGL"):
-            raise ImportError("No module named 'OpenGL'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_opengl)
-    assert view3d.opengl_problem().startswith("PyOpenGL is not available")
+    for name in ("OpenGL", "OpenGL.GL"):  # as if PyOpenGL were not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    problem = view3d.opengl_problem()
+    assert problem.startswith("PyOpenGL is not available") and "\n" not in problem
 
 
 @pytest.mark.gl
