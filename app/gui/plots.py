@@ -17,8 +17,10 @@ from models.metrics import DELTA_KEYS, LIVE_TABLE_KEYS
 HISTORY_FRAMES = 300
 #: the numbers table's columns, for each model
 TABLE_COLUMNS = ("now", "window", "session")
-#: the delta plot's top: 1.0 plus room for the curves' line width
+#: the delta and score plots' top: 1.0 plus room for the curves' line width; the L1 plot's head room
 DELTA_Y_TOP = 1.06
+SCORE_Y_TOP = 1.06
+HEAD_ROOM = 1.05
 #: the two models' colours (their face windows, L1 curves and table headers)
 MODEL_COLOURS = ("#3ef07a", "#4fc3ff")
 #: the x axis scrolls in steps of this many frames, so the axes are redrawn only now and then
@@ -219,10 +221,11 @@ class MetricsPlots(QtWidgets.QWidget):
         else:
             self.l1_curves[1].setData([], [])
         top = np.nanmax(l1) if np.isfinite(l1).any() else 10.0
-        self._set_range("l1", self.l1_plot, (0.0, 10.0 * np.ceil(max(top, 1.0) / 10.0)))
+        # 5 % head room: the highest curve stays off the frame's top edge (as in the delta plot)
+        self._set_range("l1", self.l1_plot, (0.0, 10.0 * np.ceil(max(top, 1.0) * HEAD_ROOM / 10.0)))
         scores = np.concatenate([s["verification_smoothed"], s["enrolled_smoothed"]])
         low = np.nanmin(scores) if np.isfinite(scores).any() else 0.0
-        self._set_range("score", self.score_plot, (min(0.0, np.floor(low * 5.0) / 5.0), 1.0))
+        self._set_range("score", self.score_plot, (min(0.0, np.floor(low * 5.0) / 5.0), SCORE_Y_TOP))
         for k, curve in self.score_curves.items():
             curve.setData(x, s[f"{k}_smoothed"], connect="finite")
         captions = []

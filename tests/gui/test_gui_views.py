@@ -154,6 +154,10 @@ def test_the_plots_keep_curves_off_the_frame_and_keys_off_the_curves(qtbot, make
     vb = plots.delta_plot.getViewBox()
     top_px = vb.mapViewToScene(QtCore.QPointF(0.0, 1.0)).y() - vb.sceneBoundingRect().top()
     assert top_px >= 3.0  # a curve at full accuracy sits below the frame's top edge
+    score_vb = plots.score_plot.getViewBox()
+    assert score_vb.mapViewToScene(QtCore.QPointF(0.0, 1.0)).y() - score_vb.sceneBoundingRect().top() >= 3.0
+    l1_top = plots.l1_plot.getViewBox().viewRange()[1][1]
+    assert l1_top > np.nanmax(w.controller.log.series(0, ("l1_mm",), 300)["l1_mm"]) * 1.04
     # no legend inside any plot: one model names nothing more, the threshold is in the title
     for plot in (plots.delta_plot, plots.l1_plot, plots.score_plot):
         assert plot.legend is None
