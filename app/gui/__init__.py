@@ -5,9 +5,10 @@ imported only inside it, so importing this package stays cheap and Qt-free.
 
 Modules: ``window`` (MainWindow: builds the views, wires the controls to the controller and
 its events to the views; timer-driven display, snapshot, export, errors), ``panels`` (colour
-frame and depth crops), ``plots`` (metrics over time and their means), ``controls`` (toolbars
-and shortcuts), ``display`` (depth -> colour indices, Qt-free), ``settings`` (what is
-remembered between runs).
+frame and depth crops, hover readout), ``plots`` (metrics over time and their means),
+``controls`` (toolbars and shortcuts), ``display`` (depth -> colour indices and the depth
+panels' range and colour maps, Qt-free), ``view3d`` (the 3D view and PLY export), ``settings``
+(what is remembered between runs).
 """
 from __future__ import annotations
 
