@@ -1,5 +1,7 @@
 """The image panels: the colour frame with the face window, and the crops (input colour, true
-depth, predicted depth of one or two models, error maps) on one fixed depth scale.
+depth, predicted depth of one or two models, error maps) on one depth scale that does not
+change from frame to frame (its range and colour map are the user's: :meth:`ImagePanels.set_display`),
+and the hover readout of the depth or error under the mouse.
 
 Everything is built once; ``show(result)`` only pushes arrays into existing ImageItems with
 fixed levels (uint8 colour-table indices, see :mod:`app.gui.display`), so a frame costs a few
