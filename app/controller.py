@@ -296,9 +296,14 @@ class Controller:
 
     # -- sources ---------------------------------------------------------------------------------
     def open_source(self, uri: str) -> bool:
-        """Close the current source and open ``uri``; on failure report why and keep running."""
+        """Close the current source and open ``uri``; on failure report why and keep running.
+        A newly opened source plays, even when the previous one was paused (a paused live source
+        would show one frame and record nothing)."""
         self._teardown()
         self.source_uri = uri
+        if not self.playing:
+            self.playing = True
+            self.events.emit(PlayingChanged(True))
         try:
             self.source = self.source_opener(uri)
         except Exception as exc:  # noqa: BLE001 - whatever a source raises is reported, never a crash

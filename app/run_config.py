@@ -28,3 +28,5 @@ class RunConfig:
     save: Path | None = None
     screenshot: Path | None = None
     enrolment: Path | None = None
+    view3d: bool = False                          # GUI: open the 3D view at start
+    window_size_px: tuple[int, int] | None = None  # GUI: (width, height); None: as last time

@@ -256,19 +256,27 @@ def frame_record(result: FrameResult, source: str, model_files: Sequence[str] = 
 def write_snapshot_data(result: FrameResult, out_dir: str | Path, stem: str, source: str,
                         model_files: Sequence[str] = (),
                         extra_files: Mapping[str, str] | None = None) -> dict[str, Path]:
-    """Write the Qt-free parts of a snapshot: each model's predicted depth as a 16-bit PNG in
-    mm and the frame's JSON record (which lists ``extra_files``, e.g. the panels PNG the
-    window wrote). Returns the paths written, by role."""
+    """Write the Qt-free parts of a snapshot: for each model its predicted depth and the true
+    depth of its crop as 16-bit PNGs in mm (colour-camera z, 0 = none) and its colour crop as a
+    PNG, then the frame's JSON record (which lists ``extra_files``, e.g. the panels PNG the
+    window wrote). Returns the paths written, by role ("pred_mm", "true_mm", "crop"; "pred2_mm"
+    ... for the second model)."""
     import cv2
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for i, m in enumerate(result.models):
-        p = out / (f"{stem}_pred_mm.png" if i == 0 else f"{stem}_pred{i + 1}_mm.png")
-        if not cv2.imwrite(str(p), predicted_depth_mm16(m)):
-            raise OSError(f"could not write {p}")
-        paths["pred_mm" if i == 0 else f"pred{i + 1}_mm"] = p
+        n = "" if i == 0 else str(i + 1)
+        images = {f"pred{n}_mm": predicted_depth_mm16(m),
+                  f"crop{n}": cv2.cvtColor(m.crop.color, cv2.COLOR_RGB2BGR)}
+        if m.crop.depth_mm is not None:
+            images[f"true{n}_mm"] = np.clip(np.rint(m.crop.depth_mm), 0, 65535).astype(np.uint16)
+        for role, image in images.items():
+            p = out / f"{stem}_{role}.png"
+            if not cv2.imwrite(str(p), image):
+                raise OSError(f"could not write {p}")
+            paths[role] = p
     record = frame_record(result, source, model_files)
     record["files"] = {**(extra_files or {}), **{k: v.name for k, v in paths.items()}}
     jp = out / f"{stem}_metrics.json"

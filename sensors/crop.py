@@ -190,6 +190,31 @@ def window_to_crop(uv: np.ndarray, window_px: tuple[float, float, float, float],
     return np.stack([(uv[..., 0] - x0) * size_px / w - 0.5, (uv[..., 1] - y0) * size_px / h - 0.5], axis=-1)
 
 
+def crop_to_window(xy: np.ndarray, window_px: tuple[float, float, float, float], size_px: int) -> np.ndarray:
+    """Crop coordinates (Nx2, pixel centres at integers) to colour-image pixel coordinates: the
+    inverse of :func:`window_to_crop`."""
+    x0, y0, w, h = window_px
+    xy = np.asarray(xy, dtype=np.float64)
+    return np.stack([x0 + (xy[..., 0] + 0.5) * w / size_px, y0 + (xy[..., 1] + 0.5) * h / size_px], axis=-1)
+
+
+def crop_points(crop: FaceCrop, depth_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A depth crop (S x S colour-camera z in mm, 0 = none: the crop's own ``depth_mm`` or a
+    decoded prediction) as a coloured point cloud: (N, 3) float32 colour-camera points in mm,
+    one per crop pixel with depth, each on its pixel centre's ray, and their (N, 3) uint8 RGB
+    from the colour crop."""
+    if crop.color_camera is None:
+        raise SensorError("this crop does not know its colour camera")
+    z = np.asarray(depth_mm, dtype=np.float64)
+    s = crop.config.size_px
+    if z.shape != (s, s):
+        raise SensorError(f"depth crop is {z.shape}, expected ({s}, {s})")
+    rows, cols = np.nonzero(z > 0)
+    uv = crop_to_window(np.stack([cols, rows], axis=-1), crop.window_px, s)
+    points = crop.color_camera.unproject(uv[:, 0], uv[:, 1], z[rows, cols])
+    return points.astype(np.float32), np.ascontiguousarray(crop.color[rows, cols], dtype=np.uint8)
+
+
 def crop_face(frame: Frame, head_center_color_mm: np.ndarray, config: CropConfig = CropConfig()) -> FaceCrop:
     """Cut the face window around ``head_center_color_mm`` (colour-camera mm) out of ``frame``."""
     center_px, window = window_px_for(head_center_color_mm, frame.color_camera, config)

@@ -25,6 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="GUI: render off-screen after --max-frames frames, save a screenshot and exit")
     options.add_force(p, help="overwrite --report, --screenshot or a non-empty --save folder if they exist")
+    p.add_argument("--view3d", action="store_true", help="GUI: open the 3D view at start")
+    p.add_argument("--window-size", default=None, type=_window_size, metavar="WxH",
+                   help="GUI: the window's size in pixels, e.g. 1920x1080 (default: as last time, "
+                        "or 1440x900)")
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H), each 320..7680 pixels."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and 320 <= int(w) <= 7680 and 320 <= int(h) <= 7680):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels (320 to 7680 each), got {text!r}")
+    return int(w), int(h)
 
 
 def _path(value: str | None) -> Path | None:
@@ -59,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = RunConfig(model=model, source=args.source, second_model=_path(args.second_model),
                     verifier=_path(args.verifier) or shipped.VERIFIER, max_frames=args.max_frames,
                     report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot),
-                    enrolment=_path(args.enrolment))
+                    enrolment=_path(args.enrolment), view3d=args.view3d,
+                    window_size_px=args.window_size)
     if cfg.enrolment is not None and not args.headless:
         # the window would only show a notice: a file named on the command line fails here, in one line
         from app.enrol import load_run_enrolment

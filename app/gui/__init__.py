@@ -5,9 +5,10 @@ imported only inside it, so importing this package stays cheap and Qt-free.
 
 Modules: ``window`` (MainWindow: builds the views, wires the controls to the controller and
 its events to the views; timer-driven display, snapshot, export, errors), ``panels`` (colour
-frame and depth crops), ``plots`` (metrics over time and their means), ``controls`` (toolbars
-and shortcuts), ``display`` (depth -> colour indices, Qt-free), ``settings`` (what is
-remembered between runs).
+frame and depth crops, hover readout), ``plots`` (metrics over time and their means),
+``controls`` (toolbars and shortcuts), ``display`` (depth -> colour indices and the depth
+panels' range and colour maps, Qt-free), ``view3d`` (the 3D view and PLY export), ``settings``
+(what is remembered between runs).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ STOP_POLL_MS = 100
 
 def run_gui(cfg: RunConfig) -> int:
     """Open the window on ``cfg.source`` with ``cfg.model``; with ``cfg.screenshot``, render
-    off-screen, save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
+    off-screen (unless ``QT_QPA_PLATFORM`` names another platform, e.g. ``xcb`` under Xvfb for the
+    3D view's OpenGL), save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
 
     Returns 0, or 1 when a screenshot run ended with an error shown in the window; 130 or 143
     when SIGINT (Ctrl-C in the terminal) or SIGTERM closed the window (as Quit does: any
@@ -69,6 +71,10 @@ def run_gui(cfg: RunConfig) -> int:
         with stops.deferred(second_raises=False):
             window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model,
                                 verifier_path=cfg.verifier, max_frames=frames, enrolment_path=cfg.enrolment)
+            if cfg.window_size_px:
+                window.resize(*cfg.window_size_px)
+            if cfg.view3d:
+                window.show_3d(True)
             watch = QtCore.QTimer()
             watch.timeout.connect(lambda: stops.requested() and app.closeAllWindows())
             watch.start(STOP_POLL_MS)

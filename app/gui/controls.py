@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from app.gui import display
+
 #: sources offered in the source box, before the recently used ones
 BUILTIN_SOURCES = ("virtual:", "kinect:", "webcam:0")
 #: keyboard shortcuts, by action (also listed in the README)
@@ -24,7 +26,11 @@ SHORTCUTS = {
     "open_file": "Ctrl+O",
     "reconnect": "F5",
     "quit": "Ctrl+Q",
+    "view3d": "Ctrl+3",
 }
+#: the source box's width in characters (a longer URI scrolls inside it)
+SOURCE_BOX_CHARS = 36
+SOURCE_LIST_MIN_WIDTH_PX = 560
 VIDEO_OR_IMAGE = ("*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm")
 
 
@@ -74,7 +80,14 @@ class SourceBar(QtWidgets.QToolBar):
         self.combo = QtWidgets.QComboBox()
         self.combo.setEditable(True)
         self.combo.setInsertPolicy(QtWidgets.QComboBox.NoInsert)
-        self.combo.setMinimumWidth(260)
+        # a fixed width whatever the path: a long one must not push the other toolbars' controls
+        # into an overflow menu (the full URI is in the tooltip and the status bar)
+        self.combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(SOURCE_BOX_CHARS)
+        self.combo.setSizePolicy(QtWidgets.QSizePolicy.Fixed, QtWidgets.QSizePolicy.Fixed)
+        # its list is wider than the box, and cuts a long URI in the middle (start and file name show)
+        self.combo.view().setTextElideMode(QtCore.Qt.ElideMiddle)
+        self.combo.view().setMinimumWidth(SOURCE_LIST_MIN_WIDTH_PX)
         self.combo.setToolTip("a source URI: virtual:, kinect:, webcam:0, replay:FILE.mcap, images:PATH, "
                               "biwi:PATH, pandora:PATH, tum:PATH (Enter opens it)")
         self.combo.lineEdit().returnPressed.connect(self._open_current)
@@ -100,6 +113,8 @@ class SourceBar(QtWidgets.QToolBar):
         self.combo.clear()
         items = list(dict.fromkeys([current, *BUILTIN_SOURCES, *recent]))
         self.combo.addItems(items)
+        for i, uri in enumerate(items):
+            self.combo.setItemData(i, uri, QtCore.Qt.ToolTipRole)
         self.combo.setCurrentIndex(0)
         self.combo.blockSignals(False)
 
@@ -216,8 +231,9 @@ class PlaybackBar(QtWidgets.QToolBar):
         self.record_action = _action(self, "\u25cf Record", "record to MCAP with predictions and metrics",
                                      "record", checkable=True)
         self.enrol_action = _action(self, "Enrol", "enrol the person in view as the verification reference", "enrol")
-        self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted depth "
-                                       "(16-bit PNG, mm) and this frame's metrics (JSON)", "snapshot")
+        self.snapshot_action = _action(self, "Snapshot", "save the panels (PNG), the predicted and true "
+                                       "depth (16-bit PNGs, mm), the colour crop (PNG) and this frame's "
+                                       "metrics (JSON)", "snapshot")
         self.export_action = _action(self, "Export CSV", "write the session's per-frame metrics to CSV", "export")
         self.load_enrolment_action = _action(self, "Load enrolment\u2026", "use an enrolment file (from "
                                              "`launch.py enrol` or an earlier Enrol) as the verification reference",
@@ -255,3 +271,44 @@ class PlaybackBar(QtWidgets.QToolBar):
     def _slider_moved(self, value: int) -> None:
         if not self._programmatic:
             self.seek_requested.emit(int(value))
+
+
+
+
+class ViewBar(QtWidgets.QToolBar):
+    """How depth is drawn (display only, the models' encoding is untouched): the shown depth
+    range (± mm around the head centre), the colour map, and the 3D view."""
+
+    range_changed = QtCore.pyqtSignal(float)
+    colormap_changed = QtCore.pyqtSignal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget) -> None:
+        super().__init__("View", parent)
+        self.setObjectName("view_bar")
+        self.addWidget(QtWidgets.QLabel(" Depth \u00b1"))
+        self.range_mm = QtWidgets.QSpinBox()
+        self.range_mm.setRange(*display.SHOWN_RANGE_LIMITS_MM)
+        self.range_mm.setSingleStep(10)
+        self.range_mm.setSuffix(" mm")
+        self.range_mm.setToolTip("the depth panels' scale: z - D from -this to +this (display only)")
+        self.range_mm.setKeyboardTracking(False)
+        self.range_mm.valueChanged.connect(lambda v: self.range_changed.emit(float(v)))
+        self.addWidget(self.range_mm)
+        self.colormap = QtWidgets.QComboBox()
+        self.colormap.addItems(list(display.DEPTH_COLORMAPS))
+        self.colormap.setToolTip("the depth panels' colour map (display only)")
+        self.colormap.activated.connect(lambda i: self.colormap_changed.emit(self.colormap.itemText(i)))
+        self.addWidget(self.colormap)
+        self.view3d_action = _action(self, "3D", "a 3D view of the true and predicted depth (drag to turn, "
+                                     "wheel to zoom) with PLY export", "view3d", checkable=True)
+        self.addAction(self.view3d_action)
+
+    def set_display(self, half_range_mm: float, colormap: str) -> None:
+        """Show the current settings without emitting."""
+        for w in (self.range_mm, self.colormap):
+            w.blockSignals(True)
+        self.range_mm.setValue(int(round(half_range_mm)))
+        i = self.colormap.findText(colormap)
+        self.colormap.setCurrentIndex(max(i, 0))
+        for w in (self.range_mm, self.colormap):
+            w.blockSignals(False)

@@ -16,6 +16,14 @@ import numpy as np
 
 from sensors.encoding import decode_depth, mm_per_level
 
+#: the depth panels' default scale (± mm around the head centre) and its limits (display only)
+DEFAULT_SHOWN_HALF_RANGE_MM = 150.0
+SHOWN_RANGE_LIMITS_MM = (10, 1000)
+#: colour maps offered for the depth panels: shown name -> pyqtgraph's bundled map (no download)
+DEPTH_COLORMAPS = {"viridis": "viridis", "plasma": "plasma", "inferno": "inferno", "magma": "magma",
+                   "cividis": "cividis", "turbo": "turbo", "grey": "CET-L1"}
+DEFAULT_COLORMAP = "viridis"
+
 INVALID = 0           # colour-table index of invalid pixels
 FIRST, LAST = 1, 255  # colour-table indices of the two ends of a scale
 
@@ -66,3 +74,14 @@ def reduce_color(color: np.ndarray, max_width_px: int) -> tuple[np.ndarray, int]
     if k == 1:
         return color, 1
     return np.ascontiguousarray(color[::k, ::k]), k
+
+
+def readout_text(value: float, distance_mm: float, half_range_mm: float, error: bool = False) -> str:
+    """The hover readout of one crop pixel: an 8-bit depth level decoded to mm (z and z - D),
+    or with ``error`` an error in mm (NaN: no true depth there)."""
+    if error:
+        return "no true depth" if not np.isfinite(value) else f"{float(value):.1f} mm"
+    if int(value) == 0:
+        return "no depth"
+    z = float(decode_depth(np.asarray(value, dtype=np.uint8), distance_mm, half_range_mm))
+    return f"z = {z:.0f} mm (z - D = {z - distance_mm:+.0f} mm)"

@@ -15,12 +15,18 @@ from app.session import SessionLog
 from models.metrics import DELTA_KEYS, LIVE_TABLE_KEYS
 
 HISTORY_FRAMES = 300
+#: the numbers table's columns, for each model
+TABLE_COLUMNS = ("now", "window", "session")
+#: the delta and score plots' top: 1.0 plus room for the curves' line width; the L1 plot's head room
+DELTA_Y_TOP = 1.06
+SCORE_Y_TOP = 1.06
+HEAD_ROOM = 1.05
+#: the two models' colours (their face windows, L1 curves and table headers)
+MODEL_COLOURS = ("#3ef07a", "#4fc3ff")
 #: the x axis scrolls in steps of this many frames, so the axes are redrawn only now and then
 X_STEP_FRAMES = 50
 _DELTA_COLOURS = ("#ff5252", "#ff9800", "#ffeb3b", "#8bc34a", "#26c6da", "#7e57c2")
 _DELTA_LABELS = ("\u03b4<1.25^1/4", "\u03b4<1.25^1/3", "\u03b4<1.25^1/2", "\u03b4<1.25", "\u03b4<1.25^2", "\u03b4<1.25^3")
-#: the same for pyqtgraph's legend, which reads its labels as HTML
-_DELTA_HTML = tuple(lab.replace("<", "&lt;") for lab in _DELTA_LABELS)
 #: the rows of the numbers table: (key, label, format)
 TABLE_ROWS = (
     *((k, lab, "{:.3f}") for k, lab in zip(DELTA_KEYS, _DELTA_LABELS)),
@@ -38,6 +44,11 @@ _TABLE_STYLE = (
     " QHeaderView::section:horizontal { color: #b0b0b8; }"
     " QTableCornerButton::section { background: #26262c; border: none; }"
 )
+
+
+def _short(name: str, chars: int = 14) -> str:
+    """A model name cut to fit a plot title (the table's caption has the full names)."""
+    return name if len(name) <= chars else name[: chars - 1] + "\u2026"
 
 
 class MetricsPlots(QtWidgets.QWidget):
@@ -62,29 +73,29 @@ class MetricsPlots(QtWidgets.QWidget):
             p.hideButtons()
         for p in (self.delta_plot, self.l1_plot, self.score_plot):
             p.disableAutoRange()
-        self.delta_plot.setYRange(0.0, 1.0, padding=0.02)
+        # head room above 1.0: curves at full accuracy stay clear of the frame's top edge
+        self.delta_plot.setYRange(0.0, DELTA_Y_TOP, padding=0)
         self.delta_curves = {
             k: self.delta_plot.plot(pen=pg.mkPen(c, width=1.5), name=lab)
-            for k, c, lab in zip(DELTA_KEYS, _DELTA_COLOURS, _DELTA_HTML)
+            for k, c, lab in zip(DELTA_KEYS, _DELTA_COLOURS, _DELTA_LABELS)
         }
-        self.l1_plot.addLegend(offset=(5, 5), labelTextSize="7pt", brush=(30, 30, 34, 180))
+        # no legends inside the plots (curves would run through them): the titles name the two
+        # models' L1 curves in Compare mode and the threshold line, the table's rows the rest
         self.l1_curves = [
-            self.l1_plot.plot(pen=pg.mkPen("#3ef07a", width=1.5), name="model"),
-            self.l1_plot.plot(pen=pg.mkPen("#4fc3ff", width=1.5, style=QtCore.Qt.DashLine), name="2nd model"),
+            self.l1_plot.plot(pen=pg.mkPen(MODEL_COLOURS[0], width=1.5)),
+            self.l1_plot.plot(pen=pg.mkPen(MODEL_COLOURS[1], width=1.5, style=QtCore.Qt.DashLine)),
         ]
-        self.score_plot.addLegend(offset=(5, 5), labelTextSize="7pt", brush=(30, 30, 34, 180))
+        self._l1_names: tuple[str, ...] = ()
         self.score_curves = {
-            "verification": self.score_plot.plot(pen=pg.mkPen("#3ef07a", width=1.5), name="pred vs true"),
-            "enrolled": self.score_plot.plot(pen=pg.mkPen("#ffb74d", width=1.5), name="pred vs enrolled"),
+            "verification": self.score_plot.plot(pen=pg.mkPen("#3ef07a", width=1.5)),
+            "enrolled": self.score_plot.plot(pen=pg.mkPen("#ffb74d", width=1.5)),
         }
-        self.threshold_line = pg.InfiniteLine(angle=0, movable=False,
-                                              pen=pg.mkPen("#e0e0e0", width=1, style=QtCore.Qt.DotLine),
-                                              label="threshold", labelOpts={"position": 0.85, "color": "#e0e0e0"})
+        threshold_pen = pg.mkPen("#e0e0e0", width=1, style=QtCore.Qt.DotLine)
+        self.threshold_line = pg.InfiniteLine(angle=0, movable=False, pen=threshold_pen)
         self.threshold_line.setVisible(False)
         self.score_plot.addItem(self.threshold_line)
 
-        self.table = QtWidgets.QTableWidget(len(TABLE_ROWS), 3)
-        self.table.setHorizontalHeaderLabels(["now", "window", "session"])
+        self.table = QtWidgets.QTableWidget(len(TABLE_ROWS), 0)
         self.table.setVerticalHeaderLabels([lab for _, lab, _ in TABLE_ROWS])
         self.table.setStyleSheet(_TABLE_STYLE)
         self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
@@ -102,15 +113,12 @@ class MetricsPlots(QtWidgets.QWidget):
         self.table.verticalHeader().setDefaultSectionSize(15)
         self.table.setMinimumHeight(120)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
-        self.table.horizontalHeader().setMinimumSectionSize(62)
-        self.table.setMinimumWidth(360)
-        for r in range(len(TABLE_ROWS)):
-            for c in range(3):
-                item = QtWidgets.QTableWidgetItem("-")
-                item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
-                self.table.setItem(r, c, item)
+        self.table.horizontalHeader().setMinimumSectionSize(48)
+        self.table_models: tuple[str, ...] = ()
+        self._set_table_models(("model",))
         self.caption = QtWidgets.QLabel("")
         self.caption.setStyleSheet("color: #b0b0b8;")
+        self.caption.setWordWrap(True)
         self.caption.setFont(font)
         side = QtWidgets.QVBoxLayout()
         side.setContentsMargins(0, 0, 0, 0)
@@ -124,6 +132,26 @@ class MetricsPlots(QtWidgets.QWidget):
         lay.addWidget(self.graphs, 1)
         lay.addLayout(side)
 
+    def _set_table_models(self, names: tuple[str, ...]) -> None:
+        """Three columns (now, window, session) per model, headed in the model's colour."""
+        if names == self.table_models:
+            return
+        self.table_models = names
+        self.table.setColumnCount(3 * len(names))
+        for i, name in enumerate(names):
+            for c, head in enumerate(TABLE_COLUMNS):
+                item = QtWidgets.QTableWidgetItem(head)
+                item.setForeground(QtGui.QColor(MODEL_COLOURS[i % len(MODEL_COLOURS)]))
+                item.setToolTip(f"{name}: {head}")
+                self.table.setHorizontalHeaderItem(3 * i + c, item)
+        for r in range(len(TABLE_ROWS)):
+            for c in range(3 * len(names)):
+                item = QtWidgets.QTableWidgetItem("-")
+                item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                self.table.setItem(r, c, item)
+        header = self.table.verticalHeader().sizeHint().width()
+        self.table.setMinimumWidth(header + (62 if len(names) == 1 else 50) * 3 * len(names) + 4)
+
     def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt's name)
         return QtCore.QSize(1200, 270)
 
@@ -134,7 +162,7 @@ class MetricsPlots(QtWidgets.QWidget):
         else:
             self.threshold_line.setPos(float(threshold))
             self.threshold_line.setVisible(True)
-            self.score_plot.setTitle("verification score (smoothed)")
+            self.score_plot.setTitle(f"verification score, \u2508 threshold {float(threshold):.2f}")
 
     def _scroll(self, n: int) -> None:
         """Show the last HISTORY_FRAMES frames, moving the x range in steps of X_STEP_FRAMES."""
@@ -155,12 +183,29 @@ class MetricsPlots(QtWidgets.QWidget):
         for c in [*self.delta_curves.values(), *self.l1_curves, *self.score_curves.values()]:
             c.setData([], [])
         for r in range(len(TABLE_ROWS)):
-            for c in range(3):
+            for c in range(self.table.columnCount()):
                 self.table.item(r, c).setText("-")
         self.caption.setText("")
 
+    def _set_l1_legend(self, names: tuple[str, ...]) -> None:
+        """Name the L1 curves in the title in Compare mode (solid: the first model, dashed: the
+        second, in their colours); with one model the title names nothing more."""
+        if names == self._l1_names:
+            return
+        self._l1_names = names
+        if len(names) > 1:
+            keys = (f"<span style='color:{c}'>{mark} {name}</span>"
+                    for c, mark, name in zip(MODEL_COLOURS, ("\u2500", "\u2504"), map(_short, names)))
+            self.l1_plot.setTitle("L1 error (mm): " + " ".join(keys))
+        else:
+            self.l1_plot.setTitle("L1 error (mm)")
+
     def refresh(self, log: SessionLog) -> None:
         """Redraw the curves and the numbers from the log (call at about 10 Hz)."""
+        names = tuple(log.model_names)
+        two = len(names) > 1
+        self._set_l1_legend(names)
+        self._set_table_models(names)
         keys = (*DELTA_KEYS, "l1_mm", "verification_smoothed", "enrolled_smoothed")
         s = log.series(0, keys, HISTORY_FRAMES)
         x = s["seq"]
@@ -168,30 +213,35 @@ class MetricsPlots(QtWidgets.QWidget):
         for k, curve in self.delta_curves.items():
             curve.setData(x, s[k], connect="finite")
         self.l1_curves[0].setData(x, s["l1_mm"], connect="finite")
-        if len(log.model_names) > 1:
+        l1 = s["l1_mm"]
+        if two:
             s2 = log.series(1, ("l1_mm",), HISTORY_FRAMES)
             self.l1_curves[1].setData(s2["seq"], s2["l1_mm"], connect="finite")
+            l1 = np.concatenate([l1, s2["l1_mm"]])
         else:
             self.l1_curves[1].setData([], [])
-        l1 = s["l1_mm"]
-        if len(log.model_names) > 1:
-            l1 = np.concatenate([l1, s2["l1_mm"]])
         top = np.nanmax(l1) if np.isfinite(l1).any() else 10.0
-        self._set_range("l1", self.l1_plot, (0.0, 10.0 * np.ceil(max(top, 1.0) / 10.0)))
+        # 5 % head room: the highest curve stays off the frame's top edge (as in the delta plot)
+        self._set_range("l1", self.l1_plot, (0.0, 10.0 * np.ceil(max(top, 1.0) * HEAD_ROOM / 10.0)))
         scores = np.concatenate([s["verification_smoothed"], s["enrolled_smoothed"]])
         low = np.nanmin(scores) if np.isfinite(scores).any() else 0.0
-        self._set_range("score", self.score_plot, (min(0.0, np.floor(low * 5.0) / 5.0), 1.0))
+        self._set_range("score", self.score_plot, (min(0.0, np.floor(low * 5.0) / 5.0), SCORE_Y_TOP))
         for k, curve in self.score_curves.items():
             curve.setData(x, s[f"{k}_smoothed"], connect="finite")
-        means = log.means(0)
-        for r, (key, _, fmt) in enumerate(TABLE_ROWS):
-            for c, src in enumerate((means.latest, means.window, means.session)):
-                v = src.get(key)
-                text = "-" if v is None or not np.isfinite(v) else fmt.format(v)
-                item = self.table.item(r, c)
-                if item.text() != text:
-                    item.setText(text)
-        self.caption.setText(f"{log.model_names[0]}: {means.scored} of {means.frames} frames scored")
+        captions = []
+        for i, name in enumerate(names):
+            means = log.means(i)
+            for r, (key, _, fmt) in enumerate(TABLE_ROWS):
+                for c, src in enumerate((means.latest, means.window, means.session)):
+                    v = src.get(key)
+                    text = "-" if v is None or not np.isfinite(v) else fmt.format(v)
+                    item = self.table.item(r, 3 * i + c)
+                    if item.text() != text:
+                        item.setText(text)
+            colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
+            captions.append(f"<span style='color:{colour}'>{name}</span>: {means.scored} of {means.frames} "
+                            "frames scored")
+        self.caption.setText(" &nbsp; ".join(captions))
         self.caption.setToolTip(f"window: the last {log.window} scored frames; session: every scored frame "
                                 "since the source or model was chosen")
         self.refreshes += 1

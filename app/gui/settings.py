@@ -1,4 +1,5 @@
-"""What the window remembers between runs (QSettings): layout, last source, models, output folder.
+"""What the window remembers between runs (QSettings): layout, last source, models, output folder,
+the depth panels' range and colour map.
 
 The default store is the user's (organisation and application "facedepth"); tests and
 ``--screenshot`` runs pass their own INI file so they never touch it.
@@ -83,6 +84,27 @@ class AppSettings:
 
     def set_last_enrolment(self, path: str | Path | None) -> None:
         self._q.setValue("verification/enrolment", "" if path is None else str(path))
+
+    # -- how depth is drawn (display only) ---------------------------------------------------
+    def display(self) -> tuple[float, str]:
+        """The depth panels' shown half-range (mm) and colour map; the defaults when unset or
+        unreadable (a hand-edited file must not stop the window from opening)."""
+        from app.gui.display import (DEFAULT_COLORMAP, DEFAULT_SHOWN_HALF_RANGE_MM, DEPTH_COLORMAPS,
+                                     SHOWN_RANGE_LIMITS_MM)
+
+        try:
+            half = float(self._q.value("display/half_range_mm", DEFAULT_SHOWN_HALF_RANGE_MM))
+        except (TypeError, ValueError):
+            half = DEFAULT_SHOWN_HALF_RANGE_MM
+        lo, hi = SHOWN_RANGE_LIMITS_MM
+        if not lo <= half <= hi:
+            half = DEFAULT_SHOWN_HALF_RANGE_MM
+        cmap = str(self._q.value("display/colormap", DEFAULT_COLORMAP))
+        return half, cmap if cmap in DEPTH_COLORMAPS else DEFAULT_COLORMAP
+
+    def set_display(self, half_range_mm: float, colormap: str) -> None:
+        self._q.setValue("display/half_range_mm", float(half_range_mm))
+        self._q.setValue("display/colormap", str(colormap))
 
     # -- generic small values ---------------------------------------------------------------
     def value(self, key: str, default: object = None) -> object:

@@ -20,7 +20,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from app import controller as ctl
 from app.controller import Controller, plain_words
-from app.gui.controls import ModelBar, PlaybackBar, SourceBar
+from app.gui.controls import ModelBar, PlaybackBar, SourceBar, ViewBar
 from app.gui.panels import ImagePanels
 from app.gui.plots import MetricsPlots
 from app.gui.settings import AppSettings
@@ -35,6 +35,11 @@ TICK_MS = 8            # display poll interval: well under a 30 Hz frame period
 PLOT_PERIOD_S = 0.1    # plots and the numbers table at about 10 Hz
 STATUS_PERIOD_S = 0.25
 STATUS_KEYS = ("source", "model", "provider", "fps", "latency", "dropped", "recording")
+#: the status bar's source at most this long (the whole URI is in its tooltip)
+STATUS_SOURCE_CHARS = 48
+#: the saved toolbar/dock layout's version: a layout saved with another arrangement of the
+#: toolbars is not restored (it would bring back the old rows)
+LAYOUT_VERSION = 2
 
 
 class ErrorBanner(QtWidgets.QFrame):
@@ -111,6 +116,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self._build_central()
         self._build_plots_dock()
+        self.view3d = None  # built when first opened (it may probe OpenGL)
+        self.view3d_dock = QtWidgets.QDockWidget("3D view", self)
+        self.view3d_dock.setObjectName("view3d_dock")
+        self.view3d_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetMovable
+                                     | QtWidgets.QDockWidget.DockWidgetFloatable
+                                     | QtWidgets.QDockWidget.DockWidgetClosable)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.view3d_dock)
+        self.view3d_dock.hide()
         self._build_toolbars()
         self._build_status_bar()
         self.offered_models = _generators_in(model_dir or self.controller.model_path.parent)
@@ -134,7 +147,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- building the views ----------------------------------------------------------------------
     def _build_central(self) -> None:
         """The error banner, the synthetic-only note and the image panels."""
-        self.panels = ImagePanels()
+        shown_mm, colormap = self.settings.display()
+        self.panels = ImagePanels(shown_half_range_mm=shown_mm, colormap=colormap)
         self.banner = ErrorBanner()
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
@@ -161,9 +175,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_toolbars(self) -> None:
         self.source_bar = SourceBar(self)
         self.model_bar = ModelBar(self)
+        self.view_bar = ViewBar(self)
+        self.view_bar.set_display(self.panels.shown_half_range_mm, self.panels.colormap)
         self.playback = PlaybackBar(self)
+        # three rows, none wider than 1440 px: at the default size no control slides into a
+        # toolbar's overflow menu (whose popup would cover the playback bar)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.source_bar)
+        self.addToolBarBreak(QtCore.Qt.TopToolBarArea)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.model_bar)
+        self.addToolBar(QtCore.Qt.TopToolBarArea, self.view_bar)
         self.addToolBarBreak(QtCore.Qt.TopToolBarArea)
         self.addToolBar(QtCore.Qt.TopToolBarArea, self.playback)
 
@@ -177,6 +197,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_labels[key] = label
             sb.addWidget(label)
         self.status_labels["recording"].setStyleSheet("color: #ff3b30; font-weight: bold;")
+        # the depth under the mouse in a crop panel
+        self.hover_label = QtWidgets.QLabel("")
+        self.hover_label.setObjectName("hover_readout")
+        self.hover_label.setContentsMargins(6, 0, 6, 0)
+        sb.addPermanentWidget(self.hover_label)
         self.verification_label = QtWidgets.QLabel("")
         sb.addPermanentWidget(self.verification_label)
         # the credit a source asks for (a real person's head scan, CC BY), while it is on screen
@@ -192,13 +217,22 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._default_layout = state is None
-        if state is not None:
-            self.restoreState(state)
+        if state is not None and not self.restoreState(state, LAYOUT_VERSION):
+            self._default_layout = True
+        # a restored layout keeps the 3D dock's width; a fresh one gives it a third of the window
+        self._view3d_sized = not self._default_layout
 
     def _connect_controls(self) -> None:
         """The controls' intents go to the controller (or to the window's own actions)."""
         c = self.controller
         self.panels.face_clicked.connect(c.select_face)
+        self.panels.hover_text.connect(self.hover_label.setText)
+        self.view_bar.view3d_action.toggled.connect(self.show_3d)
+        self.view3d_dock.visibilityChanged.connect(
+            lambda _v: self.view_bar.view3d_action.setChecked(not self.view3d_dock.isHidden()))
+        self.view_bar.range_changed.connect(lambda mm: self.set_display(mm, self.panels.colormap))
+        self.view_bar.colormap_changed.connect(
+            lambda name: self.set_display(self.panels.shown_half_range_mm, name))
         self.banner.reconnect_clicked.connect(self.reconnect)
         self.source_bar.open_requested.connect(self.open_source)
         self.source_bar.reconnect_action.triggered.connect(self.reconnect)
@@ -323,7 +357,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- the controls' own actions ------------------------------------------------------------------
     def open_source(self, uri: str) -> bool:
         """Close the current source and open ``uri``; on failure show why and keep running."""
-        self.status_labels["source"].setText(f"source: {uri}")
+        self.status_labels["source"].setText(f"source: {_elide_middle(uri, STATUS_SOURCE_CHARS)}")
+        self.status_labels["source"].setToolTip(uri)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
             return self.controller.open_source(uri)
@@ -342,6 +377,31 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open the current source again (after an unplug, a fixed file, a driver install)."""
         return self.open_source(self.controller.source_uri)
 
+    def set_display(self, shown_half_range_mm: float, colormap: str) -> None:
+        """The depth panels' range (± mm) and colour map: shown at once and remembered."""
+        self.panels.set_display(shown_half_range_mm, colormap)
+        self.view_bar.set_display(self.panels.shown_half_range_mm, self.panels.colormap)
+        self.settings.set_display(self.panels.shown_half_range_mm, self.panels.colormap)
+
+    def show_3d(self, on: bool) -> None:
+        """Open or close the 3D view (point clouds of the true and predicted depth, PLY export)."""
+        if on and self.view3d is None:
+            from app.gui.view3d import DepthView3D
+
+            self.view3d = DepthView3D(self.controller.output_dir)
+            self.view3d.message.connect(lambda text, kind: self.banner.show_message(text, kind))
+            self.view3d_dock.setWidget(self.view3d)
+        if on:
+            first = not self._view3d_sized
+            self._view3d_sized = True
+            self.view3d_dock.show()
+            if first:  # beside the panels, a third of the window's width (once the window has its size)
+                QtCore.QTimer.singleShot(0, lambda: self.resizeDocks(
+                    [self.view3d_dock], [max(360, self.width() // 3)], QtCore.Qt.Horizontal))
+            self.view3d.show_result(self.last_shown, force=True)
+        else:
+            self.view3d_dock.hide()
+
     def _compare_toggled(self, on: bool) -> None:
         chosen = self.model_bar.second_path()
         self.controller.set_compare(on, Path(chosen) if chosen else None)
@@ -354,8 +414,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _record_clicked(self) -> None:
         if self.controller.recording:
             self.controller.stop_recording()
-        else:
-            self.controller.start_recording()
+        elif self.controller.start_recording() is not None and not self.controller.playing:
+            self.controller.set_playing(True)  # a recording of a paused stream would stay empty
         self.playback.record_action.setChecked(self.controller.recording)
 
     def _enrol_clicked(self) -> None:
@@ -404,6 +464,8 @@ class MainWindow(QtWidgets.QMainWindow):
                   for i, m in enumerate(result.models)]
         self.panels.show(result, predictions, labels)
         self.last_shown = result
+        if self.view3d is not None and not self.view3d_dock.isHidden():
+            self.view3d.show_result(result)
         done, done_ns = self.controller.last_processed
         now_ns = time.monotonic_ns()
         extra_ms = (now_ns - done_ns) / 1e6 if done is result else 0.0
@@ -430,12 +492,19 @@ class MainWindow(QtWidgets.QMainWindow):
         elif pipeline.error is not None:
             self._show_error(f"Processing stopped: {plain_words(pipeline.error)}. Press Reconnect to start "
                              "again, or pick another source or model.", reconnect=True)
+        elif self.single_image():
+            self.controller.set_playing(False)  # a photo: shown, nothing more to say
         elif isinstance(self.controller.source, SeekableSource):
             self.controller.set_playing(False)
             self._show_info("End of the recording: seek, or press Play to start again.")
         else:
             self._show_info("The source ended. Pick another source or press Reconnect.")
             self.banner.reconnect.setVisible(True)
+
+    def single_image(self) -> bool:
+        """True while the source is one still image (a single photo)."""
+        source = self.controller.source
+        return isinstance(source, SeekableSource) and len(source) == 1
 
     def fps(self) -> float:
         """New frames per second shown in the image panels, over the last ~2 s."""
@@ -453,7 +522,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_status(self) -> None:
         c = self.controller
         p = c.pipeline
-        self.status_labels["fps"].setText(f"{self.fps():.1f} fps")
+        if self.single_image():
+            rate = "still image"
+        else:
+            rate = f"{self.fps():.1f} fps" + ("" if c.playing else " (paused)")
+        self.status_labels["fps"].setText(rate)
         latency = self.latency_ms()
         if latency is not None:
             self.status_labels["latency"].setText(f"latency {latency:.0f} ms")
@@ -485,8 +558,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_info(f"Snapshot saved: {', '.join(p.name for p in paths.values())} in {paths['panels'].parent}")
 
     def snapshot(self, out_dir: Path | None = None) -> dict[str, Path] | None:
-        """Save the panels as PNG, the predicted depth as a 16-bit PNG in mm and the frame's
-        metrics as JSON; returns the paths by role (None when there is nothing to save)."""
+        """Save the panels as PNG, the predicted and the true depth as 16-bit PNGs in mm, the
+        colour crop as PNG and the frame's metrics as JSON; returns the paths by role (None when
+        there is nothing to save)."""
         result = self.last_shown
         if result is None:
             self._show_error("Snapshot: no frame shown yet.")
@@ -544,7 +618,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closed = True
         self.timer.stop()
         self.controller.close()
-        self.settings.save_layout(self.saveGeometry(), self.saveState())
+        self.settings.save_layout(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
         self.settings.sync()
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 (Qt's name)
@@ -558,6 +632,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.shutdown()
         super().closeEvent(event)
+
+
+def _elide_middle(text: str, chars: int) -> str:
+    """``text`` cut in the middle to at most ``chars`` characters (a long path keeps its start
+    and its file name)."""
+    if len(text) <= chars:
+        return text
+    head = (chars - 1) // 3
+    return text[:head] + "\u2026" + text[len(text) - (chars - 1 - head):]
 
 
 def _generators_in(folder: Path) -> list[Path]:

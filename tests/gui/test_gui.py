@@ -201,7 +201,13 @@ def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qt
     (model,) = record["models"]
     assert model["distance_mm"] == pytest.approx(800.0) and model["file"].endswith("tiny.onnx")
     assert model["metrics"] == pytest.approx(dict(m.metrics))
-    assert set(record["files"]) == {"panels", "pred_mm"}
+    assert set(record["files"]) == {"panels", "pred_mm", "true_mm", "crop"}
+    # the true depth (the sensor's, in mm, not the 8-bit encoding) and the colour crop too
+    true_mm = cv2.imread(str(paths["true_mm"]), cv2.IMREAD_UNCHANGED)
+    assert true_mm.dtype == np.uint16
+    np.testing.assert_array_equal(true_mm, np.clip(np.rint(m.crop.depth_mm), 0, 65535).astype(np.uint16))
+    crop = cv2.cvtColor(cv2.imread(str(paths["crop"])), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(crop, m.crop.color)
 
 
 def test_export_writes_every_logged_frame_to_csv(qtbot, make_window, tmp_path):

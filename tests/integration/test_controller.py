@@ -246,3 +246,14 @@ def test_the_shipped_generator_runs_on_the_virtual_kinect(make):
     assert events.of(ctl.SourceOpened)[0].length is None      # live: no seeking
     _wait(lambda: c.log is not None and len(c.log) >= 3, timeout_s=30.0)
     assert c.pipeline.latest().models[0].name == "generator"
+
+
+def test_a_source_opened_while_paused_plays(make):
+    c, events = make()
+    c.open_source("fake:n=400,fps=100")
+    _wait(lambda: c.pipeline.latest() is not None)
+    c.set_playing(False)
+    assert c.open_source("fake:n=400,fps=100")          # e.g. a webcam picked while paused
+    assert c.playing and events.of(ctl.PlayingChanged)[-1] == ctl.PlayingChanged(True)
+    assert events.of(ctl.PipelineReady)[-1].playing
+    _wait(lambda: c.pipeline.latest() is not None and c.pipeline.latest().index >= 5)

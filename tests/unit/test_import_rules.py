@@ -51,7 +51,7 @@ def test_live_path_never_loads_torch():
 
 
 def test_the_controller_loads_neither_qt_nor_torch():
-    loaded = _loaded_after_import(["app.controller", "app.session"])
+    loaded = _loaded_after_import(["app.controller", "app.session", "app.ply"])
     assert not loaded & {"PyQt5", "pyqtgraph", "torch"}
 
 
