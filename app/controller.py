@@ -28,6 +28,7 @@ import numpy as np
 from app.enrol import ENROLMENT_RULE
 from app.pipeline import FrameResult, Pipeline
 from app.session import SessionLog
+from models.common.shipped import REAL_HEAD_SCORES, RealHeadScore
 from sensors.errors import FacedepthError
 from sensors.source import SeekableSource, Source, open_source
 
@@ -76,6 +77,18 @@ class SourceClosed:
     """The source and its pipeline are gone (another source comes, or the app closes)."""
 
 
+def synthetic_note_text(real_head: RealHeadScore | None) -> str:
+    """What is known of a model trained on synthetic faces only: its measured score on the real
+    scanned head where there is one (shipped models), and that real cameras were not measured."""
+    if real_head is None:
+        measured = "its accuracy on real faces has not been measured"
+    else:
+        measured = (f"on one real person's scanned head rendered by the virtual Kinect its face-shape error is "
+                    f"{real_head.face_shape_l1_mm:.1f} mm (MediaPipe Face Mesh: "
+                    f"{real_head.mediapipe_face_shape_l1_mm:.1f} mm); with real cameras it has not been measured")
+    return f"Note: this model was trained on synthetic faces only (the virtual Kinect); {measured}."
+
+
 @dataclass(frozen=True)
 class PipelineReady:
     """A new pipeline runs the open source with these models (its session log is new too)."""
@@ -84,6 +97,8 @@ class PipelineReady:
     provider: str               # the first model's ONNX Runtime provider
     synthetic_only: bool        # the first model was trained on synthetic faces only
     playing: bool
+    #: the first model's measured score on the real scanned head (``models.common.shipped``), if any
+    real_head: RealHeadScore | None = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +392,8 @@ class Controller:
             pipeline.pause()
             pipeline.request_step()  # paused: still show a frame of the new source or model
         self.events.emit(PipelineReady(tuple(g.name for g in gens), provider,
-                                       bool(getattr(info, "synthetic_only", False)), self.playing))
+                                       bool(getattr(info, "synthetic_only", False)), self.playing,
+                                       REAL_HEAD_SCORES.get(str(getattr(gens[0], "sha256", "")))))
         pipeline.start()
         return None
 

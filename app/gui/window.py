@@ -19,7 +19,7 @@ import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from app import controller as ctl
-from app.controller import Controller, plain_words
+from app.controller import Controller, plain_words, synthetic_note_text
 from app.gui.controls import ModelBar, PlaybackBar, SourceBar, ViewBar
 from app.gui.panels import ImagePanels
 from app.gui.plots import MetricsPlots
@@ -155,9 +155,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.banner)
-        self.synthetic_note = QtWidgets.QLabel(
-            "Note: this model was trained on synthetic faces only (the virtual Kinect); "
-            "its accuracy on real faces has not been measured.")
+        self.synthetic_note = QtWidgets.QLabel()
         self.synthetic_note.setStyleSheet("background: #2a2a30; color: #ffd54f; font-weight: bold; padding: 3px 8px;")
         self.synthetic_note.setVisible(False)
         lay.addWidget(self.synthetic_note)
@@ -323,6 +321,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels.set_second_visible(len(e.model_names) > 1)
         self.status_labels["model"].setText(f"model: {' vs '.join(e.model_names)}")
         self.status_labels["provider"].setText(f"on {e.provider}")
+        self.synthetic_note.setText(synthetic_note_text(e.real_head))
         self.synthetic_note.setVisible(e.synthetic_only)
         self.playback.set_playing(e.playing)
 

@@ -6,6 +6,7 @@ project's own training commands (see ``models/README.md``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -15,3 +16,21 @@ GENERATOR_AE = WEIGHTS_DIR / "generator_ae.onnx"
 #: the face verifier and the head-centre refiner
 VERIFIER = WEIGHTS_DIR / "verifier.onnx"
 REFINER = WEIGHTS_DIR / "head_refiner.onnx"
+
+
+@dataclass(frozen=True)
+class RealHeadScore:
+    """A generator's face-shape L1 on one real person's scanned head rendered by the virtual
+    Kinect, next to MediaPipe Face Mesh's on the same crops and pixels (models/README.md, "The
+    real scanned head", which has the commands)."""
+
+    face_shape_l1_mm: float
+    mediapipe_face_shape_l1_mm: float
+
+
+#: measured scores of the shipped generators, by the sha256 of the file measured: a retrained
+#: file has no entry until it is measured again (a test keeps the keys on the shipped files)
+REAL_HEAD_SCORES: dict[str, RealHeadScore] = {
+    "f2a859fbd8093305f7c63aff4dd671c159bee4104bed8941febeaf5f12e1a0d4": RealHeadScore(6.25, 4.32),  # generator.onnx
+    "9841490b2476bbaf784469ae324c128bca69cd258b59ac679f7928579b14de3e": RealHeadScore(5.20, 4.32),  # generator_ae.onnx
+}

@@ -112,6 +112,7 @@ def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
     assert labels["provider"] == "on CPU" and "fps" in labels["fps"] and "ms" in labels["latency"]
     assert labels["dropped"].startswith("dropped ")
     assert not w.synthetic_note.isHidden()
+    assert "has not been measured" in w.synthetic_note.text()  # the tiny model was never scored on a real head
 
 
 def test_depth_panels_share_one_fixed_scale_whatever_each_model_s_half_range():
