@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.support.plugin"]
+pytest_plugins = ["tests.support.plugin", "tests.support.gui"]

@@ -23,8 +23,8 @@ from PyQt5 import QtCore, QtWidgets  # noqa: E402
 
 from app.gui import display  # noqa: E402
 from app.gui.settings import AppSettings  # noqa: E402
-from app.gui.window import MainWindow  # noqa: E402
 from tests.support.fakes import fake_source, write_tiny_generator  # noqa: E402
+from tests.support.gui import settle, wait_frames  # noqa: E402
 from sensors.encoding import decode_depth  # noqa: E402
 from sensors.source import open_source  # noqa: E402
 
@@ -32,61 +32,16 @@ pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _opener(uri: str):
-    """Open ``fake:key=value,...`` as a FakeRGBDSource, anything else as the app would."""
-    if uri.startswith("fake:"):
-        opts = dict(item.split("=", 1) for item in uri[5:].split(",") if item)
-        return fake_source(**opts)
-    return open_source(uri)
-
-
 def _threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.is_alive() and t is not threading.main_thread()]
 
 
-@pytest.fixture
-def tiny_model(tmp_path_factory) -> Path:
-    return write_tiny_generator(tmp_path_factory.mktemp("models") / "tiny.onnx")
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path, tiny_model):
-    """Build a MainWindow with a temporary settings file and output folder; closes it after."""
-    windows: list[MainWindow] = []
-
-    def make(source: str = "fake:n=300,fps=60", **kw) -> MainWindow:
-        kw.setdefault("settings", AppSettings(tmp_path / "settings.ini"))
-        kw.setdefault("output_dir", tmp_path / "out")
-        kw.setdefault("verifier_path", tmp_path / "no_verifier.onnx")
-        model = kw.pop("model", tiny_model)
-        w = MainWindow(model, source, source_opener=_opener, **kw)
-        qtbot.addWidget(w)
-        w.show()
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
-
-
-def _wait_frames(qtbot, w: MainWindow, n: int, timeout_ms: int = 8000) -> None:
-    start = w.panels.frames_shown
-    qtbot.waitUntil(lambda: w.panels.frames_shown >= start + n, timeout=timeout_ms)
-
-
-def _settle(qtbot, w: MainWindow) -> None:
-    """Wait until the display has caught up with the pipeline (after a pause)."""
-    qtbot.wait(250)
-    qtbot.waitUntil(lambda: w.controller.pipeline.latest() is w.last_shown, timeout=3000)
-
-
 def test_window_opens_and_the_panels_and_plots_update(qtbot, make_window):
     w = make_window()
-    _wait_frames(qtbot, w, 15)
+    wait_frames(qtbot, w, 15)
     qtbot.waitUntil(lambda: w.plots.refreshes >= 2, timeout=3000)
     w.controller.set_playing(False)
-    _settle(qtbot, w)
+    settle(qtbot, w)
     r = w.last_shown
     m = r.models[0]
     panels = w.panels
@@ -135,7 +90,7 @@ def test_window_opens_on_the_virtual_kinect(qtbot, make_window):
     pytest.importorskip("sensors.virtual")
     w = make_window("virtual:")
     assert w.banner.kind != "error", w.banner.text
-    _wait_frames(qtbot, w, 3, timeout_ms=20_000)
+    wait_frames(qtbot, w, 3, timeout_ms=20_000)
     r = w.last_shown
     assert r.frame.color.shape == (1080, 1920, 3) and r.frame.depth_mm.shape == (424, 512)
     # the Kinect-sized colour frame is drawn at a third of its size
@@ -148,10 +103,10 @@ def test_window_opens_on_the_virtual_kinect(qtbot, make_window):
 
 def test_play_pause_step_and_seek_on_a_recording(qtbot, make_window):
     w = make_window("fake:n=200,fps=100")
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     qtbot.keyClick(w, QtCore.Qt.Key_Space)                  # pause
     assert not w.controller.playing and w.playback.play_action.text() == "Play"
-    _settle(qtbot, w)
+    settle(qtbot, w)
     shown, index = w.panels.frames_shown, w.last_shown.index
     qtbot.wait(300)
     assert w.panels.frames_shown == shown                   # paused: nothing new
@@ -184,9 +139,9 @@ def test_the_end_of_a_recording_then_seek_and_play_again(qtbot, make_window):
 
 def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qtbot, make_window, tmp_path):
     w = make_window()
-    _wait_frames(qtbot, w, 5)
+    wait_frames(qtbot, w, 5)
     w.controller.set_playing(False)
-    _settle(qtbot, w)
+    settle(qtbot, w)
     r = w.last_shown
     m = r.models[0]
     paths = w.snapshot(tmp_path / "snap")
@@ -213,9 +168,9 @@ def test_snapshot_writes_the_panels_the_predicted_depth_in_mm_and_the_metrics(qt
 
 def test_export_writes_every_logged_frame_to_csv(qtbot, make_window, tmp_path):
     w = make_window()
-    _wait_frames(qtbot, w, 8)
+    wait_frames(qtbot, w, 8)
     w.controller.set_playing(False)
-    _settle(qtbot, w)
+    settle(qtbot, w)
     n = w.export_csv(tmp_path / "metrics.csv")
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -238,7 +193,7 @@ def test_a_bad_source_shows_an_error_and_the_app_survives(qtbot, make_window, tm
     assert w.banner.kind == "error" and "Could not open the source" in w.banner.text
     assert w.open_source("fake:n=100,fps=60")                    # the user picks another source
     assert w.banner.isHidden()
-    _wait_frames(qtbot, w, 5)
+    wait_frames(qtbot, w, 5)
 
 
 def test_an_unplugged_sensor_shows_an_error_and_reconnect_works(qtbot, make_window):
@@ -249,19 +204,19 @@ def test_an_unplugged_sensor_shows_an_error_and_reconnect_works(qtbot, make_wind
     shown = w.panels.frames_shown
     w.reconnect()                                                 # plugged back in
     assert w.banner.isHidden()
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert w.panels.frames_shown > shown
 
 
 def test_a_bad_model_shows_an_error_and_the_old_model_keeps_running(qtbot, make_window, tmp_path, tiny_model):
     w = make_window()
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     bad = tmp_path / "random.onnx"
     bad.write_bytes(np.random.default_rng(0).bytes(2000))
     assert not w.controller.set_model(bad)
     assert w.banner.kind == "error" and "Could not load the model" in w.banner.text and "random.onnx" in w.banner.text
     assert w.controller.model_path == tiny_model and w.controller.pipeline is not None
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert w.last_shown.models[0].name == "tiny"
 
 
@@ -277,13 +232,13 @@ def test_a_model_failing_while_running_is_shown_and_another_can_be_chosen(qtbot,
                         lambda paths, threads=1: [FailingGenerator(fail_at=4)] if paths[0] == broken
                         else real_loader(paths, threads))
     w = make_window()
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     assert w.controller.set_model(broken)
     qtbot.waitUntil(lambda: w.banner.kind == "error", timeout=5000)
     assert w.banner.text.startswith("The model failed: failing.onnx: fake model failed")
     assert w.controller.set_model(tiny_model) and w.banner.isHidden()
     shown = w.panels.frames_shown
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert w.panels.frames_shown > shown and w.last_shown.models[0].name == "tiny"
 
 
@@ -291,9 +246,9 @@ def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):
     crop = {"size_px": 100, "window_x_mm": 300.0, "window_y_mm": 300.0, "half_range_mm": 150.0}
     second = write_tiny_generator(tmp_path / "wide.onnx", crop=crop, weights=(0.3, 0.3, 0.3))
     w = make_window(second_model=second)
-    _wait_frames(qtbot, w, 5)
+    wait_frames(qtbot, w, 5)
     w.controller.set_playing(False)
-    _settle(qtbot, w)
+    settle(qtbot, w)
     a, b = w.last_shown.models
     assert (a.name, b.name) == ("tiny", "wide")
     assert not w.panels.pred_crops[1].view.isVisible() is False
@@ -301,15 +256,15 @@ def test_a_second_model_is_shown_beside_the_first(qtbot, make_window, tmp_path):
     assert w.panels.face_rects[1].rect().width() == pytest.approx(b.crop.window_px[2])
     assert w.status_labels["model"].text() == "model: tiny vs wide"
     w.model_bar.compare.setChecked(False)                          # the toggle
-    _wait_frames(qtbot, w, 0)
+    wait_frames(qtbot, w, 0)
     w.controller.set_playing(True)
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert len(w.last_shown.models) == 1 and not w.panels.pred_crops[1].view.isVisible()
 
 
 def test_clicking_a_face_asks_the_locator_to_track_it(qtbot, make_window):
     w = make_window()
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     picked = []
     w.controller.pipeline.locator.select = picked.append
     scene_pt = w.panels.color_view.mapViewToScene(QtCore.QPointF(400.0, 100.0))
@@ -321,7 +276,7 @@ def test_clicking_a_face_asks_the_locator_to_track_it(qtbot, make_window):
 def test_closing_the_window_stops_every_thread_within_two_seconds(qtbot, make_window):
     before = set(_threads())
     w = make_window("fake:n=100000,fps=30,live=on")
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert {"facedepth-capture", "facedepth-inference"} <= set(_threads())
     t0 = time.monotonic()
     w.close()
@@ -335,7 +290,7 @@ def test_layout_and_last_source_are_remembered(qtbot, make_window, tmp_path):
 
     settings_file = tmp_path / "remember.ini"
     w = make_window("fake:n=50,fps=60", settings=AppSettings(settings_file))
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     w.resize(1234, 777)
     w.close()
     again = AppSettings(settings_file)
@@ -379,11 +334,11 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
     from tests.support.fakes import DEPTH_TO_COLOR, HEAD_MM
 
     w = make_window("fake:n=400,fps=60")
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     path = w.controller.start_recording(tmp_path / "session.mcap")
     assert path is not None and w.panels.rec_badge.isVisible()
     assert w.status_labels["recording"].text().startswith("\u25cf REC")
-    _wait_frames(qtbot, w, 21)  # the first frame shown may have been processed before recording began
+    wait_frames(qtbot, w, 21)  # the first frame shown may have been processed before recording began
     w.controller.stop_recording()
     assert not w.panels.rec_badge.isVisible() and "Recorded" in w.banner.text
     # the file replays frame for frame: same depth and annotations bit for bit, same colour up to JPEG
@@ -433,9 +388,9 @@ def test_record_then_replay_gives_the_same_frames_and_the_recorded_predictions(q
 
 def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path):
     w = make_window("fake:n=100000,fps=30,live=on")
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     path = w.controller.start_recording(tmp_path / "closing.mcap")
-    _wait_frames(qtbot, w, 11)  # the first frame shown may have been processed before recording began
+    wait_frames(qtbot, w, 11)  # the first frame shown may have been processed before recording began
     t0 = time.monotonic()
     w.close()
     assert time.monotonic() - t0 < 2.0
@@ -448,9 +403,9 @@ def test_closing_while_recording_finishes_the_file(qtbot, make_window, tmp_path)
 def test_quit_finishes_the_recording_and_closes_the_window(qtbot, make_window, tmp_path):
     w = make_window("fake:n=100000,fps=30,live=on")
     assert w.playback.quit_action.shortcut().toString() == "Ctrl+Q"
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     path = w.controller.start_recording(tmp_path / "quit.mcap")
-    _wait_frames(qtbot, w, 11)
+    wait_frames(qtbot, w, 11)
     w.playback.quit_action.trigger()
     assert not w.isVisible() and not w.controller.recording
     assert not [t for t in _threads() if t.startswith("facedepth-")]
@@ -465,13 +420,13 @@ def test_enrol_scores_the_person_in_view_and_is_reloaded_next_time(qtbot, make_w
     settings = AppSettings(tmp_path / "enrol.ini")
     w = make_window(verifier_path=verifier, settings=settings)
     assert w.playback.enrol_action.isEnabled()
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     assert w.controller.enrol("Alice Smith", frames=5)
     qtbot.waitUntil(lambda: w.controller.enrolment is not None, timeout=5000)
     saved = tmp_path / "out" / "enrolments" / "Alice_Smith.json"
     enrolment = w.controller.enrolment
     assert saved.is_file() and enrolment.kind == "true-depth" and len(enrolment.embeddings) == 5
-    _wait_frames(qtbot, w, 5)
+    wait_frames(qtbot, w, 5)
     m = w.last_shown.models[0]
     # every frame of the fake shows the same head: its prediction against the enrolled true depth
     # scores what the verifier gives the pair directly, and pred vs true of the frame is scored too
@@ -498,7 +453,7 @@ def test_load_enrolment_uses_a_file_from_the_cli_and_an_explicit_one_wins_at_sta
     w.playback.load_enrolment_action.trigger()
     assert w.controller.enrolment is not None and w.controller.enrolment.name == "Bea"
     qtbot.waitUntil(lambda: w.settings.last_enrolment() == made, timeout=3000)
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     qtbot.waitUntil(lambda: w.last_shown is not None and w.last_shown.models[0].enrolled is not None, timeout=5000)
     w.close()
     # run --enrolment FILE: that file, not the one remembered
@@ -526,7 +481,7 @@ def test_only_generators_are_offered_as_models(qtbot, make_window, tmp_path):
     assert w.model_bar.second.currentText() == "generator_ae"        # the other model, ready to compare
     assert w.controller.set_model(folder / "generator_ae.onnx")       # switching keeps the list
     assert w.model_bar.combo.currentText() == "generator_ae" and w.model_bar.combo.count() == 3
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     assert w.last_shown.models[0].name == "generator_ae"
 
 
@@ -536,7 +491,7 @@ def test_the_window_draws_at_least_25_new_frames_a_second_from_the_virtual_kinec
     pytest.importorskip("sensors.virtual")
     model = ROOT / "models" / "weights" / "generator.onnx"
     w = make_window("virtual:", **({"model": model} if model.exists() else {}))
-    _wait_frames(qtbot, w, 30, timeout_ms=20_000)              # warm-up
+    wait_frames(qtbot, w, 30, timeout_ms=20_000)              # warm-up
     n0, t0, c0 = w.panels.frames_shown, time.monotonic(), time.process_time()
     qtbot.wait(5000)
     elapsed = time.monotonic() - t0
@@ -559,7 +514,7 @@ def test_a_face_model_folder_is_refused_by_name_or_opened_and_remembered(
     assert AppSettings(settings_file).face_model() is None
     assert w.use_face_model(str(face_model_dir))
     assert w.controller.source.describe()["heads"] == "scan"
-    _wait_frames(qtbot, w, 2)
+    wait_frames(qtbot, w, 2)
     w.close()
     again = AppSettings(settings_file)
     assert again.face_model() == str(face_model_dir)

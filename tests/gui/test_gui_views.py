@@ -14,8 +14,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from app.gui import display  # noqa: E402
 from app.gui.settings import AppSettings  # noqa: E402
-# the window fixtures are test_gui's (pytest finds fixtures by name in this module)
-from tests.gui.test_gui import _settle, _wait_frames, make_window, tiny_model  # noqa: E402,F401,F811
+from tests.support.gui import settle, wait_frames  # noqa: E402
 from tests.support.fakes import write_tiny_generator  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -23,9 +22,9 @@ LONG_PATH = "images:/home/someone/Videos/" + "a_rather_long_folder_name/" * 8 + 
 
 
 def _paused(qtbot, w) -> None:
-    _wait_frames(qtbot, w, 3)
+    wait_frames(qtbot, w, 3)
     w.controller.set_playing(False)
-    _settle(qtbot, w)
+    settle(qtbot, w)
 
 
 def _default_size(qtbot, w) -> None:
@@ -184,7 +183,7 @@ def test_a_source_opened_while_paused_plays_and_record_while_paused_plays(qtbot,
     _paused(qtbot, w)
     assert w.open_source("fake:n=300,fps=60")
     assert w.controller.playing and w.playback.play_action.text() == "Pause"
-    _wait_frames(qtbot, w, 5)
+    wait_frames(qtbot, w, 5)
     w.controller.set_playing(False)
     w._record_clicked()
     assert w.controller.recording and w.controller.playing

@@ -6,20 +6,15 @@ import pytest
 pytest.importorskip("pytestqt")
 from app.gui.settings import AppSettings  # noqa: E402
 from app.gui.window import MainWindow  # noqa: E402
-from sensors.source import open_source  # noqa: E402
-from tests.support.fakes import fake_source, write_tiny_generator  # noqa: E402
+from tests.support.fakes import open_fake_or_real, write_tiny_generator  # noqa: E402
 
 pytestmark = pytest.mark.gui
-
-
-def _opener(uri: str):
-    return fake_source(n="300", fps="60") if uri.startswith("fake:") else open_source(uri)
 
 
 def test_the_credit_shows_with_the_scan_and_goes_with_it(qtbot, tmp_path, real_scan_glb):
     model = write_tiny_generator(tmp_path / "tiny.onnx")
     uri = f"virtual:person=scan:{real_scan_glb},pace=off,frames=30"
-    w = MainWindow(model, uri, source_opener=_opener, settings=AppSettings(tmp_path / "s.ini"),
+    w = MainWindow(model, uri, source_opener=open_fake_or_real, settings=AppSettings(tmp_path / "s.ini"),
                    output_dir=tmp_path / "out", verifier_path=tmp_path / "none.onnx")
     qtbot.addWidget(w)
     w.show()

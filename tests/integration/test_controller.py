@@ -11,17 +11,10 @@ import pytest
 
 from app import controller as ctl
 from app.controller import Controller, EventHub
-from tests.support.fakes import fake_source, write_tiny_generator, write_tiny_verifier
+from tests.support.fakes import open_fake_or_real, write_tiny_generator, write_tiny_verifier
 from sensors.source import open_source
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _opener(uri: str):
-    """Open ``fake:key=value,...`` as a FakeRGBDSource, anything else as the app would."""
-    if uri.startswith("fake:"):
-        return fake_source(**dict(item.split("=", 1) for item in uri[5:].split(",") if item))
-    return open_source(uri)
 
 
 class Events:
@@ -54,11 +47,6 @@ def _wait(condition, timeout_s: float = 8.0) -> None:
 
 
 @pytest.fixture
-def tiny_model(tmp_path_factory) -> Path:
-    return write_tiny_generator(tmp_path_factory.mktemp("models") / "tiny.onnx")
-
-
-@pytest.fixture
 def make(tmp_path, tiny_model):
     """A Controller with its events recorded; closed after the test."""
     made: list[Controller] = []
@@ -66,7 +54,7 @@ def make(tmp_path, tiny_model):
     def build(**kw) -> tuple[Controller, Events]:
         kw.setdefault("output_dir", tmp_path / "out")
         kw.setdefault("verifier_path", tmp_path / "no_verifier.onnx")
-        c = Controller(kw.pop("model", tiny_model), source_opener=_opener, **kw)
+        c = Controller(kw.pop("model", tiny_model), source_opener=open_fake_or_real, **kw)
         made.append(c)
         return c, Events(c.events)
 

@@ -12,7 +12,7 @@ from models.common.errors import ModelError
 from sensors.errors import SourceLostError
 from sensors.frame import Frame
 from sensors.geometry import CameraIntrinsics, Extrinsics
-from sensors.source import Options, SeekableSource, SourceURI
+from sensors.source import Options, SeekableSource, Source, SourceURI, open_source
 
 CROP = {"size_px": 100, "window_x_mm": 240.0, "window_y_mm": 240.0, "half_range_mm": 150.0}
 #: a Kinect v2-like rig at reduced size: colour 640x360, depth 256x212, 52 mm apart
@@ -229,3 +229,11 @@ def write_tiny_verifier(path: str | Path, size_px: int = 100, dim: int = 16, thr
     path = Path(path)
     onnx.save(model, str(path))
     return path
+
+
+def open_fake_or_real(uri: str) -> Source:
+    """A source opener for windows and controllers under test: ``fake:key=value,...`` opens a
+    :func:`fake_source`, anything else opens as the app would."""
+    if uri.startswith("fake:"):
+        return fake_source(**dict(item.split("=", 1) for item in uri[5:].split(",") if item))
+    return open_source(uri)

@@ -37,6 +37,14 @@ class TinyRun:
     onnx: Path
 
 
+@pytest.fixture
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny ONNX generator (random weights, the shipped crop geometry)."""
+    from tests.support.fakes import write_tiny_generator
+
+    return write_tiny_generator(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
 @pytest.fixture(scope="session")
 def tiny_cgan_run(tmp_path_factory) -> TinyRun:
     """Trained once per test session (training is the slow part), shared by the export,
