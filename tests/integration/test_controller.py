@@ -12,6 +12,7 @@ import pytest
 from app import controller as ctl
 from app.controller import Controller, EventHub
 from tests.support.fakes import open_fake_or_real, write_tiny_generator, write_tiny_verifier
+from tests.support.waits import wait_until
 from sensors.source import open_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,14 +37,6 @@ class Events:
     def threads(self, kind: type) -> list[threading.Thread]:
         with self._lock:
             return [t for e, t in self.seen if isinstance(e, kind)]
-
-
-def _wait(condition, timeout_s: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -79,7 +72,7 @@ def test_opening_a_source_runs_the_pipeline_and_says_so(make):
     assert events.of(ctl.SourceOpened) == [ctl.SourceOpened("fake:n=50", 50, False)]
     (ready,) = events.of(ctl.PipelineReady)
     assert ready.model_names == ("tiny",) and ready.provider == "CPU" and ready.synthetic_only and ready.playing
-    _wait(lambda: c.log is not None and len(c.log) >= 5)
+    wait_until(lambda: c.log is not None and len(c.log) >= 5)
     result, done_ns = c.last_processed
     assert result is not None and result.models[0].name == "tiny" and done_ns > 0
     assert c.model_files() == [c.model_path]
@@ -103,7 +96,7 @@ def test_a_bad_model_is_reported_and_the_old_one_runs_again(make, tmp_path, tiny
     assert c.model_path == tiny_model and c.pipeline is not None
     assert "Could not load the model" in events.of(ctl.Notice)[-1].text
     assert events.of(ctl.ModelsChanged)[-1] == ctl.ModelsChanged(tiny_model, None)
-    _wait(lambda: c.pipeline.latest() is not None)
+    wait_until(lambda: c.pipeline.latest() is not None)
     assert c.pipeline.latest().models[0].name == "tiny"
 
 
@@ -114,7 +107,7 @@ def test_comparing_runs_the_second_model_beside_the_first(make, tmp_path):
     c.set_compare(True, second)
     assert c.compare and c.second_path == second
     assert events.of(ctl.PipelineReady)[-1].model_names == ("tiny", "wide")
-    _wait(lambda: c.pipeline.latest() is not None)
+    wait_until(lambda: c.pipeline.latest() is not None)
     assert [m.name for m in c.pipeline.latest().models] == ["tiny", "wide"]
     c.set_compare(False)
     assert events.of(ctl.PipelineReady)[-1].model_names == ("tiny",)
@@ -123,27 +116,27 @@ def test_comparing_runs_the_second_model_beside_the_first(make, tmp_path):
 def test_pause_step_and_seek_on_a_recording(make):
     c, events = make()
     c.open_source("fake:n=100,fps=100")
-    _wait(lambda: c.pipeline.latest() is not None)
+    wait_until(lambda: c.pipeline.latest() is not None)
     c.set_playing(False)
     assert events.of(ctl.PlayingChanged)[-1] == ctl.PlayingChanged(False)
     time.sleep(0.2)
     index = c.pipeline.latest().index
     c.step()
-    _wait(lambda: c.pipeline.latest().index == index + 1)
+    wait_until(lambda: c.pipeline.latest().index == index + 1)
     assert c.seek(60) and events.of(ctl.Seeked) == [ctl.Seeked(60)]
-    _wait(lambda: c.pipeline.latest().index == 60)
+    wait_until(lambda: c.pipeline.latest().index == 60)
     c.step()   # paused: one more frame
-    _wait(lambda: c.pipeline.latest().index == 61)
+    wait_until(lambda: c.pipeline.latest().index == 61)
 
 
 def test_the_end_of_a_recording_then_play_starts_it_again(make):
     c, events = make()
     c.open_source("fake:n=8")
-    _wait(lambda: c.pipeline.finished.is_set())
+    wait_until(lambda: c.pipeline.finished.is_set())
     c.set_playing(False)
     c.set_playing(True)            # at the end: from the start again
     assert len(events.of(ctl.PipelineRestarted)) == 1
-    _wait(lambda: c.pipeline.finished.is_set() and c.pipeline.latest().index == 7)
+    wait_until(lambda: c.pipeline.finished.is_set() and c.pipeline.latest().index == 7)
 
 
 def test_recording_starts_stops_and_replays(make, tmp_path):
@@ -152,7 +145,7 @@ def test_recording_starts_stops_and_replays(make, tmp_path):
     c.open_source("fake:n=400,fps=60")
     path = c.start_recording(tmp_path / "session.mcap")
     assert path is not None and c.recording and events.of(ctl.RecordingStarted) == [ctl.RecordingStarted(path)]
-    _wait(lambda: c.recording_status().frames_written >= 10)
+    wait_until(lambda: c.recording_status().frames_written >= 10)
     assert c.stop_recording() == path and not c.recording and c.recording_status() is None
     assert events.of(ctl.RecordingStopped) == [ctl.RecordingStopped(path)]
     assert events.of(ctl.Notice)[-1].kind == "info" and "Recorded" in events.of(ctl.Notice)[-1].text
@@ -181,7 +174,7 @@ def test_a_recording_that_cannot_write_is_reported_from_the_inference_thread(mak
     c, events = make()
     c.open_source("fake:n=400,fps=60")
     path = c.start_recording(tmp_path / "full.mcap")
-    _wait(lambda: events.of(ctl.RecordingFailed))
+    wait_until(lambda: events.of(ctl.RecordingFailed))
     (failed,) = events.of(ctl.RecordingFailed)        # once, however many frames fail
     assert failed.path == path and "No space left" in failed.error
     assert events.threads(ctl.RecordingFailed)[0].name == "facedepth-inference"
@@ -197,9 +190,9 @@ def test_enrolment_collects_on_the_inference_thread_and_finishes_on_the_caller_s
     assert c.verifier is not None
     assert not c.enrol("Nobody")                                 # no source yet
     c.open_source("fake:n=400,fps=60")
-    _wait(lambda: c.pipeline.latest() is not None)
+    wait_until(lambda: c.pipeline.latest() is not None)
     assert c.enrol("Alice Smith", frames=5)
-    _wait(lambda: events.of(ctl.EnrolmentCollected))
+    wait_until(lambda: events.of(ctl.EnrolmentCollected))
     assert events.threads(ctl.EnrolmentCollected)[0].name == "facedepth-inference"
     assert c.finish_enrolment() and not c.finish_enrolment()     # once
     (enrolled,) = events.of(ctl.Enrolled)
@@ -216,7 +209,7 @@ def test_closing_stops_every_thread_and_finishes_the_recording(make, tmp_path):
     c, events = make()
     c.open_source("fake:n=100000,fps=30,live=on")
     path = c.start_recording(tmp_path / "closing.mcap")
-    _wait(lambda: c.recording_status().frames_written >= 5)
+    wait_until(lambda: c.recording_status().frames_written >= 5)
     t0 = time.monotonic()
     c.close()
     assert time.monotonic() - t0 < 2.0
@@ -232,16 +225,16 @@ def test_the_shipped_generator_runs_on_the_virtual_kinect(make):
     c, events = make(model=model)
     assert c.open_source("virtual:pace=off"), events.of(ctl.Notice)
     assert events.of(ctl.SourceOpened)[0].length is None      # live: no seeking
-    _wait(lambda: c.log is not None and len(c.log) >= 3, timeout_s=30.0)
+    wait_until(lambda: c.log is not None and len(c.log) >= 3, timeout_s=30.0)
     assert c.pipeline.latest().models[0].name == "generator"
 
 
 def test_a_source_opened_while_paused_plays(make):
     c, events = make()
     c.open_source("fake:n=400,fps=100")
-    _wait(lambda: c.pipeline.latest() is not None)
+    wait_until(lambda: c.pipeline.latest() is not None)
     c.set_playing(False)
     assert c.open_source("fake:n=400,fps=100")          # e.g. a webcam picked while paused
     assert c.playing and events.of(ctl.PlayingChanged)[-1] == ctl.PlayingChanged(True)
     assert events.of(ctl.PipelineReady)[-1].playing
-    _wait(lambda: c.pipeline.latest() is not None and c.pipeline.latest().index >= 5)
+    wait_until(lambda: c.pipeline.latest() is not None and c.pipeline.latest().index >= 5)

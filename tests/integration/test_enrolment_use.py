@@ -14,6 +14,7 @@ import launch
 from app.enrol import ENROLMENT_RULE, EnrolmentRule
 from sensors.source import SOURCE_SCHEMES
 from tests.support.fakes import write_tiny_generator, write_tiny_verifier
+from tests.support.waits import wait_until
 
 
 @pytest.fixture
@@ -96,16 +97,6 @@ def test_a_bad_enrolment_is_one_line_naming_the_file(case, headless, tmp_path, f
     assert str(culprit) in err[0] and words in err[0] and "Traceback" not in err[0], err
 
 
-def _wait(condition, timeout_s: float = 8.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
-
-
 def _controller(tmp_path, kit, verifier):
     from tests.support.fakes import fake_source
 
@@ -122,12 +113,12 @@ def test_the_controller_loads_an_enrolment_and_scores_against_it(tmp_path, kit):
     c, seen = _controller(tmp_path, kit, kit["mine"])
     try:
         c.open_source("fake:n=400,fps=60")
-        _wait(lambda: c.pipeline.latest() is not None)
+        wait_until(lambda: c.pipeline.latest() is not None)
         assert c.load_enrolment(kit["anna"])
         assert c.enrolment.name == "anna" and c.pipeline.enrolment is c.enrolment
         (loaded,) = [e for e in seen if isinstance(e, ctl.Enrolled)]
         assert loaded.path == kit["anna"]  # the window remembers it as the last enrolment
-        _wait(lambda: (r := c.pipeline.latest()) is not None and r.models[0].enrolled is not None)
+        wait_until(lambda: (r := c.pipeline.latest()) is not None and r.models[0].enrolled is not None)
         # a file made with another verifier is refused with a notice naming it; the old one stays
         from models.verifier.runtime import Enrolment, Verifier
 
@@ -147,7 +138,7 @@ def test_the_gui_enrol_refuses_crops_the_cli_refuses(tmp_path, kit, monkeypatch)
     c, seen = _controller(tmp_path, kit, kit["mine"])
     try:
         c.open_source("fake:n=4000,fps=60")
-        _wait(lambda: c.pipeline.latest() is not None)
+        wait_until(lambda: c.pipeline.latest() is not None)
         r = c.pipeline.latest()
         assert ENROLMENT_RULE.accepts(r.models[0].true8)  # the fake face is a valid crop
         monkeypatch.setattr(ctl, "ENROLMENT_RULE", EnrolmentRule(min_valid_fraction=1.01))
@@ -159,7 +150,7 @@ def test_the_gui_enrol_refuses_crops_the_cli_refuses(tmp_path, kit, monkeypatch)
         refused = [e.text for e in seen if isinstance(e, ctl.Notice) and "were not used" in e.text]
         assert len(refused) == 1 and "nobody" in refused[0], refused  # said once
         monkeypatch.setattr(ctl, "ENROLMENT_RULE", ENROLMENT_RULE)
-        _wait(lambda: [e for e in seen if isinstance(e, ctl.EnrolmentCollected)])
+        wait_until(lambda: [e for e in seen if isinstance(e, ctl.EnrolmentCollected)])
         assert c.finish_enrolment() and len(c.enrolment.embeddings) == 3
     finally:
         c.close()
