@@ -15,7 +15,8 @@ DEFAULT_SOURCE = "virtual:"
 @dataclass(frozen=True)
 class RunConfig:
     """One run of the live app. ``verifier`` is skipped when the file is absent (the shipped
-    one may not be); ``max_frames`` None runs to the end of the source (or until closed);
+    one may not be); ``max_frames`` None runs to the end of the source (or until closed), else it is at least 1
+    (the command line refuses 0);
     ``report``, ``save`` (headless) and ``screenshot`` (GUI) None mean not written."""
 
     model: Path = shipped.GENERATOR

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, metavar="FILE.pt",
                    help="its PyTorch checkpoint for the PyTorch timing (default: the .pt beside the model, if any)")
     options.add_verifier(p, help="the face verifier (default: the shipped models/weights/verifier.onnx when present)")
-    p.add_argument("--frames", type=int, default=None, metavar="N",
+    p.add_argument("--frames", type=options.positive_int, default=None, metavar="N",
                    help=f"frames to record and replay (default {FULL.frames}, {QUICK.frames} with --quick)")
     p.add_argument("--recording", default=None, metavar="FILE.mcap",
                    help="replay this recording instead of recording the virtual Kinect (its first --frames frames)")

@@ -33,8 +33,6 @@ def main(args: argparse.Namespace) -> int:
     from sensors.errors import ConfigError
 
     fmt = args.format or format_for(args.out)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError("--max-frames must be at least 1")
     if fmt == "mcap" and os.path.exists(args.out):
         raise ConfigError(f"{args.out} exists; choose a new file name")
     if fmt == "tum" and os.path.isfile(args.out):

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_verifier(p, help=f"face verifier (default: the shipped {shipped.VERIFIER.name})")
     options.add_model(p, help=f"depth generator, used when the source has no depth "
                               f"(default: the shipped {shipped.GENERATOR.name})")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="give up after this many seconds (default %(default)s)")
+    p.add_argument("--timeout-s", type=options.positive_float, default=60.0, help="give up after this many seconds (default %(default)s)")
     options.add_quiet(p)
 
 

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ground truth: auto = clean depth where the data has it, else sensor depth [auto]")
     p.add_argument("--mean-from", default=None, metavar="FILE.npz",
                    help="dataset whose training split gives the mean-crop baseline [--data]")
-    p.add_argument("--examples", type=int, default=4, metavar="K", help="best and worst examples in the figure [4]")
+    p.add_argument("--examples", type=options.non_negative_int, default=4, metavar="K", help="best and worst examples in the figure [4]")
     options.add_threads(p, default=0, help="ONNX Runtime threads (0 = all cores) [0]")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto", help="[auto]")
     options.add_verifier(p, help="also run the face-verification protocol with this verifier")
@@ -30,11 +30,11 @@ def main(args: argparse.Namespace) -> int:
     from models.common.files import write_json
     from models.evaluation.generator import (add_verification, centre_check_line, draw_figure, evaluate,
                                              markdown_table)
-    from sensors.errors import ConfigError
 
     models = [m for m in (s.strip() for s in args.models.split(",")) if m]
-    if args.examples < 0:
-        raise ConfigError("--examples must be >= 0")
+    options.check_input_file(args.verifier, "verifier file")
+    for m in models:
+        options.check_input_file(m, "model file")
     report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider)
     if args.verifier:
         add_verification(report, arrays, args.data, args.verifier, args.figure, args.pairs, args.split)

@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, "FILE.mcap", "the recording to write")
     stop = p.add_mutually_exclusive_group()
     options.add_max_frames(p, help="stop after N frames", group=stop)
-    stop.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    stop.add_argument("--duration", type=options.positive_float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--color-format", choices=("jpeg", "png"), default="jpeg",
                    help="colour compression: jpeg (small) or png (lossless); default %(default)s")
-    p.add_argument("--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default %(default)s)")
+    p.add_argument("--jpeg-quality", type=options.int_at_least(1, 100), default=90, metavar="Q", help="JPEG quality 1-100 (default %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
@@ -35,10 +35,6 @@ def main(args: argparse.Namespace) -> int:
     from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError("--max-frames must be at least 1")
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be positive")
     if os.path.exists(args.out) and not args.force:
         raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
     cfg = RecordConfig(source=args.source, out=args.out, max_frames=args.max_frames, duration_s=args.duration,

@@ -41,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
             "no shipped generator yet: train and export one (see models/README.md) or pass --model FILE.onnx",
             model,
         )
+    # a verifier or second model the user named must be there: silently running without it
+    # would look like a run with it (only the shipped verifier may be absent)
+    options.check_input_file(args.verifier, "verifier file")
+    options.check_input_file(args.second_model, "second model file")
     cfg = RunConfig(model=model, source=args.source, second_model=_path(args.second_model),
                     verifier=_path(args.verifier) or shipped.VERIFIER, max_frames=args.max_frames,
                     report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot))

@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batches per epoch (default: training crops / batch size, at least 50)")
     g.add_argument("--identities", type=int, default=16, metavar="P", help="identities per batch (default %(default)s)")
     g.add_argument("--per-identity", type=int, default=8, metavar="K", help="crops per identity (default %(default)s)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default %(default)s)")
+    g.add_argument("--lr", type=options.positive_float, default=1e-3, help="peak learning rate (default %(default)s)")
+    g.add_argument("--weight-decay", type=options.non_negative_float, default=5e-4, help="AdamW weight decay (default %(default)s)")
     g.add_argument("--loss", default="supcon", choices=("supcon", "triplet"),
                    help="supervised contrastive or batch-hard triplet (default %(default)s)")
-    g.add_argument("--temperature", type=float, default=0.1, help="the loss's temperature (default %(default)s)")
+    g.add_argument("--temperature", type=options.positive_float, default=0.1, help="the loss's temperature (default %(default)s)")
     g.add_argument("--clean-prob", type=float, default=0.25,
                    help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
     g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
@@ -43,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_seed(g, help="random seed (default %(default)s)")
     options.add_device(g, help="training device (default %(default)s)")
     options.add_threads(g, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    options.add_max_minutes(g, help="stop after the epoch that passes this many minutes, then export (--resume continues)")
+    # checked by VerifierTrainConfig (its message and exit code are tested), so plain float here
+    options.add_max_minutes(g, help="stop after the epoch that passes this many minutes, then export (--resume continues)",
+                            type=float)
     options.add_quiet(g, help="no progress bars")
 
 

@@ -54,7 +54,8 @@ def run_gui(cfg: RunConfig) -> int:
     else:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
     source = cfg.source if screenshot else initial_source(cfg.source, settings)
-    frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
+    # None: no limit (``--max-frames`` refuses 0, so 0 never means "no limit" here either)
+    frames = cfg.max_frames if cfg.max_frames is not None else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
     window = MainWindow(cfg.model, source, settings, second_model=cfg.second_model, verifier_path=cfg.verifier,
                         max_frames=frames)
     try:

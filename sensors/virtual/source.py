@@ -39,6 +39,10 @@ HEAD_KINDS = ("scan", "procedural", "mixed")
 FACE_MODEL_ENV = "FACEDEPTH_FACE_MODEL"
 
 
+#: the longest sequence (frames; an hour at 30 fps): each is planned whole before its first frame
+MAX_SEQUENCE_FRAMES = 108_000
+
+
 @dataclass(frozen=True)
 class VirtualOptions:
     """The parsed ``virtual:`` options (see the README for their meaning)."""
@@ -120,8 +124,8 @@ class VirtualOptions:
             raise ConfigError(f"option frames={frames} in source {uri} must be >= 0")
         if start < 0:
             raise ConfigError(f"option start={start} in source {uri} must be >= 0")
-        if seq_frames < 30:
-            raise ConfigError(f"option sequence_frames={seq_frames} in source {uri} must be >= 30")
+        if not 30 <= seq_frames <= MAX_SEQUENCE_FRAMES:  # a sequence is planned whole: bounded
+            raise ConfigError(f"option sequence_frames={seq_frames} in source {uri} must be 30-{MAX_SEQUENCE_FRAMES}")
         if not (10.0 <= plane_mm <= 2000.0):
             raise ConfigError(f"option plane_mm={plane_mm:g} in source {uri} must be 10-2000")
         if not (-85.0 <= plane_tilt <= 85.0):
