@@ -249,6 +249,12 @@ class Source(abc.ABC):
         self._last_frame_monotonic = 0.0
         self._lock = threading.Lock()
 
+    @classmethod
+    def check_options(cls, uri: SourceURI) -> None:
+        """ConfigError unless ``uri``'s options are valid, opening nothing (:func:`check_uri`).
+        Constructing a source only reads its options; override where it does more."""
+        cls(uri)
+
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
     def _open(self) -> None:
@@ -382,6 +388,16 @@ def source_class(scheme: str) -> type[Source]:
     module_name, _, class_name = SOURCE_SCHEMES[scheme].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
+
+
+def check_uri(uri: str | SourceURI) -> SourceURI:
+    """Parse ``uri`` and check its options by constructing its source, which opens nothing (no
+    device, no file read): a command checks every URI it was given before any work, so a bad
+    option of its last source is not found after an hour spent on the first. Raises what
+    :func:`open_source` raises for the same mistakes (ConfigError, FormatError)."""
+    parsed = uri if isinstance(uri, SourceURI) else parse_uri(uri)
+    source_class(parsed.scheme).check_options(parsed)
+    return parsed
 
 
 def open_source(uri: str | SourceURI) -> Source:

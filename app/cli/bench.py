@@ -34,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
     from models.common.errors import ModelError
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     plan = QUICK if args.quick else FULL
     if args.frames is not None:
         if args.frames < plan.pipeline_warmup + 10:

@@ -102,6 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from models.data.build import BuildConfig, build_dataset
 
+    options.check_sources(*(s["uri"] for s in args.sources))  # every source, before the first is read
     # the command line as typed, when it was typed (not when called in-process)
     command = ("launch.py build-dataset " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if len(sys.argv) > 1 and sys.argv[1] == "build-dataset" else "launch.py build-dataset")

@@ -43,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
     from sensors.devices.calibration import ChessboardConfig, calibrate_from_source, save_calibration
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     if not args.out.lower().endswith((".yaml", ".yml", ".json", ".xml")):
         raise ConfigError(f"--out {args.out!r} must end in .yaml, .yml, .xml or .json")
     cfg = ChessboardConfig(source=args.source, board=args.board, square_mm=args.square_mm, views=args.views,

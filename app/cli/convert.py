@@ -32,6 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from sensors.convert import ConvertConfig, convert_source, format_for
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     fmt = args.format or format_for(args.out)
     if fmt == "mcap" and os.path.exists(args.out):
         raise ConfigError(f"{args.out} exists; choose a new file name")

@@ -30,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from app.enrol import EnrolConfig, enrol
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     out = Path(args.out)
     cfg = EnrolConfig(name=args.name, source=args.source, frames=args.frames, every=args.every,
                       timeout_s=args.timeout_s, verifier=Path(args.verifier) if args.verifier else shipped.VERIFIER,

@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from models.evaluation.locator import evaluate_locator, format_table
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     cfg = LocatorEvalConfig(source=args.source, every=args.every, max_frames=args.max_frames, live=args.live == "on",
                             window_mm=args.window_mm, size_px=args.size, refiner=args.refiner,
                             progress=not args.quiet)

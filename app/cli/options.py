@@ -101,6 +101,16 @@ def check_input_file(path: str | os.PathLike[str] | None, what: str) -> None:
         raise FormatError(f"{what} does not exist", path)
 
 
+def check_sources(*uris: str | None) -> None:
+    """Before any work starts: every source URI given parses and its options are valid
+    (ConfigError, exit 2; see sensors.source.check_uri). None (not given) passes."""
+    from sensors.source import check_uri
+
+    for uri in uris:
+        if uri is not None:
+            check_uri(uri)
+
+
 def _hidden_alias(p: Any, old: str | None, dest: str, **kwargs: Any) -> None:
     """``old`` sets ``dest`` too but is not listed; it leaves ``dest`` alone when absent."""
     if old:

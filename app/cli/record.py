@@ -35,6 +35,7 @@ def main(args: argparse.Namespace) -> int:
     from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
 
+    options.check_sources(args.source)
     if os.path.exists(args.out) and not args.force:
         raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
     cfg = RecordConfig(source=args.source, out=args.out, max_frames=args.max_frames, duration_s=args.duration,

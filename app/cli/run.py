@@ -30,9 +30,8 @@ def _path(value: str | None) -> Path | None:
 
 def main(args: argparse.Namespace) -> int:
     from models.common.errors import ModelError
-    from sensors.source import parse_uri
 
-    parse_uri(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
+    options.check_sources(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
     model = Path(args.model) if args.model else shipped.GENERATOR
     if not model.exists():
         if args.model:

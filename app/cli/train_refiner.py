@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from models.refiner.train import RefinerTrainConfig, train_refiner
 
+    options.check_sources(*args.source, args.val_source)  # every source, before the first is read
     cfg = RefinerTrainConfig(
         source=tuple(args.source), val_source=args.val_source, out=args.out, samples_per_frame=args.samples_per_frame,
         negatives_per_frame=args.negatives_per_frame, ray_negatives_per_frame=args.ray_negatives_per_frame,

@@ -336,8 +336,8 @@ def train_verifier(cfg: VerifierTrainConfig, command: str | None = None) -> int:
     from models.verifier.net import LOSSES, VerifierBranch, VerifierConfig
 
     out = Path(cfg.out)
+    dataset = load_datasets(list(cfg.data))  # a bad data file leaves no run folder behind
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_datasets(list(cfg.data))
     data_names = ", ".join(os.path.basename(p) for p in cfg.data)
     pairs = _validation_pairs(dataset, cfg, out)
     if cfg.export_only:
