@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay this recording instead of recording the virtual Kinect (its first --frames frames)")
     options.add_source(p, default=VIRTUAL_SOURCE,
                        help="the source recorded when no --recording is given (default: %(default)s)")
+    # --soak is range-checked in main (exit 2, tested through launch.main)
     p.add_argument("--soak", type=int, default=0, metavar="N",
                    help="also run the pipeline over N frames (the recording looped) for memory growth, e.g. 10000")
 

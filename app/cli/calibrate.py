@@ -21,9 +21,9 @@ def _board(text: str) -> tuple[int, int]:
     try:
         cols, rows = int(a), int(b)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"board must look like 9x6 (inner corners), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must look like 9x6 (inner corners), got {text!r}") from None
     if not sep or cols < 2 or rows < 2:
-        raise argparse.ArgumentTypeError(f"board must look like 9x6 (inner corners), got {text!r}")
+        raise argparse.ArgumentTypeError(f"must look like 9x6 (inner corners, at least 2x2), got {text!r}")
     return cols, rows
 
 

@@ -16,6 +16,7 @@ from models.common import shipped
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_source(p, default=DEFAULT_SOURCE, help="where frames come from (default %(default)s)")
     p.add_argument("--name", required=True, help="the person's name, stored in the enrolment")
+    # --frames is range-checked by EnrolConfig (exit 2, tested through launch.main)
     p.add_argument("--frames", type=int, default=30, metavar="N", help="crops to enrol (default %(default)s)")
     options.add_every(p, default=3, help="use every K-th frame with a face, for more varied poses (default %(default)s)")
     options.add_out(p, "FILE.json", "where to write the enrolment")

@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
     g = p.add_argument_group("training")
+    # the plain int/float options are range-checked by VerifierTrainConfig (its messages and exit
+    # code 2 are tested through launch.main); the others by the options module's types
     g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
                    help="batches per epoch (default: training crops / batch size, at least 50)")

@@ -111,6 +111,8 @@ CASES: dict[str, Case] = {
                                     "--square-mm must be positive"),
     "calibrate --views 2": case(lambda f: ["calibrate", "--out", _out(f, "c.yaml"), "--views", "2"], 2,
                                 "--views must be at least 3"),
+    "calibrate --board 1x6": case(lambda f: ["calibrate", "--out", _out(f, "c.yaml"), "--board", "1x6"], 2,
+                                  "--board must look like 9x6"),
     "calibrate --interval-s -1": case(lambda f: ["calibrate", "--out", _out(f, "c.yaml"), "--interval-s", "-1"], 2,
                                       "--interval-s must not be negative"),
     "contact-sheet --tile 8": case(lambda f: ["contact-sheet", "--out", _out(f, "s.png"), "--tile", "8"], 2,
