@@ -10,6 +10,7 @@ files, models, verifiers and recordings, run as a subprocess), which they do not
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,7 @@ class Files:
     text: Path           # a text file that is no image, dataset or model
     folder: Path         # an empty folder
     generator: Path      # a valid (tiny) generator, so that runs get as far as their source
+    checkpoint: Path     # a zip archive named .pt (what a PyTorch checkpoint is)
     missing: Path        # a path that does not exist
 
     def __call__(self, name: str) -> str:
@@ -48,8 +50,11 @@ def files(tmp_path_factory) -> Files:
     (root / "empty.npz").write_bytes(b"")
     (root / "notes.txt").write_text("not an image, a dataset or a model\n")
     (root / "folder").mkdir()
+    with zipfile.ZipFile(root / "weights.pt", "w") as z:
+        z.writestr("archive/data.pkl", b"not a real checkpoint")
     return Files(root=root, photo=photo, empty=root / "empty.npz", text=root / "notes.txt", folder=root / "folder",
-                 generator=write_tiny_generator(root / "generator.onnx"), missing=root / "missing.onnx")
+                 generator=write_tiny_generator(root / "generator.onnx"), checkpoint=root / "weights.pt",
+                 missing=root / "missing.onnx")
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,12 @@ CASES: dict[str, Case] = {
     "run --second-model missing": case(lambda f: _run("--second-model", f("missing"))(f), 1,
                                        lambda f: str(f.missing), "does not exist"),
     "run --model a photo": case(lambda f: ["run", "--headless", "--source", "virtual:", "--model", f("photo")], 1,
-                                lambda f: str(f.photo), "not a loadable ONNX model"),
+                                lambda f: str(f.photo), "not a loadable ONNX model (it is a PNG image)"),
+    "run --model a checkpoint": case(lambda f: ["run", "--headless", "--source", "virtual:", "--model",
+                                                f("checkpoint")], 1, lambda f: str(f.checkpoint),
+                                     "not a loadable ONNX model (it is a zip archive"),
+    "export --checkpoint a photo": case(lambda f: ["export", "--checkpoint", f("photo"), "--out", _out(f, "g.onnx")],
+                                        1, lambda f: str(f.photo), "not a readable PyTorch checkpoint (it is a PNG image)"),
     "evaluate --models missing": case(lambda f: ["evaluate", "--data", f("photo"), "--report", _out(f, "e.json"),
                                                  "--models", f("missing")], 1,
                                       lambda f: str(f.missing), "model file does not exist"),
