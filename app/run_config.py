@@ -15,9 +15,9 @@ DEFAULT_SOURCE = "virtual:"
 @dataclass(frozen=True)
 class RunConfig:
     """One run of the live app. ``verifier`` is skipped when the file is absent (the shipped
-    one may not be); ``max_frames`` None runs to the end of the source (or until closed);
-    ``report``, ``save`` (headless) and ``screenshot`` (GUI) None mean not written; ``enrolment``
-    (from ``launch.py enrol``) is the reference live verification scores against."""
+    one may not be); ``max_frames`` None runs to the end of the source (or until closed), else it is at least 1
+    (the command line refuses 0); ``report``, ``save`` (headless) and ``screenshot`` (GUI) None mean not
+    written; ``enrolment`` (from ``launch.py enrol``) is the reference live verification scores against."""
 
     model: Path = shipped.GENERATOR
     source: str = DEFAULT_SOURCE

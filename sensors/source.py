@@ -13,6 +13,10 @@ the target (a path, a device index or a serial)::
     pandora:/data/pandora,split=test
     tum:/data/rgbd_dataset_freiburg1_xyz
 
+A comma or an equals sign inside a path or a value is written with a backslash, ``\\,`` and
+``\\=`` (``images:/photos/a\\,b.jpg``); any other backslash is kept as it is. A key given twice is
+an error, as is a range of more than :data:`MAX_RANGE_COUNT` numbers.
+
 Every source is a context manager::
 
     with open_source("virtual:seed=0") as src:
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import math
 import os
 import threading
 import time
@@ -57,6 +62,13 @@ SCHEME_USAGE: dict[str, str] = {
     "tum": "tum:PATH (a TUM RGB-D folder)",
 }
 
+#: the most numbers an ``A-B`` option may span (``subjects=0-999999``): checked before
+#: anything is allocated for them
+MAX_RANGE_COUNT = 1_000_000
+
+#: characters a path or value writes as ``\\,`` / ``\\=`` (``_split_escaped``, ``_escape``)
+_ESCAPABLE = ",="
+
 #: schemes whose target is a file system path that must exist
 PATH_SCHEMES = frozenset({"images", "replay", "biwi", "pandora", "tum"})
 
@@ -70,8 +82,36 @@ class SourceURI:
     options: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        parts = ([self.target] if self.target else []) + [f"{k}={v}" for k, v in self.options.items()]
+        """The URI as written, escaped so that it parses back to the same thing."""
+        parts = ([_escape(self.target)] if self.target else []) + [f"{k}={_escape(v)}" for k, v in self.options.items()]
         return self.scheme + (":" + ",".join(parts) if parts else "")
+
+
+def _escape(text: str) -> str:
+    for ch in _ESCAPABLE:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _split_escaped(text: str, sep: str, maxsplit: int = -1) -> list[str]:
+    """``text`` split at each ``sep`` not preceded by a backslash (at most ``maxsplit`` times);
+    the escapes stay in the parts (``_unescape`` removes them)."""
+    parts, start, i = [], 0, 0
+    while i < len(text) and (maxsplit < 0 or len(parts) < maxsplit):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPABLE:
+            i += 2
+            continue
+        if text[i] == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    return [*parts, text[start:]]
+
+
+def _unescape(text: str) -> str:
+    for ch in _ESCAPABLE:
+        text = text.replace("\\" + ch, ch)
+    return text
 
 
 def parse_uri(uri: str) -> SourceURI:
@@ -86,14 +126,18 @@ def parse_uri(uri: str) -> SourceURI:
         )
     target: str | None = None
     options: dict[str, str] = {}
-    for item in body.split(",") if body else []:
-        key, eq, value = item.partition("=")
-        if eq and key.strip().isidentifier():
-            options[key.strip().lower()] = value.strip()
+    for item in _split_escaped(body, ",") if body else []:
+        key, *value = _split_escaped(item, "=", maxsplit=1)
+        if value and key.strip().isidentifier():
+            key = key.strip().lower()
+            if key in options:
+                raise ConfigError(f"option {key}= is given twice in source URI {uri!r}; give it once")
+            options[key] = _unescape(value[0].strip())
         elif target is None and item.strip():
-            target = item.strip()
+            target = _unescape(item.strip())
         elif item.strip():
-            raise ConfigError(f"unexpected item {item!r} in source URI {uri!r}; expected {SCHEME_USAGE[scheme]}")
+            raise ConfigError(f"unexpected item {item!r} in source URI {uri!r}; expected {SCHEME_USAGE[scheme]}; "
+                              f"a comma inside a path is written \\,")
     if "path" in options and target is None:
         target = options.pop("path")
     if scheme in PATH_SCHEMES:
@@ -103,6 +147,13 @@ def parse_uri(uri: str) -> SourceURI:
         if not os.path.exists(target):
             raise ConfigError(f"source {uri!r}: path {target!r} does not exist; expected {SCHEME_USAGE[scheme]}")
     return SourceURI(scheme, target, options)
+
+
+def _finite(s: str) -> float:
+    value = float(s)
+    if not math.isfinite(value):  # "nan" and "inf" parse, and pass every range check
+        raise ValueError(s)
+    return value
 
 
 def _on_off(s: str) -> bool:
@@ -137,7 +188,7 @@ class Options:
         return self._get(key, default, int, "an integer")
 
     def float(self, key: str, default: float | None = None) -> float | None:
-        return self._get(key, default, float, "a number")
+        return self._get(key, default, _finite, "a finite number")
 
     def bool(self, key: str, default: bool = False) -> bool:
         return self._get(key, default, _on_off, "on or off")
@@ -157,11 +208,11 @@ class Options:
         def conv(s: str) -> tuple[int, int]:
             a, dash, b = s.partition("-")
             lo, hi = int(a), int(b) if dash else int(a)
-            if hi < lo:
+            if hi < lo or hi - lo + 1 > MAX_RANGE_COUNT:
                 raise ValueError(s)
             return lo, hi
 
-        return self._get(key, default, conv, "a range A-B or a number")
+        return self._get(key, default, conv, f"a range A-B (B >= A, at most {MAX_RANGE_COUNT} numbers) or a number")
 
     def finish(self) -> None:
         """Call after reading every option: unknown options are an error, not silently ignored."""
@@ -197,6 +248,12 @@ class Source(abc.ABC):
         self._closed = False
         self._last_frame_monotonic = 0.0
         self._lock = threading.Lock()
+
+    @classmethod
+    def check_options(cls, uri: SourceURI) -> None:
+        """ConfigError unless ``uri``'s options are valid, opening nothing (:func:`check_uri`).
+        Constructing a source only reads its options; override where it does more."""
+        cls(uri)
 
     # -- to implement -------------------------------------------------------------------
     @abc.abstractmethod
@@ -331,6 +388,16 @@ def source_class(scheme: str) -> type[Source]:
     module_name, _, class_name = SOURCE_SCHEMES[scheme].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
+
+
+def check_uri(uri: str | SourceURI) -> SourceURI:
+    """Parse ``uri`` and check its options by constructing its source, which opens nothing (no
+    device, no file read): a command checks every URI it was given before any work, so a bad
+    option of its last source is not found after an hour spent on the first. Raises what
+    :func:`open_source` raises for the same mistakes (ConfigError, FormatError)."""
+    parsed = uri if isinstance(uri, SourceURI) else parse_uri(uri)
+    source_class(parsed.scheme).check_options(parsed)
+    return parsed
 
 
 def open_source(uri: str | SourceURI) -> Source:

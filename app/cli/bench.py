@@ -18,12 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, metavar="FILE.pt",
                    help="its PyTorch checkpoint for the PyTorch timing (default: the .pt beside the model, if any)")
     options.add_verifier(p, help="the face verifier (default: the shipped models/weights/verifier.onnx when present)")
-    p.add_argument("--frames", type=int, default=None, metavar="N",
+    p.add_argument("--frames", type=options.positive_int, default=None, metavar="N",
                    help=f"frames to record and replay (default {FULL.frames}, {QUICK.frames} with --quick)")
     p.add_argument("--recording", default=None, metavar="FILE.mcap",
                    help="replay this recording instead of recording the virtual Kinect (its first --frames frames)")
     options.add_source(p, default=VIRTUAL_SOURCE,
                        help="the source recorded when no --recording is given (default: %(default)s)")
+    # --soak is range-checked in main (exit 2, tested through launch.main)
     p.add_argument("--soak", type=int, default=0, metavar="N",
                    help="also run the pipeline over N frames (the recording looped) for memory growth, e.g. 10000")
     options.add_force(p, help="overwrite --report if it exists")
@@ -35,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from models.common.errors import ModelError
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     plan = QUICK if args.quick else FULL
     if args.frames is not None:
         if args.frames < plan.pipeline_warmup + 10:

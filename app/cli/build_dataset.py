@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
-from typing import Any
 
 from app.cli import options
 from models.data.build import DEFAULT_MIN_VALID, SPLIT_NAMES
+from sensors.source import MAX_RANGE_COUNT
 
 
 class _SourceAction(argparse.Action):
@@ -47,47 +46,10 @@ def _int_list(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"expected subject ids like 3,5,9-12, got {text!r}") from None
         if hi < lo:
             raise argparse.ArgumentTypeError(f"range {part!r} runs backwards")
+        if len(out) + hi - lo + 1 > MAX_RANGE_COUNT:  # refused before a list of that length is made
+            raise argparse.ArgumentTypeError(f"must list at most {MAX_RANGE_COUNT} subject ids, got {text!r}")
         out.extend(range(lo, hi + 1))
     return out
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return v
-
-
-def _int_at_least(minimum: int) -> Any:
-    """An argparse type: a whole number >= ``minimum``."""
-    what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,22 +65,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="subject ids for validation, e.g. 9,18,21,22 or 80-89")
     src.add_argument("--test-subjects", type=_int_list, default=[], metavar="IDS",
                      help="subject ids for testing, e.g. 10,14,16,20 or 90-99")
-    src.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
+    src.add_argument("--val-fraction", type=options.fraction, default=0.0, metavar="F",
                      help="without subject lists: this share of subjects (by a fixed hash of the id) to validation")
-    src.add_argument("--test-fraction", type=_fraction, default=0.0, metavar="F",
+    src.add_argument("--test-fraction", type=options.fraction, default=0.0, metavar="F",
                      help="without subject lists: this share of subjects to testing")
-    src.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+    src.add_argument("--max-frames", type=options.positive_int, default=None, metavar="N",
                      help="read at most N frames of each source")
-    options.add_every(src, default=1, type=_positive_int,
+    options.add_every(src, default=1, type=options.positive_int,
                       help="keep every K-th frame of each source (recordings, datasets and the virtual Kinect "
                            "with frames=N jump to them; other sources are read through)")
     crop = p.add_argument_group("crop")
-    crop.add_argument("--size", type=_positive_int, default=100, metavar="S", help="crop side in pixels (100)")
-    crop.add_argument("--window-mm", type=_positive_float, default=240.0, metavar="R",
+    crop.add_argument("--size", type=options.positive_int, default=100, metavar="S", help="crop side in pixels (100)")
+    crop.add_argument("--window-mm", type=options.positive_float, default=240.0, metavar="R",
                       help="window width R_x at the head's distance, mm (240)")
-    crop.add_argument("--window-y-mm", type=_positive_float, default=None, metavar="R",
+    crop.add_argument("--window-y-mm", type=options.positive_float, default=None, metavar="R",
                       help="window height R_y, mm (default: the same as --window-mm)")
-    crop.add_argument("--half-range-mm", type=_positive_float, default=150.0, metavar="H",
+    crop.add_argument("--half-range-mm", type=options.positive_float, default=150.0, metavar="H",
                       help="half-range H of the 8-bit depth encoding, mm (150)")
     crop.add_argument("--locator", choices=("auto", "annotation", "detect"), default="auto",
                       help="head localisation: the source's annotation when present (auto), only "
@@ -126,15 +88,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     crop.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
                       help="head-centre refiner for detected heads (default: the shipped "
                            "models/weights/head_refiner.onnx; none: without)")
-    crop.add_argument("--centre-check", type=_int_at_least(0), default=10, metavar="K",
+    crop.add_argument("--centre-check", type=options.non_negative_int, default=10, metavar="K",
                       help="on every K-th annotated crop also locate the head without the annotation and store "
                            "both distances D, for evaluate's head-centre line (0: never) (10)")
-    crop.add_argument("--min-valid", type=_positive_int, default=DEFAULT_MIN_VALID, metavar="N",
+    crop.add_argument("--min-valid", type=options.positive_int, default=DEFAULT_MIN_VALID, metavar="N",
                       help="skip crops with fewer valid depth pixels (%(default)s)")
     out = p.add_argument_group("output")
     options.add_out(out, "FILE.npz", "the dataset file to write")
     options.add_force(out)
-    out.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="worker processes (2)")
+    out.add_argument("--workers", type=options.positive_int, default=2, metavar="N", help="worker processes (2)")
     options.add_quiet(out)
 
 
@@ -142,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
     from app.cli.outputs import check_output, source_inputs
     from models.data.build import BuildConfig, build_dataset
 
+    options.check_sources(*(s["uri"] for s in args.sources))  # every source, before the first is read
     read = [path for s in args.sources for path in source_inputs(s["uri"])]
     check_output(args.out, force=args.force, inputs=[*read, args.refiner if args.refiner != "none" else None])
     # the command line as typed, when it was typed (not when called in-process)

@@ -21,9 +21,9 @@ def _board(text: str) -> tuple[int, int]:
     try:
         cols, rows = int(a), int(b)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"board must look like 9x6 (inner corners), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must look like 9x6 (inner corners), got {text!r}") from None
     if not sep or cols < 2 or rows < 2:
-        raise argparse.ArgumentTypeError(f"board must look like 9x6 (inner corners), got {text!r}")
+        raise argparse.ArgumentTypeError(f"must look like 9x6 (inner corners, at least 2x2), got {text!r}")
     return cols, rows
 
 
@@ -32,9 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, "FILE.yaml|FILE.json", "where to write the calibration")
     p.add_argument("--board", type=_board, default=(9, 6), metavar="COLSxROWS",
                    help="inner corners of the chessboard (default 9x6)")
-    p.add_argument("--square-mm", type=float, default=25.0, metavar="MM", help="side of one square (default %(default)s)")
-    p.add_argument("--views", type=int, default=15, metavar="N", help="views to collect (default %(default)s)")
-    p.add_argument("--interval-s", type=float, default=1.0, metavar="S",
+    p.add_argument("--square-mm", type=options.positive_float, default=25.0, metavar="MM", help="side of one square (default %(default)s)")
+    p.add_argument("--views", type=options.int_at_least(3), default=15, metavar="N", help="views to collect (default %(default)s)")
+    p.add_argument("--interval-s", type=options.non_negative_float, default=1.0, metavar="S",
                    help="live sources: at least this long between views (default %(default)s)")
     options.add_max_frames(p, help="give up after reading N frames")
     options.add_force(p)
@@ -45,10 +45,9 @@ def main(args: argparse.Namespace) -> int:
     from sensors.devices.calibration import ChessboardConfig, calibrate_from_source, save_calibration
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     if not args.out.lower().endswith((".yaml", ".yml", ".json", ".xml")):
         raise ConfigError(f"--out {args.out!r} must end in .yaml, .yml, .xml or .json")
-    if args.square_mm <= 0 or args.views < 3:
-        raise ConfigError("--square-mm must be positive and --views at least 3")
     check_output(args.out, force=args.force, inputs=source_inputs(args.source))
     cfg = ChessboardConfig(source=args.source, board=args.board, square_mm=args.square_mm, views=args.views,
                            interval_s=args.interval_s, max_frames=args.max_frames)

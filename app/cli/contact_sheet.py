@@ -9,8 +9,8 @@ from app.cli import options
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, "OUT", "PNG file to write")
     options.add_seed(p, help="identity and scene seed (default 0)")
-    p.add_argument("--first-subject", type=int, default=0, help="first of the 16 subjects (default 0)")
-    p.add_argument("--tile", type=int, default=120, help="tile size in pixels (default 120)")
+    p.add_argument("--first-subject", type=options.non_negative_int, default=0, help="first of the 16 subjects (default 0)")
+    p.add_argument("--tile", type=options.int_at_least(32, 512), default=120, help="tile size in pixels (default 120)")
     p.add_argument("--heads", choices=("procedural", "scan", "mixed"), default="procedural",
                    help="which people: procedural, scan (needs --face-model) or mixed (default %(default)s)")
     p.add_argument("--face-model", default=None, metavar="DIR",
@@ -22,11 +22,9 @@ def main(args: argparse.Namespace) -> int:
     import cv2
 
     from app.cli.outputs import check_output
-    from sensors.errors import ConfigError, FormatError
+    from sensors.errors import FormatError
     from sensors.virtual.contact_sheet import render_sheet
 
-    if args.tile < 32 or args.tile > 512:
-        raise ConfigError(f"--tile must be 32-512 pixels, got {args.tile}")
     check_output(args.out, force=args.force, inputs=[args.face_model])
     sheet = render_sheet(args.seed, args.first_subject, args.tile, args.heads, args.face_model)
     if not cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):

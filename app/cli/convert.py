@@ -35,9 +35,8 @@ def main(args: argparse.Namespace) -> int:
     from sensors.convert import ConvertConfig, convert_source, format_for
     from sensors.errors import ConfigError
 
+    options.check_sources(args.source)
     fmt = args.format or format_for(args.out)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError("--max-frames must be at least 1")
     check_output(args.out, force=args.force, inputs=source_inputs(args.source),
                  kind="file" if fmt == "mcap" else "folder", min_free_bytes=MIN_RECORDING_FREE_BYTES)
     result = convert_source(ConvertConfig(source=args.source, out=args.out, format=fmt, max_frames=args.max_frames,

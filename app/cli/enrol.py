@@ -17,6 +17,7 @@ from models.common import shipped
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_source(p, default=DEFAULT_SOURCE, help="where frames come from (default %(default)s)")
     p.add_argument("--name", required=True, help="the person's name, stored in the enrolment")
+    # --frames is range-checked by EnrolConfig (exit 2, tested through launch.main)
     p.add_argument("--frames", type=int, default=ENROLMENT_RULE.frames, metavar="N",
                    help="crops to enrol (default %(default)s; each needs "
                         f"{ENROLMENT_RULE.min_valid_fraction:.0%} valid depth pixels)")
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_verifier(p, help=f"face verifier (default: the shipped {shipped.VERIFIER.name})")
     options.add_model(p, help=f"depth generator, used when the source has no depth "
                               f"(default: the shipped {shipped.GENERATOR.name})")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="give up after this many seconds (default %(default)s)")
+    p.add_argument("--timeout-s", type=options.positive_float, default=60.0, help="give up after this many seconds (default %(default)s)")
     options.add_quiet(p)
     options.add_force(p)
 
@@ -34,6 +35,7 @@ def main(args: argparse.Namespace) -> int:
     from app.cli.outputs import check_output, source_inputs
     from app.enrol import EnrolConfig, enrol
 
+    options.check_sources(args.source)
     out = Path(args.out)
     check_output(out, force=args.force, inputs=[*source_inputs(args.source), args.verifier, args.model])
     cfg = EnrolConfig(name=args.name, source=args.source, frames=args.frames, every=args.every,

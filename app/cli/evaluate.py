@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ground truth: auto = clean depth where the data has it, else sensor depth [auto]")
     p.add_argument("--mean-from", default=None, metavar="FILE.npz",
                    help="dataset whose training split gives the mean-crop baseline [--data]")
-    p.add_argument("--examples", type=int, default=4, metavar="K", help="best and worst examples in the figure [4]")
+    p.add_argument("--examples", type=options.non_negative_int, default=4, metavar="K", help="best and worst examples in the figure [4]")
     options.add_threads(p, default=0, help="ONNX Runtime threads (0 = all cores) [0]")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto", help="[auto]")
     p.add_argument("--external", action="append", default=[], metavar="NAME=FILE.npz",
@@ -54,7 +54,6 @@ def main(args: argparse.Namespace) -> int:
     from models.common.files import write_json
     from models.evaluation.generator import (add_verification, centre_check_line, draw_figure, evaluate,
                                              markdown_table)
-    from sensors.errors import ConfigError
 
     models = [m for m in (s.strip() for s in args.models.split(",")) if m]
     if args.examples < 0:
@@ -65,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         if not sep or not name.strip() or not path.strip():
             raise ConfigError(f"--external {item!r}: expected NAME=FILE.npz")
         external.append((name.strip(), path.strip()))
+    for m in models:
+        options.check_input_file(m, "model file")
     _check_outputs(args, models + [path for _, path in external])
     report, arrays = evaluate(args.data, models, args.split, args.truth, args.mean_from, args.threads, args.provider,
                               external)

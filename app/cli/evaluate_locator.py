@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_max_frames(p, help="read at most N frames")
     p.add_argument("--live", choices=("off", "on"), default="off",
                    help="off: detect every frame afresh; on: the live tracker with smoothing [off]")
-    p.add_argument("--window-mm", type=float, default=240.0, metavar="R", help="crop window R_x = R_y, mm [240]")
-    p.add_argument("--size", type=int, default=100, metavar="S", help="crop side, pixels [100]")
+    p.add_argument("--window-mm", type=options.positive_float, default=240.0, metavar="R", help="crop window R_x = R_y, mm [240]")
+    p.add_argument("--size", type=options.positive_int, default=100, metavar="S", help="crop side, pixels [100]")
     options.add_report(p)
     p.add_argument("--refiner", default=None, metavar="FILE.onnx|none",
                    help="head-centre refiner (default: the shipped models/weights/head_refiner.onnx; "
@@ -36,8 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from models.evaluation.locator import evaluate_locator, format_table
     from sensors.errors import ConfigError
 
-    if args.every < 1:
-        raise ConfigError(f"--every must be at least 1, got {args.every}")
+    options.check_sources(args.source)
     cfg = LocatorEvalConfig(source=args.source, every=args.every, max_frames=args.max_frames, live=args.live == "on",
                             window_mm=args.window_mm, size_px=args.size, refiner=args.refiner,
                             progress=not args.quiet)

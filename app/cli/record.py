@@ -23,10 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, "FILE.mcap", "the recording to write")
     stop = p.add_mutually_exclusive_group()
     options.add_max_frames(p, help="stop after N frames", group=stop)
-    stop.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    stop.add_argument("--duration", type=options.positive_float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--color-format", choices=("jpeg", "png"), default="jpeg",
                    help="colour compression: jpeg (small) or png (lossless); default %(default)s")
-    p.add_argument("--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default %(default)s)")
+    p.add_argument("--jpeg-quality", type=options.int_at_least(1, 100), default=90, metavar="Q", help="JPEG quality 1-100 (default %(default)s)")
     options.add_force(p, help="overwrite --out if it exists (never the recording being replayed)")
 
 
@@ -36,10 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError("--max-frames must be at least 1")
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be positive")
+    options.check_sources(args.source)
     check_output(args.out, force=args.force, inputs=source_inputs(args.source),
                  min_free_bytes=MIN_RECORDING_FREE_BYTES)
     cfg = RecordConfig(source=args.source, out=args.out, max_frames=args.max_frames, duration_s=args.duration,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports an argument error in one line and exits with code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        # the options' type helpers say "must ..."; argparse prefixes "argument --x: "
+        message = re.sub(r"^argument (\S+?): must ", r"\1 must ", " ".join(message.split()))
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
 

@@ -56,9 +56,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from models.common.errors import ModelError
-    from sensors.source import parse_uri
 
-    parse_uri(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
+    options.check_sources(args.source)  # a malformed source URI is a usage error (exit 2) whatever else is wrong
     _check_outputs(args)
     model = Path(args.model) if args.model else shipped.GENERATOR
     if not model.exists():
@@ -68,6 +67,10 @@ def main(args: argparse.Namespace) -> int:
             "no shipped generator yet: train and export one (see models/README.md) or pass --model FILE.onnx",
             model,
         )
+    # a verifier or second model the user named must be there: silently running without it
+    # would look like a run with it (only the shipped verifier may be absent)
+    options.check_input_file(args.verifier, "verifier file")
+    options.check_input_file(args.second_model, "second model file")
     cfg = RunConfig(model=model, source=args.source, second_model=_path(args.second_model),
                     verifier=_path(args.verifier) or shipped.VERIFIER, max_frames=args.max_frames,
                     report=_path(args.report), save=_path(args.save), screenshot=_path(args.screenshot),

@@ -31,28 +31,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method")
     g.add_argument("--mode", choices=("cgan", "ae"), default=None,
                    help="cgan: MSE + adversarial loss (the method); ae: MSE only (the baseline) [cgan]")
-    g.add_argument("--adv-weight", type=float, default=None, metavar="LAMBDA",
+    g.add_argument("--adv-weight", type=options.non_negative_float, default=None, metavar="LAMBDA",
                    help=f"weight of the adversarial loss in the generator loss [{ADV_WEIGHT}]")
     g.add_argument("--id-verifier", default=None, metavar="CKPT[,CKPT...]",
                    help="add an identity loss: 1 - cosine similarity of this verifier's embeddings (a train-verifier "
                         "best.pt) of the generated and the true depth; several, comma-separated: the mean of their "
                         "cosine similarities; use other verifiers than the one you evaluate with")
-    g.add_argument("--id-weight", type=float, default=None, metavar="W",
+    g.add_argument("--id-weight", type=options.non_negative_float, default=None, metavar="W",
                    help=f"weight of the identity loss [{ID_WEIGHT} with --id-verifier]")
     g.add_argument("--id-region", choices=ID_REGIONS, default=None,
                    help="face: the identity loss sees the generated depth inside the true face's outline only; "
                         "crop: the whole generated crop [face]")
-    g.add_argument("--id-negatives", type=float, default=None, metavar="W",
+    g.add_argument("--id-negatives", type=options.non_negative_float, default=None, metavar="W",
                    help="weight of a term that keeps the generated depth from passing, by the loss's verifier and its "
                         "threshold, as the other people of the batch [0: off]")
-    g.add_argument("--id-margin", type=float, default=None, metavar="M",
+    g.add_argument("--id-margin", type=options.non_negative_float, default=None, metavar="M",
                    help="the other-people term counts pairs scoring above the loss verifier's threshold minus M [0]")
-    g.add_argument("--id-triplet", type=float, default=None, metavar="W",
+    g.add_argument("--id-triplet", type=options.non_negative_float, default=None, metavar="W",
                    help="weight of a triplet term: the generated depth must score at least M higher against its own "
                         "true depth than against the most similar other person of the batch [0: off]")
-    g.add_argument("--id-triplet-margin", type=float, default=None, metavar="M",
+    g.add_argument("--id-triplet-margin", type=options.non_negative_float, default=None, metavar="M",
                    help=f"the triplet term's margin M, in cosine similarity [{ID_TRIPLET_MARGIN:g}]")
-    g.add_argument("--background-weight", type=float, default=None, metavar="W",
+    g.add_argument("--background-weight", type=options.non_negative_float, default=None, metavar="W",
                    help=f"loss weight of background pixels of clean targets [{BACKGROUND_WEIGHT}]")
     g.add_argument("--face-weight", type=float, default=None, metavar="W",
                    help="loss weight of the face's pixels (the data's face masks, virtual Kinect) against 1 for the "
@@ -63,20 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generator channel widths per level [16,32,48,64,96]")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs [20]")
+    g.add_argument("--epochs", type=options.positive_int, default=None, metavar="N", help="epochs [20]")
     options.add_batch_size(g, default=None, help="crops per step and process [16]")
-    g.add_argument("--lr", type=float, default=None, help="generator learning rate (Adam, cosine decay) [1e-3]")
-    g.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (Adam, beta1 0.5) [2e-4]")
-    g.add_argument("--beta1", type=float, default=None, help="generator Adam beta1 [0.9]")
+    g.add_argument("--lr", type=options.positive_float, default=None, help="generator learning rate (Adam, cosine decay) [1e-3]")
+    g.add_argument("--lr-d", type=options.positive_float, default=None, help="discriminator learning rate (Adam, beta1 0.5) [2e-4]")
+    g.add_argument("--beta1", type=options.float_in(0.0, 1.0, high_open=True), default=None, help="generator Adam beta1 [0.9]")
     g.add_argument("--select-metric", default=None, metavar="KEY",
                    help="validation metric that picks best.pt (a models.metrics key) [l1_mm]")
     options.add_seed(g, default=None, help="random seed [0]")
     options.add_max_minutes(g, help="stop (after validating and saving) once this much wall time has passed [no limit]")
-    g.add_argument("--max-train-samples", type=int, default=None, metavar="N",
+    g.add_argument("--max-train-samples", type=options.positive_int, default=None, metavar="N",
                    help="use only the first N training crops (quick experiments) [all]")
     g = p.add_argument_group("hardware")
     options.add_device(g, default=None, help="auto: CUDA when present, else CPU [auto]")
-    g.add_argument("--workers", type=int, default=None, metavar="N", help="data loader processes [0]")
+    g.add_argument("--workers", type=options.non_negative_int, default=None, metavar="N", help="data loader processes [0]")
     options.add_threads(g, help="CPU threads per process [cores / local processes]")
     options.add_quiet(g, help="no progress bars (one line per epoch)", old="--no-progress")
 

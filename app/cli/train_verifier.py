@@ -17,16 +17,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--export-only", action="store_true", help="no training: export DIR/best.pt to DIR/verifier.onnx")
     options.add_force(g, help="train into --out even if it holds a run (its files are replaced)")
     g = p.add_argument_group("training")
+    # the plain int/float options are range-checked by VerifierTrainConfig (its messages and exit
+    # code 2 are tested through launch.main); the others by the options module's types
     g.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
                    help="batches per epoch (default: training crops / batch size, at least 50)")
     g.add_argument("--identities", type=int, default=16, metavar="P", help="identities per batch (default %(default)s)")
     g.add_argument("--per-identity", type=int, default=8, metavar="K", help="crops per identity (default %(default)s)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default %(default)s)")
+    g.add_argument("--lr", type=options.positive_float, default=1e-3, help="peak learning rate (default %(default)s)")
+    g.add_argument("--weight-decay", type=options.non_negative_float, default=5e-4, help="AdamW weight decay (default %(default)s)")
     g.add_argument("--loss", default="supcon", choices=("supcon", "triplet"),
                    help="supervised contrastive or batch-hard triplet (default %(default)s)")
-    g.add_argument("--temperature", type=float, default=0.1, help="the loss's temperature (default %(default)s)")
+    g.add_argument("--temperature", type=options.positive_float, default=0.1, help="the loss's temperature (default %(default)s)")
     g.add_argument("--clean-prob", type=float, default=0.25,
                    help="share of crops taken from the noise-free depth where the data has it (default %(default)s)")
     g.add_argument("--shift-px", type=int, default=4, help="random shift augmentation, pixels (default %(default)s)")
@@ -44,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_seed(g, help="random seed (default %(default)s)")
     options.add_device(g, help="training device (default %(default)s)")
     options.add_threads(g, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    options.add_max_minutes(g, help="stop after the epoch that passes this many minutes, then export (--resume continues)")
+    # checked by VerifierTrainConfig (its message and exit code are tested), so plain float here
+    options.add_max_minutes(g, help="stop after the epoch that passes this many minutes, then export (--resume continues)",
+                            type=float)
     options.add_quiet(g, help="no progress bars")
 
 

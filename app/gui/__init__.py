@@ -62,7 +62,8 @@ def run_gui(cfg: RunConfig) -> int:
     else:
         settings = AppSettings(os.environ.get(SETTINGS_ENV) or None)
     source = cfg.source if screenshot else initial_source(cfg.source, settings)
-    frames = cfg.max_frames if cfg.max_frames else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
+    # None: no limit (``--max-frames`` refuses 0, so 0 never means "no limit" here either)
+    frames = cfg.max_frames if cfg.max_frames is not None else (SCREENSHOT_DEFAULT_FRAMES if screenshot else None)
     # a stop signal only raises a flag (an exception raised inside Qt's event loop would be
     # printed and lost); a timer, whose Python callback also lets the handler run, then closes
     # every top-level window (an open dialog's own event loop ends too), as Quit does

@@ -11,6 +11,7 @@ from pathlib import Path
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from app.gui import display
+from sensors.source import SourceURI
 
 #: sources offered in the source box, before the recently used ones
 BUILTIN_SOURCES = ("virtual:", "kinect:", "webcam:0")
@@ -39,17 +40,21 @@ def guess_uri(path: str | Path) -> str:
     RGB-D folder, a Biwi hpdb folder or sequence, or a Pandora root or sequence opens with its
     own reader; anything else opens as photos or a video."""
     p = Path(path)
+
+    def uri(scheme: str) -> str:  # escapes a comma in the path (sensors.source)
+        return str(SourceURI(scheme, str(p)))
+
     if p.is_file():
-        return f"replay:{p}" if p.suffix.lower() == ".mcap" else f"images:{p}"
+        return uri("replay") if p.suffix.lower() == ".mcap" else uri("images")
     if (p / "rgb.txt").is_file() and (p / "depth.txt").is_file():
-        return f"tum:{p}"
+        return uri("tum")
     if p.name == "hpdb" or (p / "depth.cal").is_file() or any(p.glob("*/depth.cal")) \
             or any(p.glob("frame_*_rgb.png")):
-        return f"biwi:{p}"
+        return uri("biwi")
     if (p / "data.json").is_file() or (p / "RGB").is_dir() or any(p.glob("*/data.json")) \
             or any(p.glob("*/*/data.json")):
-        return f"pandora:{p}"
-    return f"images:{p}"
+        return uri("pandora")
+    return uri("images")
 
 
 def _action(parent: QtWidgets.QWidget, text: str, tip: str, key: str | None = None,

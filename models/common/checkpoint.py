@@ -18,6 +18,7 @@ from typing import Any
 
 from models.common.errors import ModelError
 from models.common.files import atomic_path
+from sensors.filekind import ZIP, sniff
 
 #: the networks that have checkpoints
 KINDS = ("generator", "verifier", "refiner")
@@ -55,7 +56,9 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str, missing_hint: str =
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file; name the file, one line
-        raise ModelError(f"not a readable PyTorch checkpoint ({type(exc).__name__})", path) from None
+        what = sniff(path)  # a photo or a dataset given as a checkpoint: say so
+        why = f"it is {what}" if what and what != ZIP else type(exc).__name__
+        raise ModelError(f"not a readable PyTorch checkpoint ({why})", path) from None
     if not isinstance(state, dict):
         raise ModelError(f"not a {kind} checkpoint", path)
     tag = state.get("format")

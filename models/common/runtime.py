@@ -34,6 +34,7 @@ from typing import Any
 
 from models.common.errors import ModelError
 from sensors.errors import ConfigError
+from sensors.filekind import sniff
 
 #: what ``provider`` may ask for
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
@@ -129,7 +130,8 @@ def _inference_session(data: bytes, options: Any, providers: list[str], path: Pa
         return ort.InferenceSession(data, options, providers=providers)
     except (RuntimeError, ValueError, *ort_errors) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"not a loadable ONNX model ({first[:160]})", path) from None
+        what = sniff(path)  # a photo or a checkpoint given as a model: say so, not the protobuf error
+        raise ModelError(f"not a loadable ONNX model ({f'it is {what}' if what else first[:160]})", path) from None
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from sensors.errors import FormatError
+from sensors.filekind import ZIP, sniff
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 REQUIRED = ("color", "depth", "distance_mm", "subject", "frame", "pose_deg", "split")
@@ -128,8 +129,12 @@ class CropDataset:
 def load_dataset(path: str | os.PathLike[str]) -> CropDataset:
     """Read a dataset file; FormatError naming the file when it is missing or malformed."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FormatError("dataset file does not exist (make one with `launch.py build-dataset`)", path)
+    kind = sniff(path)
+    if kind != ZIP:  # numpy would try it as a pickle and advise allow_pickle
+        raise FormatError("not a dataset file (an .npz from `launch.py build-dataset`)"
+                          + (f": it is {kind}" if kind else ""), path)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]

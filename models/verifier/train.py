@@ -107,9 +107,9 @@ class VerifierTrainConfig:
         for name in ("clean_prob", "flip_prob", "erase_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
+        if self.max_minutes is not None and not self.max_minutes > 0:  # "not >": refuses nan too
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if self.lr <= 0 or self.temperature <= 0 or self.shift_px < 0:
+        if not (self.lr > 0 and self.temperature > 0) or self.shift_px < 0:
             raise ConfigError("--lr and --temperature must be positive and --shift-px not negative")
 
     def to_dict(self) -> dict[str, Any]:
@@ -343,8 +343,8 @@ def train_verifier(cfg: VerifierTrainConfig, command: str | None = None,
     from models.verifier.net import LOSSES, VerifierBranch, VerifierConfig
 
     out = Path(cfg.out)
+    dataset = load_datasets(list(cfg.data))  # a bad data file leaves no run folder behind
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_datasets(list(cfg.data))
     data_names = ", ".join(os.path.basename(p) for p in cfg.data)
     pairs = _validation_pairs(dataset, cfg, out)
     if cfg.export_only:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensors.errors import ConfigError, FormatError
+from sensors.filekind import sniff
 from sensors.geometry import CameraIntrinsics
 from sensors.source import open_source
 
@@ -94,8 +95,12 @@ def _from_parts(k: np.ndarray, dist: np.ndarray, width: float, height: float, pa
 def load_calibration(path: str | os.PathLike[str]) -> Calibration:
     """Read an OpenCV camera matrix file (YAML or JSON, by content); FormatError when malformed."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FormatError("calibration file does not exist", path)
+    kind = sniff(path)
+    if kind is not None:  # OpenCV's reader fails on these with a SystemError, not a message
+        raise FormatError(f"not a calibration file: it is {kind} (expected OpenCV YAML/XML or JSON, "
+                          f"as `launch.py calibrate` writes)", path)
     with open(path, "rb") as f:
         head = f.read(64).lstrip()
     if head.startswith(b"{"):
@@ -121,7 +126,7 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
 
     try:
         fs = cv2.FileStorage(path, cv2.FILE_STORAGE_READ)
-    except cv2.error:
+    except (cv2.error, SystemError):  # SystemError: OpenCV's binding on a file it cannot parse
         raise FormatError("not an OpenCV YAML/XML calibration file", path) from None
     try:
         if not fs.isOpened():

@@ -39,6 +39,10 @@ HEAD_KINDS = ("scan", "procedural", "mixed")
 FACE_MODEL_ENV = "FACEDEPTH_FACE_MODEL"
 
 
+#: the longest sequence (frames; an hour at 30 fps): each is planned whole before its first frame
+MAX_SEQUENCE_FRAMES = 108_000
+
+
 @dataclass(frozen=True)
 class VirtualOptions:
     """The parsed ``virtual:`` options (see the README for their meaning)."""
@@ -116,12 +120,12 @@ class VirtualOptions:
         dist = (0.6, 1.5) if scene == "people" else (1.0, 1.0)
         if dist_raw is not None:
             dist = _parse_distance(dist_raw, uri)
-        if frames is not None and frames < 0:
-            raise ConfigError(f"option frames={frames} in source {uri} must be >= 0")
+        if frames is not None and frames < 1:  # no frames would end a run with nothing done, exit 0
+            raise ConfigError(f"option frames={frames} in source {uri} must be at least 1 (leave it out for no end)")
         if start < 0:
             raise ConfigError(f"option start={start} in source {uri} must be >= 0")
-        if seq_frames < 30:
-            raise ConfigError(f"option sequence_frames={seq_frames} in source {uri} must be >= 30")
+        if not 30 <= seq_frames <= MAX_SEQUENCE_FRAMES:  # a sequence is planned whole: bounded
+            raise ConfigError(f"option sequence_frames={seq_frames} in source {uri} must be 30-{MAX_SEQUENCE_FRAMES}")
         if not (10.0 <= plane_mm <= 2000.0):
             raise ConfigError(f"option plane_mm={plane_mm:g} in source {uri} must be 10-2000")
         if not (-85.0 <= plane_tilt <= 85.0):
@@ -190,6 +194,11 @@ class VirtualKinect(Source):
         self._real: RealScan | None = (
             load_real_scan(self.options.person, self.options.texture, self.options.scale_mm)
             if self.options.person else None)
+
+    @classmethod
+    def check_options(cls, uri: SourceURI) -> None:
+        """The options alone: constructing would load the face model or scan (seconds)."""
+        VirtualOptions.parse(uri)
 
     @classmethod
     def from_uri(cls, uri: str) -> "VirtualKinect":
