@@ -33,7 +33,6 @@ def main(args: argparse.Namespace) -> int:
     from app import stops
     from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
     from sensors.convert import ConvertConfig, convert_source, format_for
-    from sensors.errors import ConfigError
 
     options.check_sources(args.source)
     fmt = args.format or format_for(args.out)

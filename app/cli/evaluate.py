@@ -54,10 +54,9 @@ def main(args: argparse.Namespace) -> int:
     from models.common.files import write_json
     from models.evaluation.generator import (add_verification, centre_check_line, draw_figure, evaluate,
                                              markdown_table)
+    from sensors.errors import ConfigError
 
     models = [m for m in (s.strip() for s in args.models.split(",")) if m]
-    if args.examples < 0:
-        raise ConfigError("--examples must be >= 0")
     external = []
     for item in args.external:
         name, sep, path = item.partition("=")

@@ -33,7 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from app import stops
     from app.cli.outputs import MIN_RECORDING_FREE_BYTES, check_output, source_inputs
-    from sensors.errors import ConfigError
     from sensors.recording.capture import RecordConfig, record_source
 
     options.check_sources(args.source)
