@@ -56,9 +56,6 @@ def main(args: argparse.Namespace) -> int:
     from app import stops
     from app.cli.outputs import check_output
 
-    # --resume and --export-only work on the run in --out; a new run would replace its files
-    check_output(args.out, force=args.force or args.resume or args.export_only, kind="folder",
-                 hint="(or --resume to continue it)", inputs=args.data)
     from models.verifier.train import VerifierTrainConfig, train_verifier
 
     cfg = VerifierTrainConfig(
@@ -68,6 +65,10 @@ def main(args: argparse.Namespace) -> int:
         shift_px=args.shift_px, flip_prob=args.flip_prob, erase_prob=args.erase_prob, embedding_dim=args.embedding_dim,
         widths=args.widths, extra_convs=args.extra_convs, val_pairs=args.val_pairs, seed=args.seed, device=args.device,
         threads=args.threads, max_minutes=args.max_minutes, quiet=args.quiet)
+    # after the options' own checks (exit 2); --resume and --export-only work on the run in --out,
+    # a new run would replace its files
+    check_output(args.out, force=args.force or args.resume or args.export_only, kind="folder",
+                 hint="(or --resume to continue it)", inputs=args.data)
     # launch.py's parser names the command in ``args``; the run's config.json records it with the options
     rc = train_verifier(cfg, getattr(args, "command", None), stop=stops.poll)
     if stops.requested():  # last.pt holds the epoch the signal cut short; the best so far is exported
