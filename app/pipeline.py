@@ -119,7 +119,7 @@ class Pipeline:
         if locator is None:
             from models.refiner.runtime import default_locator
 
-            locator = default_locator(source.is_live)
+            locator = default_locator()
         self.locator = locator
         self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config

@@ -191,9 +191,11 @@ def load_refiner(path: str | os.PathLike[str] | None = DEFAULT_PATH) -> HeadRefi
     return HeadRefiner(path)
 
 
-def default_locator(live: bool) -> Any:
+def default_locator() -> Any:
     """The app's head locator (``sensors.locate.locator.HeadLocator`` with its default config) with the
-    shipped refiner when it is there: one place for the pipeline and ``enrol``."""
+    shipped refiner when it is there: one place for the pipeline and ``enrol``. It tracks: the app
+    plays every source in order (cameras, videos, recordings, photo folders); dataset building,
+    which takes frames apart, detects each afresh with a locator of its own."""
     from sensors.locate.locator import HeadLocator
 
-    return HeadLocator(live=live, refiner=load_refiner())
+    return HeadLocator(live=True, refiner=load_refiner())

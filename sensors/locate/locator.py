@@ -21,9 +21,11 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
 3. **colour only** (webcams, photos) -- the detector, and the distance from the detected box's
    width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``).
 
-Live tracking (``HeadLocator(live=True)``): the detector first searches a region around the
-last face at a resolution matched to its size (a few ms), and the whole frame only when the
-face is lost; the centre is smoothed causally (a One Euro filter: steady when still, little lag
+Live tracking (``HeadLocator(live=True)``, the app's locator for every source it plays: live
+cameras, videos, recordings and photo folders alike): the detector first searches a region
+around the last face at a resolution matched to its size (a few ms), and the whole frame only
+when the face is lost or the frames are not consecutive (a seek, a gap of over
+``CONSECUTIVE_S``); the centre is smoothed causally (a One Euro filter: steady when still, little lag
 when moving). With several faces in view the nearest (largest) one is tracked; ``select(point)``
 switches to the face under an image point. Offline (``live=False``, dataset building) every
 frame is detected afresh and nothing is smoothed; annotations are never smoothed.
@@ -300,6 +302,9 @@ class HeadLocator:
 
     #: a face jumping further than this between frames restarts the smoothing (mm)
     JUMP_MM = 150.0
+    #: frames further apart than this, or going back in time, are not consecutive (a seek in a
+    #: recording or video, the next of a folder's photos taken apart): tracking starts afresh (s)
+    CONSECUTIVE_S = 1.0
 
     def __init__(self, config: LocatorConfig = LocatorConfig(), live: bool = False,
                  refiner: Refiner | None = None) -> None:
@@ -312,6 +317,7 @@ class HeadLocator:
         self._track: _Track | None = None
         self._select_px: tuple[float, float] | None = None
         self._filter = _OneEuro(config.smoothing_min_cutoff_hz, config.smoothing_beta)
+        self._last_ns: int | None = None
         #: milliseconds the last locate() spent detecting (0 for annotations)
         self.last_detect_ms = 0.0
 
@@ -328,6 +334,11 @@ class HeadLocator:
         if mode == "annotation":
             self.last_detect_ms = 0.0
             return None
+        if self.live:
+            last, self._last_ns = self._last_ns, frame.timestamp_ns
+            if last is not None and not 0 <= frame.timestamp_ns - last <= self.CONSECUTIVE_S * 1e9:
+                self._track = None
+                self._filter.reset()
         t0 = time.perf_counter()
         found = self._detect(frame)
         center: np.ndarray | None = None
@@ -382,6 +393,7 @@ class HeadLocator:
         """Forget the tracked face, the selection and the smoothing state."""
         self._track = None
         self._select_px = None
+        self._last_ns = None
         self._filter.reset()
 
     # -- detection ---------------------------------------------------------------------

@@ -56,3 +56,42 @@ def test_headless_report_and_saved_crops(tmp_path, fake_scheme):
     expected = decode_depth(pred8, 800.0, 150.0)
     valid = pred8 > 0
     assert np.abs(pred_mm[valid] - expected[valid]).max() <= 1.0 and (pred_mm[~valid] == 0).all()
+
+
+def test_a_video_is_tracked_from_frame_to_frame_not_detected_afresh(tmp_path):
+    """A video plays through the app's tracking locator: after the first frame, the face is found
+    near where it was, far cheaper than searching the whole frame again."""
+    from pathlib import Path
+
+    import matplotlib
+
+    photo = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    face = cv2.resize(photo, (256, 300))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (960, 540))
+    for i in range(40):  # the portrait slides 4 px a frame across a 960 x 540 frame, as a head moves
+        frame = np.full((540, 960, 3), 70, np.uint8)
+        x = 200 + 4 * i
+        frame[120:420, x:x + 256] = face
+        writer.write(frame)
+    writer.release()
+    report = tmp_path / "r.json"
+    assert launch.main(["run", "--headless", "--source", f"images:{clip},pace=off", "--model",
+                        str(write_tiny_generator(tmp_path / "tiny.onnx")), "--report", str(report)]) == 0
+    frames = json.loads(report.read_text())["per_frame"]
+    assert len(frames) == 40 and sum(f["face"] for f in frames) >= 38
+    tracked_ms = np.median([f["timings_ms"]["locate"] for f in frames[5:]])
+    # the same frames searched afresh, as dataset building does (about 50 ms against 5 here)
+    from models.refiner.runtime import load_refiner
+    from sensors.locate.locator import HeadLocator
+    from sensors.source import open_source
+
+    fresh = HeadLocator(refiner=load_refiner())
+    with open_source(f"images:{clip},pace=off") as src:
+        video = [src.read(1.0) for _ in range(12)]
+    fresh.locate(video[0])
+    fresh_ms = []
+    for frame in video[5:]:
+        assert fresh.locate(frame) is not None
+        fresh_ms.append(fresh.last_detect_ms)
+    assert tracked_ms < 0.4 * np.median(fresh_ms), (tracked_ms, fresh_ms)

@@ -211,6 +211,21 @@ def test_live_tracker_takes_the_nearest_face_switches_on_click_and_redetects_whe
     assert back is not None and math.dist(box_centre(back), near) < 60
 
 
+def test_frames_that_are_not_consecutive_start_the_tracking_afresh():
+    img, cam, near, far = _two_faces()
+
+    def centre_at(loc, t_ns):
+        x, y, w, h = loc.locate(Frame(0, t_ns, img, cam)).face_box_px
+        return x + w / 2, y + h / 2
+
+    for t_next in (0, 3_000_000_000):  # a seek back in time, a gap of 2 s
+        loc = HeadLocator(LocatorConfig(mode="detect"), live=True)
+        centre_at(loc, 1_000_000_000)
+        loc.select(far)
+        assert math.dist(centre_at(loc, 1_033_000_000), far) < 40   # the chosen face, tracked
+        assert math.dist(centre_at(loc, t_next), near) < 60          # not consecutive: the nearest again
+
+
 def test_head_shape_constants_are_data_read_exactly_and_refused_by_name_when_broken(tmp_path):
     from sensors.errors import FormatError
     from sensors.locate.silhouette import load_head_shape, save_head_shape
