@@ -2,8 +2,8 @@
 --headless`` on 10,000 paced virtual Kinect frames, and the GUI (off-screen) for 10 minutes on
 the paced virtual Kinect, both with the shipped generator. The child's resident memory, threads
 and open files are sampled every 2 s. Checked: memory levels off (it grows less than
-``MAX_RSS_GROWTH_MB`` after the warm-up, the first ``WARMUP_S`` seconds, in which the first
-sequences' people and rooms are built and every cache fills) and the threads and open files stay
+``MAX_RSS_GROWTH_MB`` after the warm-up, the first ``WARMUP_S`` seconds, and less than
+``MAX_LATE_GROWTH_MB`` over the second half of the run) and the threads and open files stay
 flat. Each test prints its samples' summary (the README's "Performance" quotes them)."""
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 MAX_RSS_GROWTH_MB = 50.0
-WARMUP_S = 60.0
+MAX_LATE_GROWTH_MB = 10.0
+#: the virtual Kinect keeps its last 8 people built (about 10-15 MB each) and starts a new
+#: sequence every 10 s, some with a person seen before: its cache is full after 2-3 minutes
+WARMUP_S = 180.0
 SAMPLE_EVERY_S = 2.0
 
 
@@ -58,7 +61,10 @@ def _summary(samples: list[dict]) -> dict:
     assert len(warm) >= 10, f"too few samples after the warm-up: {samples[-3:]}"
     start = warm[0]["rss_mb"]
     late = [s["rss_mb"] for s in warm[len(warm) // 2:]]
+    at_60 = next(s["rss_mb"] for s in samples if s["t_s"] >= 60.0)
+    peak = max(samples, key=lambda s: s["rss_mb"])
     return {"samples": len(samples), "seconds": samples[-1]["t_s"], "rss_first_mb": round(samples[0]["rss_mb"], 1),
+            "rss_at_60s_mb": round(at_60, 1), "rss_peak_at_s": peak["t_s"],
             "rss_after_warmup_mb": round(start, 1), "rss_max_mb": round(max(s["rss_mb"] for s in warm), 1),
             "rss_end_mb": round(warm[-1]["rss_mb"], 1),
             "growth_after_warmup_mb": round(max(s["rss_mb"] for s in warm) - start, 1),
@@ -70,6 +76,7 @@ def _summary(samples: list[dict]) -> dict:
 def _check(summary: dict) -> None:
     print("soak:", json.dumps(summary))
     assert summary["growth_after_warmup_mb"] < MAX_RSS_GROWTH_MB
+    assert summary["growth_second_half_mb"] < MAX_LATE_GROWTH_MB
     assert summary["threads"][1] - summary["threads"][0] <= 2  # a sequence's background build comes and goes
     assert summary["fds"][1] - summary["fds"][0] <= 2
 
@@ -84,7 +91,8 @@ def test_headless_10000_paced_virtual_frames_level_off(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert json.loads(report.read_text())["frames"] == 10_000
+    # paced like a camera: frames the app cannot keep up with are dropped, not queued
+    assert json.loads(report.read_text())["complete"] is True
     _check(_summary(samples))
 
 
