@@ -72,7 +72,7 @@ def capture_crops(source: Any, verifier: Any, frames: int, every: int, timeout_s
     from sensors.errors import SensorError
     from models.refiner.runtime import default_locator
 
-    locator = default_locator()
+    locator = default_locator(smoothing=source.is_live)
     generator = None
     cfg = None
     kind = None

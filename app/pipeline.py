@@ -119,7 +119,7 @@ class Pipeline:
         if locator is None:
             from models.refiner.runtime import default_locator
 
-            locator = default_locator()
+            locator = default_locator(smoothing=source.is_live)
         self.locator = locator
         self.verifier = verifier  # fixed for the pipeline's life: another verifier means another pipeline
         self.config = config

@@ -191,11 +191,12 @@ def load_refiner(path: str | os.PathLike[str] | None = DEFAULT_PATH) -> HeadRefi
     return HeadRefiner(path)
 
 
-def default_locator() -> Any:
-    """The app's head locator (``sensors.locate.locator.HeadLocator`` with its default config) with the
-    shipped refiner when it is there: one place for the pipeline and ``enrol``. It tracks: the app
-    plays every source in order (cameras, videos, recordings, photo folders); dataset building,
-    which takes frames apart, detects each afresh with a locator of its own."""
-    from sensors.locate.locator import HeadLocator
+def default_locator(smoothing: bool) -> Any:
+    """The app's head locator (``sensors.locate.locator.HeadLocator``) with the shipped refiner when
+    it is there: one place for the pipeline and ``enrol``. It tracks: the app plays every source in
+    order (cameras, videos, recordings, photo folders); dataset building, which takes frames apart,
+    detects each afresh with a locator of its own. ``smoothing`` (live cameras) steadies the centre
+    over time; a recording or dataset is scored on unsmoothed centres, which lag behind no motion."""
+    from sensors.locate.locator import HeadLocator, LocatorConfig
 
-    return HeadLocator(live=True, refiner=load_refiner())
+    return HeadLocator(LocatorConfig(smoothing=smoothing), live=True, refiner=load_refiner())

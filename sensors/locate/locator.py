@@ -25,8 +25,8 @@ Live tracking (``HeadLocator(live=True)``, the app's locator for every source it
 cameras, videos, recordings and photo folders alike): the detector first searches a region
 around the last face at a resolution matched to its size (a few ms), and the whole frame only
 when the face is lost or the frames are not consecutive (a seek, a gap of over
-``CONSECUTIVE_S``); the centre is smoothed causally (a One Euro filter: steady when still, little lag
-when moving). With several faces in view the nearest (largest) one is tracked; ``select(point)``
+``CONSECUTIVE_S``); with ``LocatorConfig.smoothing`` (the app sets it for live cameras) the
+centre is smoothed causally (a One Euro filter: steady when still, little lag when moving). With several faces in view the nearest (largest) one is tracked; ``select(point)``
 switches to the face under an image point. Offline (``live=False``, dataset building) every
 frame is detected afresh and nothing is smoothed; annotations are never smoothed.
 

@@ -81,7 +81,7 @@ def test_a_bad_enrolment_is_one_line_naming_the_file(case, headless, tmp_path, f
     elif case == "other_verifier":
         verifier, words = kit["other"], "another verifier"
     else:
-        verifier, words = tmp_path / "absent.onnx", "needs a face verifier"
+        verifier, words = tmp_path / "absent.onnx", "verifier file does not exist"
     args = ["run", "--source", "fake:n=3", "--model", str(kit["model"]), "--verifier", str(verifier),
             "--enrolment", str(enrolment)] + (["--headless"] if headless else [])
     if not headless:  # the window must never open: it would only show a notice
