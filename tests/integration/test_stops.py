@@ -387,23 +387,14 @@ def test_ctrl_c_on_torchrun_saves_last_pt_from_rank_0(tmp_path):
     take both as one request, end the epoch together and rank 0 saves last.pt (torchrun itself then
     exits 1 with its own traceback, which is torchrun's, not ours)."""
     pytest.importorskip("torch")
-    import socket
-
     from models.common.checkpoint import load_checkpoint
+    from tests.support.ddp import start_torchrun_train
     from tests.support.synthetic_data import make_crops
 
     data = tmp_path / "crops.npz"
     make_crops(n=120, size=48, seed=1).save(data)
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           str(ROOT / "launch.py"), "train", "--data", str(data), "--out", str(out), "--mode", "cgan",
-           "--epochs", "100", "--batch-size", "2", "--widths", "8,16", "--no-progress", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_torchrun_train(data, out, epochs=100, batch_size=2, cwd=tmp_path)
     try:
         _wait_for(lambda: (out / "last.pt").exists(), proc, timeout_s=120)
         time.sleep(3.0)  # into a later epoch

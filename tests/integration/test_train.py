@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -218,18 +217,10 @@ def test_geometric_augmentation_moves_colour_depth_and_mask_together():
 
 
 def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
-    import socket
+    from tests.support.ddp import start_torchrun_train
 
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           str(ROOT / "launch.py"), "train", "--data", str(data_file), "--out", str(out), "--mode", "cgan",
-           "--epochs", "1", "--batch-size", "4", "--widths", "8,16", "--no-progress", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_torchrun_train(data_file, out, epochs=1, batch_size=4, cwd=tmp_path)
     try:
         stdout, stderr = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
