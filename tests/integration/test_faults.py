@@ -41,6 +41,7 @@ from sensors.geometry import CameraIntrinsics
 from sensors.recording import Recorder, scan_mcap
 from sensors.source import Options, Source, SourceURI, open_source
 from tests.support.fakes import FakeRGBDSource, SlowGenerator, write_tiny_generator
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the limit: a lost source ends the stream within this many seconds of its last frame
@@ -458,15 +459,7 @@ PIPELINE_THREADS = ("facedepth-", "kinect-", "webcam-")
 
 def _interrupt(proc: subprocess.Popen) -> tuple[float, str, str]:
     """SIGINT; seconds until the process exits, and its output."""
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return time.monotonic() - t0, out, err
+    return stop_process(proc, signal.SIGINT, timeout_s=15)
 
 
 def _wait_for(predicate, timeout_s: float = 60.0) -> None:

@@ -23,6 +23,7 @@ from app import stops
 from sensors.recording import scan_mcap
 from sensors.source import open_source
 from tests.integration.test_faults import launch_wrapped
+from tests.support.processes import stop_process
 from tests.support.fakes import write_tiny_generator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +51,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 60.0) -> Non
 
 def _stop(proc: subprocess.Popen, signo: int) -> tuple[float, str, str]:
     """Send ``signo``; seconds until the process exits, and its output."""
-    t0 = time.monotonic()
-    proc.send_signal(signo)
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return time.monotonic() - t0, out, err
+    return stop_process(proc, signo, timeout_s=30)
 
 
 def _stop_line(command: str, code: int) -> str:
