@@ -117,6 +117,10 @@ class AugmentConfig:
     Geometric changes (flip, shift, scale, rotation) apply to colour and depth alike; the
     photometric ones (colour jitter, blur, noise) to colour only. Depth values are never
     changed: a small shift or scale stands for an error of the head locator, not a new distance.
+    Two more stand for real cameras: ``lowres`` resamples the colour down by a factor in
+    ``lowres_scale`` and back up (a face that was 30-60 px wide in a depth camera's colour image
+    or a far webcam, where the crop's face is about 60 px); ``misalign_px`` shifts the colour
+    alone (colour from another camera than the depth, registered imperfectly).
     """
 
     enabled: bool = True
@@ -134,6 +138,9 @@ class AugmentConfig:
     noise_sigma: float = 6.0
     jpeg_p: float = 0.2
     jpeg_quality: tuple[int, int] = (40, 90)
+    lowres_p: float = 0.3
+    lowres_scale: tuple[float, float] = (0.5, 1.0)
+    misalign_px: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -188,7 +195,7 @@ class TrainConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         d = dict(d)
         aug = dict(d.pop("augment", {}))
-        for k in ("blur_sigma", "jpeg_quality"):
+        for k in ("blur_sigma", "jpeg_quality", "lowres_scale"):
             if k in aug:
                 aug[k] = tuple(aug[k])
         d["extra_data"] = tuple(d.get("extra_data", ()))
@@ -323,6 +330,15 @@ def augment_sample(color: np.ndarray, target: np.ndarray, mask: np.ndarray, aug:
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         mask = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), m, (s, s), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0) * (inside > 0)
+    if aug.misalign_px > 0:
+        m = np.float32([[1, 0, rng.uniform(-aug.misalign_px, aug.misalign_px)],
+                        [0, 1, rng.uniform(-aug.misalign_px, aug.misalign_px)]])
+        color = cv2.warpAffine(np.ascontiguousarray(color), m, (s, s), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < aug.lowres_p:
+        small = max(8, round(s * rng.uniform(*aug.lowres_scale)))
+        color = cv2.resize(cv2.resize(np.ascontiguousarray(color), (small, small), interpolation=cv2.INTER_AREA),
+                           (s, s), interpolation=cv2.INTER_LINEAR)
     x = np.asarray(color, dtype=np.float32)
     # colour jitter: brightness, contrast, saturation, white balance
     x = x * (1.0 + rng.uniform(-aug.brightness, aug.brightness))

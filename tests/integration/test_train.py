@@ -203,7 +203,7 @@ def test_geometric_augmentation_moves_colour_depth_and_mask_together():
     color = np.repeat(ramp[:, :, None], 3, axis=2)
     mask = np.ones((s, s), np.float32)
     flip_only = AugmentConfig(flip_p=1.0, shift_px=0, scale=0, rotate_deg=0, brightness=0, contrast=0, saturation=0,
-                              channel_gain=0, blur_p=0, noise_p=0, jpeg_p=0)
+                              channel_gain=0, blur_p=0, noise_p=0, jpeg_p=0, lowres_p=0, misalign_px=0)
     c, t, m = augment_sample(color, ramp, mask, flip_only, np.random.default_rng(0))
     assert np.array_equal(t, ramp[:, ::-1]) and np.array_equal(c[:, :, 0], ramp[:, ::-1]) and m.all()
     shift = replace(flip_only, flip_p=0.0, shift_px=3.0)
@@ -214,6 +214,29 @@ def test_geometric_augmentation_moves_colour_depth_and_mask_together():
     full = AugmentConfig()
     c2, _, _ = augment_sample(color, ramp, mask, full, np.random.default_rng(2))
     assert c2.dtype == np.uint8 and c2.shape == color.shape
+
+
+def test_camera_augmentation_moves_colour_alone_and_lowers_its_resolution():
+    s = 32
+    rng = np.random.default_rng(5)
+    color = rng.integers(0, 256, (s, s, 3), dtype=np.uint8)  # fine detail everywhere
+    target = np.tile(np.arange(s, dtype=np.uint8) * 7, (s, 1))
+    mask = np.ones((s, s), np.float32)
+    none = AugmentConfig(flip_p=0, shift_px=0, scale=0, rotate_deg=0, brightness=0, contrast=0, saturation=0,
+                         channel_gain=0, blur_p=0, noise_p=0, jpeg_p=0, lowres_p=0, misalign_px=0)
+    c, t, m = augment_sample(color, target, mask, none, np.random.default_rng(0))
+    assert np.array_equal(c, color) and np.array_equal(t, target)
+    misaligned = replace(none, misalign_px=2.0)
+    moved = [augment_sample(color, target, mask, misaligned, np.random.default_rng(k)) for k in range(4)]
+    assert all(np.array_equal(t, target) and m.all() for _, t, m in moved)  # depth and weights stay put
+    assert all(not np.array_equal(c, color) for c, _, _ in moved)
+    lowres = replace(none, lowres_p=1.0, lowres_scale=(0.5, 0.5))
+    c, t, _ = augment_sample(color, target, mask, lowres, np.random.default_rng(0))
+
+    def detail(x: np.ndarray) -> float:
+        return float(np.abs(np.diff(x.astype(np.float32), axis=1)).mean())
+
+    assert np.array_equal(t, target) and detail(c) < 0.6 * detail(color)
 
 
 def test_ddp_with_two_cpu_processes_on_gloo(data_file, tmp_path):
