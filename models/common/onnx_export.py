@@ -49,6 +49,7 @@ def export_module(module: Any, example: Any, path: str | os.PathLike[str], graph
 
     path = Path(path)
     proto = _trace(module, example, graph)
+    _strip_node_metadata(proto)
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -63,6 +64,21 @@ def export_module(module: Any, example: Any, path: str | os.PathLike[str], graph
             raise ModelError(f"exported {what} differs from PyTorch by {diff:.2e} (> {tolerance:g})", path)
     check_self_contained(path)
     return diff
+
+
+def _strip_node_metadata(proto: Any) -> None:
+    """Drop the exporter's per-node annotations (``pkg.torch.onnx.*``: Python stack traces with
+    the exporting machine's source paths, module names): the runtime reads none of them, and a
+    shipped file should not carry where it was made."""
+    nodes = list(proto.graph.node)
+    for function in proto.functions:
+        nodes.extend(function.node)
+    for node in nodes:
+        keep = [(p.key, p.value) for p in node.metadata_props if not p.key.startswith("pkg.torch.onnx.")]
+        del node.metadata_props[:]
+        for key, value in keep:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = key, value
 
 
 def _trace(module: Any, example: Any, graph: OnnxGraph) -> Any:

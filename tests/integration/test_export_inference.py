@@ -61,6 +61,12 @@ def test_one_self_contained_file_with_a_dynamic_batch_axis(trained):
     assert onnx_path.stat().st_size < 20 * 1024 ** 2
 
 
+def test_the_file_does_not_carry_the_exporting_machine_s_source_paths(trained):
+    _, onnx_path = trained
+    data = onnx_path.read_bytes()
+    assert str(ROOT).encode() not in data and b"stack_trace" not in data
+
+
 def test_metadata_round_trip(trained):
     ckpt_path, onnx_path = trained
     ckpt = load_checkpoint(ckpt_path, "generator")
