@@ -484,12 +484,13 @@ def _parse_folder(folder: Path, identities, expressions) -> dict[str, np.ndarray
     }
 
 
-def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays of a valid cache file, or None (absent, stale, half written or corrupt)."""
+def _read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
+    """The arrays of a valid cache file, or None (absent, stale, half written or corrupt);
+    ``key`` None takes a cache of any folder state."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        if str(arrays.pop("key")) != key:
+        if str(arrays.pop("key")) != key and key is not None:
             return None
         n = arrays["neutral_cm"].shape[0]
         ok = (arrays["neutral_cm"].shape == (n, 3) and arrays["modes_q"].shape[1:] == (n, 3)
@@ -568,7 +569,9 @@ def _build(folder: Path, a: dict[str, np.ndarray], from_cache: bool) -> FaceMode
 
 
 def load_face_model(path: str | os.PathLike[str], *, use_cache: bool = True) -> FaceModel:
-    """Load the ICT-FaceKit ``FaceXModel`` folder at ``path``.
+    """Load the ICT-FaceKit ``FaceXModel`` folder at ``path``, or a compact cache file (``.npz``)
+    that a load of the folder wrote: the same model, for a machine that has the cache file but
+    not the kit (a training machine the file is carried to).
 
     A wrong folder is a :class:`FormatError` naming the file and the problem (missing neutral
     mesh, no identity file, a required expression missing, a vertex count that differs from the
@@ -577,6 +580,11 @@ def load_face_model(path: str | os.PathLike[str], *, use_cache: bool = True) -> 
     ``use_cache=False`` neither reads nor writes it.
     """
     folder = Path(path).expanduser().absolute()
+    if folder.suffix == ".npz" and folder.is_file():
+        arrays = _read_cache(folder, None)
+        if arrays is None:
+            raise FormatError("not a face-model cache file (written by loading the ICT-FaceKit folder)", folder)
+        return _build(folder, arrays, from_cache=True)
     identities, expressions = _scan(folder)
     files = [folder / NEUTRAL_FILE] + [p for _, p in identities] + [p for _, p in expressions]
     if (folder / INDICES_FILE).is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -219,6 +220,23 @@ def test_the_second_load_reads_the_cache(kit, cache, monkeypatch):
     second = load_face_model(kit[0])
     assert second.from_cache
     _same(first, second)
+
+
+def test_the_cache_file_alone_loads_the_same_model(kit, cache, tmp_path):
+    first = load_face_model(kit[0])
+    (f,) = cache.iterdir()
+    carried = tmp_path / "carried" / "face_model.npz"  # a machine without the kit
+    carried.parent.mkdir()
+    carried.write_bytes(f.read_bytes())
+    shutil.rmtree(kit[0])
+    again = load_face_model(carried)
+    assert again.from_cache
+    _same(first, again)
+    bad = tmp_path / "carried" / "other.npz"
+    np.savez(bad, x=np.zeros(3))
+    with pytest.raises(FormatError, match="not a face-model cache file") as e:
+        load_face_model(bad)
+    assert e.value.path == str(bad)
 
 
 def test_a_changed_file_invalidates_the_cache(kit, cache):
