@@ -25,6 +25,12 @@ TARGET_LATENCY_P99_MS = 20.0
 TARGET_GENERATOR_MS = 3.0
 TARGET_RSS_GROWTH_MB = 50.0
 TARGET_GPU_CROPS_PER_S = 5000.0
+#: ``bench --video``: a 960x540 30 fps video plays at its own rate headless (within 1 fps) and the
+#: window draws at least 25 new frames per second of it
+TARGET_VIDEO_PACED_FPS = 29.0
+TARGET_VIDEO_GUI_FPS = 25.0
+#: ``bench --video``: the clip's length by default, seconds
+VIDEO_SECONDS = 10.0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,12 @@ from collections.abc import Callable
 from typing import Any
 
 from app.bench.plan import (TARGET_FPS, TARGET_GENERATOR_MS, TARGET_GPU_CROPS_PER_S, TARGET_LATENCY_P99_MS,
-                            TARGET_RSS_GROWTH_MB)
+                            TARGET_RSS_GROWTH_MB, TARGET_VIDEO_GUI_FPS, TARGET_VIDEO_PACED_FPS)
+
+
+def _entry(value: Any, compare: Callable[[Any, Any], bool], target: float, note: str) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": None if value is None else bool(compare(value, target)),
+            "note": note}
 
 
 def targets(report: dict[str, Any], soak: int) -> dict[str, Any]:
@@ -17,10 +22,7 @@ def targets(report: dict[str, Any], soak: int) -> dict[str, Any]:
     paced = f"30 fps pacing over {pipe.get('paced_frames_total')} frames (the target asks for 3000)"
     soaked = f" and a {soak}-frame soak" if soak else " (the target asks for 10,000 frames: --soak 10000)"
 
-    def entry(value: Any, compare: Callable[[Any, Any], bool], target: float, note: str) -> dict[str, Any]:
-        return {"value": value, "target": target, "met": None if value is None else bool(compare(value, target)),
-                "note": note}
-
+    entry = _entry
     return {
         "pipeline_fps>=90": entry(pipe["fps"], operator.ge, TARGET_FPS,
                                   "threaded pipeline, recording replayed as fast as possible"),
@@ -35,16 +37,75 @@ def targets(report: dict[str, Any], soak: int) -> dict[str, Any]:
     }
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The report as plain-text tables."""
+def video_targets(video: dict[str, Any]) -> dict[str, Any]:
+    """The video playback targets (``bench --video``) with the measured rates."""
+    import operator
+
+    clip = video["clip"]
+    what = f"{clip['size']} {clip['fps']:g} fps clip, {clip['frames']} frames"
+    return {
+        "video_paced_fps>=29": _entry(video["headless_paced"]["fps"], operator.ge, TARGET_VIDEO_PACED_FPS,
+                                      f"run --headless, {what}, paced at its rate"),
+        "video_gui_drawn_fps>=25": _entry(video["gui_paced"]["drawn_fps"], operator.ge, TARGET_VIDEO_GUI_FPS,
+                                          f"the window (off-screen), {what}: new frames drawn per second"),
+    }
+
+
+def _machine_lines(report: dict[str, Any], title: str) -> list[str]:
     m = report["machine"]
-    lines = [
-        f"facedepth bench{' (quick)' if report['quick'] else ''}: {report['date']}, commit {report['commit']}",
+    return [
+        f"facedepth {title}: {report['date']}, commit {report['commit']}",
         f"machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), "
         f"{'GPU: ' + ', '.join(m['gpu']) if m['gpu'] else 'no GPU'}; load average "
         f"{'/'.join(str(x) for x in m['load_average_before'])} before, "
         f"{'/'.join(str(x) for x in m['load_average_after'])} after",
     ]
+
+
+def _target_lines(report: dict[str, Any]) -> list[str]:
+    lines = ["targets"]
+    for name, tg in report["targets"].items():
+        state = {True: "met", False: "MISSED", None: "not measured"}[tg["met"]]
+        lines.append(f"  {name:<32} {str(tg['value']):>10}  {state}  ({tg['note']})")
+    return lines
+
+
+def format_video_table(report: dict[str, Any]) -> str:
+    """The ``bench --video`` report as plain text."""
+    v = report["video"]
+    clip = v["clip"]
+    lines = _machine_lines(report, "bench --video")
+    lines.append(f"clip: {clip['size']}, {clip['fps']:g} fps, {clip['frames']} frames ({clip['seconds']:g} s, "
+                 f"{clip['codec']}), {clip['photo']} at {clip['face_px']} px sliding across a plain background; "
+                 f"the same frames as JPEG photos")
+    lines.append(f"model: {report['inputs']['model']}; verifier: {report['inputs']['verifier'] or 'none'}")
+    lines.append("")
+    stages = [s for s in v["headless_paced"]["stages_ms_p50"]]
+    head = f"{'run --headless':<36} {'fps':>7} {'frames':>7} {'s':>7} {'faces':>6}  " + " ".join(
+        f"{s:>7}" for s in stages)
+    lines += [head + "  (stage p50, ms)", "-" * len(head)]
+    for key, label in (("headless_paced", "video, paced at its rate"), ("headless_fast", "video, pace=off"),
+                       ("folder_paced", "photo folder, pace=on (30 fps)")):
+        r = v[key]
+        cells = " ".join(f"{'-' if r['stages_ms_p50'].get(s) is None else format(r['stages_ms_p50'][s], '.2f'):>7}"
+                         for s in stages)
+        lines.append(f"{label:<36} {r['fps']:>7.2f} {r['frames']:>7} {r['elapsed_s']:>7.2f} {r['faces']:>6}  {cells}")
+    lines.append("  (read: waiting for the frame's time when paced, plus decoding it)")
+    g = v["gui_paced"]
+    lines.append("")
+    lines.append(f"window, off-screen ({g['platform'] or 'default platform'}, {g['window_size_px'][0]}x"
+                 f"{g['window_size_px'][1]} px), video paced at its rate: {g['drawn_fps']} new frames drawn per "
+                 f"second ({g['frames_drawn']} drawn of {g['frames_processed']} processed over {g['drawn_span_s']} s; "
+                 f"status bar {g['status_fps']} fps at the end), dropped {g['dropped']}, capture-to-display "
+                 f"latency p50 {g['latency_ms_p50']} ms")
+    lines.append("")
+    lines += _target_lines(report)
+    return "\n".join(lines)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as plain-text tables."""
+    lines = _machine_lines(report, "bench" + (" (quick)" if report["quick"] else ""))
     rec = report["inputs"]["recording"]
     lines.append(f"recording: {rec['frames']} frames, colour {rec['color_size']}, depth {rec['depth_size']}, "
                  f"{rec['annotated_frames']} annotated ({rec['recorded_from']})")
@@ -104,8 +165,5 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"memory: peak {mem['peak_mb']} MB (pipeline process), growth after warm-up {mem['rss_growth_mb']} MB"
                  + (f", soak {mem['soak_frames']} frames: {mem['soak_growth_mb']} MB" if mem.get("soak_frames") else ""))
     lines.append("")
-    lines.append("targets")
-    for name, tg in report["targets"].items():
-        state = {True: "met", False: "MISSED", None: "not measured"}[tg["met"]]
-        lines.append(f"  {name:<32} {str(tg['value']):>10}  {state}  ({tg['note']})")
+    lines += _target_lines(report)
     return "\n".join(lines)

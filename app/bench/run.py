@@ -132,6 +132,24 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     return report
 
 
+def run_video_bench(model: Path, verifier: Path | None, seconds: float) -> dict[str, Any]:
+    """The ``bench --video`` report (:mod:`app.bench.video`; progress on stderr)."""
+    from app.bench.report import video_targets
+    from app.bench.video import video_bench
+    from app.headless import project_commit
+
+    t_start = time.perf_counter()
+    report: dict[str, Any] = {"bench_format": BENCH_FORMAT, "kind": "video",
+                              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": project_commit(),
+                              "machine": machine_info(), "inputs": {"model": _shown(model), "verifier": _shown(verifier)}}
+    with tempfile.TemporaryDirectory(prefix="facedepth-bench-video-") as tmp:
+        report["video"] = video_bench(model, verifier, Path(tmp), seconds, _progress)
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["targets"] = video_targets(report["video"])
+    report["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    return report
+
+
 def _progress(text: str) -> None:
     sys.stderr.write(f"bench: {text}\n")
     sys.stderr.flush()

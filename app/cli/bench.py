@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from app.bench.plan import FULL, QUICK, VIRTUAL_SOURCE
+from app.bench.plan import FULL, QUICK, VIDEO_SECONDS, VIRTUAL_SOURCE
 from app.cli import options
 from models.common import shipped
 
@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # --soak is range-checked in main (exit 2, tested through launch.main)
     p.add_argument("--soak", type=int, default=0, metavar="N",
                    help="also run the pipeline over N frames (the recording looped) for memory growth, e.g. 10000")
+    p.add_argument("--video", action="store_true",
+                   help="measure video playback instead: a synthetic 960x540 30 fps clip (and its frames as a "
+                        "photo folder) played headless paced and unpaced, and in the window off-screen, against "
+                        "the video targets (about a minute)")
+    p.add_argument("--video-seconds", type=options.positive_float, default=VIDEO_SECONDS, metavar="S",
+                   help="with --video: the clip's length in seconds (default %(default)g)")
     options.add_force(p, help="overwrite --report if it exists")
 
 
@@ -37,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
     from sensors.errors import ConfigError
 
     options.check_sources(args.source)
+    if args.video:
+        return _video(args)
     plan = QUICK if args.quick else FULL
     if args.frames is not None:
         if args.frames < plan.pipeline_warmup + 10:
@@ -68,4 +76,30 @@ def main(args: argparse.Namespace) -> int:
 
         write_json(args.report, report)
     print(format_table(report))
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    """``bench --video``: the video playback measurement alone (``app.bench.video``)."""
+    from app.bench.report import format_video_table
+    from app.bench.run import run_video_bench
+    from models.common.errors import ModelError
+
+    model = Path(args.model) if args.model else shipped.GENERATOR
+    if not model.is_file():
+        raise ModelError("model file does not exist" if args.model else
+                         "no shipped generator yet: pass --model FILE.onnx", model)
+    verifier = Path(args.verifier) if args.verifier else shipped.VERIFIER
+    if args.verifier and not verifier.is_file():
+        raise ModelError("verifier file does not exist", verifier)
+    if args.report:
+        from app.cli.outputs import check_output
+
+        check_output(args.report, option="--report", force=args.force, inputs=[model, verifier])
+    report = run_video_bench(model, verifier if verifier.is_file() else None, float(args.video_seconds))
+    if args.report:
+        from models.common.files import write_json
+
+        write_json(args.report, report)
+    print(format_video_table(report))
     return 0

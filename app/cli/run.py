@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score live verification against this enrolment (made by `launch.py enrol`)")
     p.add_argument("--headless", action="store_true", help="no window: process frames and write a report")
     options.add_max_frames(p, help="stop after N frames")
-    options.add_report(p, help="headless: write the JSON report here")
+    options.add_report(p, help="headless: write the JSON report here; with --screenshot: the window's figures "
+                               "(frames drawn per second, latency)")
     p.add_argument("--save", default=None, metavar="DIR", help="headless: save per-frame crops as PNGs here")
     p.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="GUI: render off-screen after --max-frames frames, save a screenshot and exit")

@@ -33,7 +33,8 @@ STOP_POLL_MS = 100
 def run_gui(cfg: RunConfig) -> int:
     """Open the window on ``cfg.source`` with ``cfg.model``; with ``cfg.screenshot``, render
     off-screen (unless ``QT_QPA_PLATFORM`` names another platform, e.g. ``xcb`` under Xvfb for the
-    3D view's OpenGL), save a PNG after ``cfg.max_frames`` frames (default 30) and exit.
+    3D view's OpenGL), save a PNG after ``cfg.max_frames`` frames (default 30) and exit; with
+    ``cfg.report`` too, write the display's figures there as JSON (:func:`display_figures`).
 
     Returns 0, or 1 when a screenshot run ended with an error shown in the window; 130 or 143
     when SIGINT (Ctrl-C in the terminal) or SIGTERM closed the window (as Quit does: any
@@ -80,7 +81,7 @@ def run_gui(cfg: RunConfig) -> int:
             watch.timeout.connect(lambda: stops.requested() and app.closeAllWindows())
             watch.start(STOP_POLL_MS)
             if screenshot:
-                rc = _screenshot(app, window, screenshot, frames)
+                rc = _screenshot(app, window, screenshot, frames, cfg.report)
             else:
                 window.show()
                 app.exec_()
@@ -126,16 +127,34 @@ def initial_source(source_arg: str, settings: Any) -> str:
     return source_arg
 
 
-def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
+def display_figures(w: Any, elapsed_s: float) -> dict[str, Any]:
+    """How a screenshot run's window kept up: frames processed and drawn, new frames drawn per
+    second from the first drawn to the last (``drawn_fps``), the status bar's rate over its last
+    2 s (``status_fps``), frames dropped before inference, the median capture-to-display latency
+    and the window's size."""
+    p = w.controller.pipeline
+    drawn_fps, latency = w.drawn_fps(), w.latency_ms()
+    span = (w.last_shown_at - w.first_shown_at) if w.first_shown_at is not None else None
+    return {"frames_processed": p.frames_processed if p is not None else 0, "frames_drawn": w.results_seen,
+            "drawn_span_s": None if span is None else round(span, 4),
+            "drawn_fps": None if drawn_fps is None else round(drawn_fps, 2), "status_fps": round(w.fps(), 2),
+            "dropped": p.dropped if p is not None else 0,
+            "latency_ms_p50": None if latency is None else round(latency, 1),
+            "elapsed_s": round(elapsed_s, 3), "window_size_px": [w.width(), w.height()],
+            "source": w.controller.source_uri, "platform": os.environ.get("QT_QPA_PLATFORM", "")}
+
+
+def _screenshot(app: Any, w: Any, path: Path, frames: int, report: Path | None = None) -> int:
     """Show the window (a MainWindow, which pauses itself after ``frames`` frames) off-screen
     until those frames were processed and the newest is drawn (or the stream ended or failed),
-    then save it."""
+    then save it (and, with ``report``, :func:`display_figures` as JSON)."""
     from PyQt5 import QtWidgets
 
     from app import stops
 
     w.show()
-    deadline = time.monotonic() + SCREENSHOT_TIMEOUT_S
+    start = time.monotonic()
+    deadline = start + SCREENSHOT_TIMEOUT_S
     while time.monotonic() < deadline:
         QtWidgets.QApplication.processEvents()
         if stops.requested():
@@ -144,6 +163,7 @@ def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
         if w.stream_done() or (p.frames_processed >= frames and p.latest() is w.last_shown):
             break
         time.sleep(0.002)
+    figures = display_figures(w, time.monotonic() - start)  # before saving: its rendering is no frame
     w.controller.set_playing(False)
     ok = w.save_screenshot(path)
     error = w.banner.text if w.banner.kind == "error" else ""
@@ -153,7 +173,12 @@ def _screenshot(app: Any, w: Any, path: Path, frames: int) -> int:
     if not ok:
         sys.stderr.write(f"launch.py run: error: could not write the screenshot {path}\n")
         return 1
-    print(f"screenshot {path}: {processed} frames processed, {shown} drawn")
+    rate = f" ({figures['drawn_fps']} new frames drawn per second)" if figures["drawn_fps"] else ""
+    print(f"screenshot {path}: {processed} frames processed, {shown} drawn{rate}")
+    if report is not None:
+        from models.common.files import write_json
+
+        write_json(report, figures)
     if error:
         sys.stderr.write(f"launch.py run: error shown in the window: {error}\n")
         return 1

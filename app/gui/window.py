@@ -113,6 +113,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._next_status = 0.0
         self._closed = False
         self.results_seen = 0
+        #: when the first and the newest result were drawn (monotonic s): the drawn rate over a whole run
+        self.first_shown_at: float | None = None
+        self.last_shown_at: float | None = None
 
         self._build_central()
         self._build_plots_dock()
@@ -469,7 +472,11 @@ class MainWindow(QtWidgets.QMainWindow):
         now_ns = time.monotonic_ns()
         extra_ms = (now_ns - done_ns) / 1e6 if done is result else 0.0
         self._latencies_ms.append(result.latency_ms + extra_ms)
-        self._show_times.append(time.monotonic())
+        shown_at = time.monotonic()
+        self._show_times.append(shown_at)
+        if self.first_shown_at is None:
+            self.first_shown_at = shown_at
+        self.last_shown_at = shown_at
         self.results_seen += 1
         if isinstance(source, SeekableSource):
             length = len(source)
@@ -513,6 +520,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if len(t) < 2:
             return 0.0
         return (len(t) - 1) / max(t[-1] - t[0], 1e-6)
+
+    def drawn_fps(self) -> float | None:
+        """New frames drawn per second from the first frame drawn to the newest (None: under two drawn)."""
+        if self.first_shown_at is None or self.last_shown_at is None or self.results_seen < 2:
+            return None
+        return (self.results_seen - 1) / max(self.last_shown_at - self.first_shown_at, 1e-6)
 
     def latency_ms(self) -> float | None:
         """Capture-to-display latency, median over the last 60 frames drawn."""
