@@ -95,3 +95,24 @@ def test_a_video_is_tracked_from_frame_to_frame_not_detected_afresh(tmp_path):
         assert fresh.locate(frame) is not None
         fresh_ms.append(fresh.last_detect_ms)
     assert tracked_ms < 0.4 * np.median(fresh_ms), (tracked_ms, fresh_ms)
+
+
+def test_a_paced_video_plays_at_its_own_rate_headless(tmp_path):
+    """``images:CLIP`` paces by default: a 30 fps clip takes its own length to play headless (not
+    less: frames are held to the video's clock; not much more: a slow first frame is caught up),
+    while ``pace=off`` is not held to that clock."""
+    from app.bench.video import write_clip
+
+    clip = tmp_path / "clip.avi"
+    info = write_clip(clip, seconds=1.5)
+    model = write_tiny_generator(tmp_path / "tiny.onnx")
+    duration_s = (info["frames"] - 1) / info["fps"]  # from the first frame's time to the last's
+    elapsed = {}
+    for name, uri in (("paced", f"images:{clip}"), ("fast", f"images:{clip},pace=off")):
+        report = tmp_path / f"{name}.json"
+        assert launch.main(["run", "--headless", "--source", uri, "--model", str(model), "--report", str(report)]) == 0
+        r = json.loads(report.read_text())
+        assert r["frames"] == info["frames"] and r["provenance"]["source"]["paced"] == (name == "paced")
+        elapsed[name] = r["elapsed_s"]
+    assert duration_s - 0.02 <= elapsed["paced"] <= duration_s + 1.0, elapsed
+    assert elapsed["fast"] < elapsed["paced"], elapsed
