@@ -95,7 +95,7 @@ def play_headless(uri: str, model: Path, verifier: Path | None, workdir: Path, n
     _launch(["run", "--headless", "--source", uri, *_model_args(model, verifier), "--report", str(report_path),
              "--force"], timeout_s)
     r = json.loads(report_path.read_text())
-    return {"source": uri, "frames": r["frames"], "elapsed_s": r["elapsed_s"], "fps": r["fps"],
+    return {"source": _shown(uri, workdir), "frames": r["frames"], "elapsed_s": r["elapsed_s"], "fps": r["fps"],
             "faces": sum(1 for f in r["per_frame"] if f["face"]),
             "stages_ms_p50": {k: None if r["stages_ms"][k]["p50"] is None else round(r["stages_ms"][k]["p50"], 3)
                               for k in HEADLESS_STAGES if k in r["stages_ms"]},
@@ -112,7 +112,14 @@ def play_gui(uri: str, frames: int, model: Path, verifier: Path | None, workdir:
     env.setdefault("QT_QPA_PLATFORM", "offscreen")  # an xcb display (Xvfb, a desktop) is used when named
     _launch(["run", "--source", uri, *_model_args(model, verifier), "--max-frames", str(frames), "--screenshot",
              str(workdir / "gui.png"), "--report", str(report_path), "--force"], timeout_s, env)
-    return dict(json.loads(report_path.read_text()))
+    figures = dict(json.loads(report_path.read_text()))
+    figures["source"] = _shown(figures["source"], workdir)
+    return figures
+
+
+def _shown(uri: str, workdir: Path) -> str:
+    """A source URI as the report shows it: the temporary folder as ``TMP`` (no machine's folders)."""
+    return uri.replace(str(workdir), "TMP")
 
 
 def video_bench(model: Path, verifier: Path | None, workdir: Path, seconds: float,
