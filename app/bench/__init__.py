@@ -47,8 +47,12 @@ The JSON report (``--report``) holds, among the rest, ``generator.onnx_ms_p50`` 
 ``targets`` (each with its value and whether it is met), ``machine`` (CPU model, cores, GPU,
 load average before and after), ``commit`` and ``date``.
 
+``launch.py bench --video`` measures something else instead, video playback: a synthetic
+960x540 30 fps clip and a photo folder played headless (paced and unpaced) and in the window,
+against the video targets (``video``).
+
 Modules: ``plan`` (stages, plans, targets), ``timing`` (percentiles, the machine, memory),
 ``recording`` (the recording and its sample), ``stages``, ``generator`` and ``pipeline``
-(the three kinds of measurement), ``report`` (targets and tables), ``run`` (one whole run),
-``__main__`` (the pipeline worker process).
+(the three kinds of measurement), ``video`` (video playback), ``report`` (targets and tables),
+``run`` (one whole run), ``__main__`` (the pipeline worker process).
 """
