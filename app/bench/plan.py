@@ -31,6 +31,8 @@ TARGET_VIDEO_PACED_FPS = 29.0
 TARGET_VIDEO_GUI_FPS = 25.0
 #: ``bench --video``: the clip's length by default, seconds
 VIDEO_SECONDS = 10.0
+#: ``--video-seconds`` at most this: the clip and its photos are written to a temporary folder
+MAX_VIDEO_SECONDS = 120.0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from app.bench.plan import FULL, QUICK, VIDEO_SECONDS, VIRTUAL_SOURCE
+from app.bench.plan import FULL, MAX_VIDEO_SECONDS, QUICK, VIDEO_SECONDS, VIRTUAL_SOURCE
 from app.cli import options
 from models.common import shipped
 
@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure video playback instead: a synthetic 960x540 30 fps clip (and its frames as a "
                         "photo folder) played headless paced and unpaced, and in the window off-screen, against "
                         "the video targets (about a minute)")
-    p.add_argument("--video-seconds", type=options.positive_float, default=VIDEO_SECONDS, metavar="S",
-                   help="with --video: the clip's length in seconds (default %(default)g)")
+    p.add_argument("--video-seconds", type=options.positive_float, default=None, metavar="S",
+                   help=f"with --video: the clip's length in seconds, at most {MAX_VIDEO_SECONDS:g} "
+                        f"(default {VIDEO_SECONDS:g})")
     options.add_force(p, help="overwrite --report if it exists")
 
 
@@ -44,7 +45,18 @@ def main(args: argparse.Namespace) -> int:
 
     options.check_sources(args.source)
     if args.video:
+        # the other runs' options would be silently ignored: refused instead
+        other = [name for name, given in (("--quick", args.quick), ("--frames", args.frames is not None),
+                                          ("--recording", args.recording), ("--soak", args.soak != 0),
+                                          ("--checkpoint", args.checkpoint), ("--source", args.source != VIRTUAL_SOURCE))
+                 if given]
+        if other:
+            raise ConfigError(f"--video measures video playback alone: {', '.join(other)} cannot be used with it")
+        if args.video_seconds is not None and args.video_seconds > MAX_VIDEO_SECONDS:
+            raise ConfigError(f"--video-seconds must be at most {MAX_VIDEO_SECONDS:g}, got {args.video_seconds:g}")
         return _video(args)
+    if args.video_seconds is not None:
+        raise ConfigError("--video-seconds goes with --video")
     plan = QUICK if args.quick else FULL
     if args.frames is not None:
         if args.frames < plan.pipeline_warmup + 10:
@@ -96,7 +108,8 @@ def _video(args: argparse.Namespace) -> int:
         from app.cli.outputs import check_output
 
         check_output(args.report, option="--report", force=args.force, inputs=[model, verifier])
-    report = run_video_bench(model, verifier if verifier.is_file() else None, float(args.video_seconds))
+    seconds = VIDEO_SECONDS if args.video_seconds is None else float(args.video_seconds)
+    report = run_video_bench(model, verifier if verifier.is_file() else None, seconds)
     if args.report:
         from models.common.files import write_json
 
