@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", action="store_true",
                    help="measure video playback instead: a synthetic 960x540 30 fps clip (and its frames as a "
                         "photo folder) played headless paced and unpaced, and in the window off-screen, against "
-                        "the video targets (about a minute)")
+                        "the video targets (under a minute)")
     p.add_argument("--video-seconds", type=options.positive_float, default=None, metavar="S",
                    help=f"with --video: the clip's length in seconds, at most {MAX_VIDEO_SECONDS:g} "
                         f"(default {VIDEO_SECONDS:g})")
