@@ -64,16 +64,10 @@ def main(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, frames=args.frames)
     if args.soak < 0:
         raise ConfigError(f"--soak must not be negative, got {args.soak}")
-    model = Path(args.model) if args.model else shipped.GENERATOR
-    if not model.is_file():
-        raise ModelError("model file does not exist" if args.model else
-                         "no shipped generator yet: pass --model FILE.onnx", model)
+    model, verifier = _models(args)
     checkpoint = Path(args.checkpoint) if args.checkpoint else model.with_suffix(".pt")
     if args.checkpoint and not checkpoint.is_file():
         raise ModelError("checkpoint file does not exist", checkpoint)
-    verifier = Path(args.verifier) if args.verifier else shipped.VERIFIER
-    if args.verifier and not verifier.is_file():
-        raise ModelError("verifier file does not exist", verifier)
     if args.report:
         from app.cli.outputs import check_output, source_inputs
 
@@ -91,10 +85,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _video(args: argparse.Namespace) -> int:
-    """``bench --video``: the video playback measurement alone (``app.bench.video``)."""
-    from app.bench.report import format_video_table
-    from app.bench.run import run_video_bench
+def _models(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The generator (which must exist) and the verifier (a named one must exist; the shipped one may not)."""
     from models.common.errors import ModelError
 
     model = Path(args.model) if args.model else shipped.GENERATOR
@@ -104,6 +96,15 @@ def _video(args: argparse.Namespace) -> int:
     verifier = Path(args.verifier) if args.verifier else shipped.VERIFIER
     if args.verifier and not verifier.is_file():
         raise ModelError("verifier file does not exist", verifier)
+    return model, verifier
+
+
+def _video(args: argparse.Namespace) -> int:
+    """``bench --video``: the video playback measurement alone (``app.bench.video``)."""
+    from app.bench.report import format_video_table
+    from app.bench.run import run_video_bench
+
+    model, verifier = _models(args)
     if args.report:
         from app.cli.outputs import check_output
 
