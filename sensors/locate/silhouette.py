@@ -203,17 +203,15 @@ def _padded_integral(a: np.ndarray, pad: int) -> np.ndarray:
     return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), sdepth=cv2.CV_64F)
 
 
-def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], r: float,
+def _box_mean(integ: np.ndarray, pad: int, rows: np.ndarray, cols: np.ndarray, r: float,
               box: tuple[float, float, float, float]) -> np.ndarray:
-    """Mean of a padded integral image (:func:`_padded_integral`) over ``box`` around every pixel:
-    (x0, x1, y0, y1) offsets in units of ``r`` pixels, rounded, at least one pixel wide."""
-    h, w = shape
+    """Mean of a padded integral image (:func:`_padded_integral`) over ``box`` around each pixel
+    (``rows``, ``cols``): (x0, x1, y0, y1) offsets in units of ``r`` pixels, rounded, at least one
+    pixel wide."""
     bx0, by0 = int(round(box[0] * r)), int(round(box[2] * r))
     bx1, by1 = max(int(round(box[1] * r)), bx0 + 1), max(int(round(box[3] * r)), by0 + 1)
-    total = (integ[pad + by1:pad + by1 + h, pad + bx1:pad + bx1 + w]
-             - integ[pad + by0:pad + by0 + h, pad + bx1:pad + bx1 + w]
-             - integ[pad + by1:pad + by1 + h, pad + bx0:pad + bx0 + w]
-             + integ[pad + by0:pad + by0 + h, pad + bx0:pad + bx0 + w])
+    r0, r1, c0, c1 = rows + (pad + by0), rows + (pad + by1), cols + (pad + bx0), cols + (pad + bx1)
+    total = integ[r1, c1] - integ[r0, c1] - integ[r1, c0] + integ[r0, c0]
     return total / float((bx1 - bx0) * (by1 - by0))
 
 
@@ -245,8 +243,12 @@ def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candid
         body = ((d >= zk - 250) & (d <= zk + 300)).astype(np.float32)
         i_near, i_far, i_body, i_nd = (_padded_integral(a, pad) for a in (near, far, body, near * d))
 
+        # the score only counts at this slice's own pixels: evaluated there alone (a pixel is in
+        # one or two slices), which is what keeps the search to a few ms
+        rows, cols = np.nonzero(inbin)
+
         def mean(integ: np.ndarray, *box: float, pad: int = pad, r: float = r) -> np.ndarray:
-            return _box_mean(integ, pad, (h, w), r, box)
+            return _box_mean(integ, pad, rows, cols, r, box)
 
         fg = mean(i_near, -0.6, 0.6, -1.0, 0.5)
         side = np.sqrt(mean(i_far, -2.4, -1.7, -1.9, -0.6) * mean(i_far, 1.7, 2.4, -1.9, -0.6))
@@ -260,10 +262,10 @@ def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candid
         shoulders = 0.5 * (mean(i_body, -2.2, -1.2, 2.2, 3.2) + mean(i_body, 1.2, 2.2, 2.2, 3.2))
         neck = mean(i_body, -0.4, 0.4, 1.5, 2.2)
         score = (fg * side * top * np.clip(relief / 50.0, 0, 1) * np.clip(1.5 * shoulders, 0, 1) * neck)
-        score = np.where(inbin, score, 0.0).astype(np.float32)
-        better = score > acc
-        acc[better] = score[better]
-        zacc[better] = zk
+        score = score.astype(np.float32)
+        better = score > acc[rows, cols]
+        acc[rows[better], cols[better]] = score[better]
+        zacc[rows[better], cols[better]] = zk
     smooth = cv2.GaussianBlur(acc, (0, 0), 1.5 if sub == 4 else 3.0)
     # local maxima, best first, at least a head apart
     dil = cv2.dilate(smooth, np.ones((5, 5), np.uint8))
