@@ -5,8 +5,13 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
 1. **annotation** -- the source's ``head_center_mm`` (Biwi pose, Pandora head joint, the virtual
    Kinect's ground truth), moved to colour-camera coordinates. Never smoothed.
 2. **colour + depth** -- a face detector (:mod:`sensors.locate.colour`: OpenCV's bundled Haar
-   cascades, frontal and both profiles) on a downscaled colour image; the face box's centre is
-   mapped into the depth image, where the head's silhouette is measured
+   cascades, frontal and both profiles). A frame searched afresh is first searched in depth for
+   heads on shoulders (``find_head_candidates``, a few ms); the cascades then run only on the
+   colour region of the face each of the best :data:`PROPOSALS` candidates implies, nearest
+   first, for faces of about the size its distance gives (a few ms; the whole 1080p frame
+   costs the cascades about 100-200 ms). Only when no candidate has a face there and depth alone
+   finds no head either is the whole frame searched (as for colour-only frames, below). The face
+   box's centre is mapped into the depth image, where the head's silhouette is measured
    (:mod:`sensors.locate.silhouette`, ``measure_head``): its left/right extent, halved, gives
    the centre's column (yaw-independent for a roughly ellipsoidal head), a linear fit of the
    top, widest row, neck and widths gives its row, and the nearest face depth plus a fixed
@@ -19,7 +24,11 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
    commands use the shipped one). This module only calls it: sensors import nothing else of
    the project.
 3. **colour only** (webcams, photos) -- the detector, and the distance from the detected box's
-   width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``).
+   width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``). The whole
+   frame is searched coarse to fine: the image at ``coarse_width_px`` with coarse size steps
+   (:data:`COARSE_SCALE_FACTOR`), each face found there confirmed and placed by a search around
+   it at the tracking resolution; only when none is confirmed, the image at ``detect_width_px``
+   with fine steps (faces too small for the coarse image).
 
 Live tracking (``HeadLocator(live=True)``, the app's locator for every source it plays: live
 cameras, videos, recordings and photo folders alike): the detector first searches a region
