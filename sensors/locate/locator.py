@@ -513,26 +513,28 @@ class HeadLocator:
 
     def _detect_full(self, frame: Frame) -> list[tuple[int, int, int, int]]:
         """Every face of the whole frame, coarse to fine: the image at ``coarse_width_px`` with
-        coarse size steps, each face found confirmed and placed by a search around it at the
-        tracking resolution; only when none is confirmed, the image at ``detect_width_px`` with
-        fine steps (faces too small for the coarse image)."""
+        coarse size steps, each face found there confirmed and placed by a search around it in
+        the image at ``detect_width_px`` (the box a whole-frame search there would give: in
+        colour-only frames it alone places the crop); only when none is confirmed, that whole
+        image with fine steps (faces too small for the coarse image)."""
         w = frame.color.shape[1]
         coarse = min(1.0, self.config.coarse_width_px / w)
+        fine = min(1.0, self.config.detect_width_px / w)
         boxes = self._detector_().detect(detection_gray(frame.color, coarse), self.config.min_face_px,
                                          scale_factor=COARSE_SCALE_FACTOR)
-        confirmed = [self._detect_near(frame, _scale_box(b, 1.0 / coarse)) for b in boxes]
+        confirmed = [self._detect_near(frame, _scale_box(b, 1.0 / coarse), scale=fine) for b in boxes]
         found = [b for b in confirmed if b is not None]
         if found or coarse >= 1.0:
             return found
-        fine = min(1.0, self.config.detect_width_px / w)
         boxes = self._detector_().detect(detection_gray(frame.color, fine), self.config.min_face_px)
         return [_scale_box(b, 1.0 / fine) for b in boxes]
 
     def _detect_near(self, frame: Frame, box: tuple[int, int, int, int], margin: float | None = None,
-                     min_size: float = 0.6, max_size: float = 1.6) -> tuple[int, int, int, int] | None:
+                     min_size: float = 0.6, max_size: float = 1.6,
+                     scale: float | None = None) -> tuple[int, int, int, int] | None:
         """Search the region around ``box`` (grown by ``margin`` box sizes on each side; default
-        ``roi_margin``) at a resolution where it is about 48 px wide, for faces ``min_size`` to
-        ``max_size`` times its size; the found face nearest its centre."""
+        ``roi_margin``) downscaled by ``scale`` (default: to where the box is about 48 px wide),
+        for faces ``min_size`` to ``max_size`` times its size; the found face nearest its centre."""
         x, y, bw, bh = box
         m = self.config.roi_margin if margin is None else margin
         h, w = frame.color.shape[:2]
@@ -540,7 +542,7 @@ class HeadLocator:
         x1, y1 = min(w, int(x + bw + m * bw)), min(h, int(y + bh + m * bh))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        scale = min(1.0, 48.0 / max(bw, 1))
+        scale = min(1.0, 48.0 / max(bw, 1)) if scale is None else scale
         gray = detection_gray(np.ascontiguousarray(frame.color[y0:y1, x0:x1]), scale)
         boxes = self._detector_().detect(gray, max(12, int(min_size * bw * scale)), int(max_size * bw * scale) + 1)
         if not boxes:
