@@ -11,7 +11,7 @@ width are the reference; a photo's crop is well framed when its box centre lies 
 :data:`MAX_OFFSET` of the crop's side from the reference centre and its width within
 :data:`MAX_SIZE_ERROR` of the reference width::
 
-    python launch.py evaluate-locator --photos A.jpg B.png --max-frames 600 --report photos.json
+    python launch.py evaluate-locator --photos A.jpg B.png --max-frames 1500 --report photos.json
 """
 from __future__ import annotations
 
