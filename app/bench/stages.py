@@ -142,7 +142,9 @@ def bench_detection(out: StageTimes, frames: list[Frame], annotated: AnnotatedCr
     else:
         out.add("locate.refine", unavailable("no depth, no annotated heads, or no shipped head refiner"))
     with_refiner = "; with the head refiner" if refiner is not None else "; without a head refiner"
-    extra = {"locate.detect_fresh": "; the whole frame searched every time" + with_refiner,
+    extra = {"locate.detect_fresh": "; every frame searched afresh (no track): with depth, the depth image's head "
+                                    "candidates and the cascades near them, the whole frame only when neither finds "
+                                    "a head" + with_refiner,
              "locate.detect_tracking": with_refiner + f"; the {k} sample frames in order, cycled; the search region "
                                                       "follows the last face once there is one"}
     for name, live in (("locate.detect_fresh", False), ("locate.detect_tracking", True)):

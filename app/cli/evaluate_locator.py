@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: fit the head-silhouette model of sensors/locate/silhouette.py (the centre's row and depth "
                         "behind the face) to the source's annotated centres; writes its constants to --out, else prints "
                         "them. To install them, replace sensors/locate/head_shape.json with that file")
+    p.add_argument("--photos", nargs="+", default=None, metavar="PHOTO",
+                   help="instead: locate the face in each photo from its colour alone, crop it, and compare where the face "
+                        "detector's box sits in that crop with where it sits on crops of --source's annotated heads "
+                        "(|yaw| <= 30; their mean); well framed: box centre within 0.06 of the crop's side, width within "
+                        "25 %%. Use --max-frames to bound the virtual frames read")
     p.add_argument("--out", default=None, metavar="FILE.json",
                    help="--fit-shape: write the fitted constants here (the format of sensors/locate/head_shape.json)")
     options.add_force(p, help="overwrite --report or --out if it exists")
@@ -48,11 +53,27 @@ def main(args: argparse.Namespace) -> int:
             check_output(value, option=option, force=args.force, inputs=inputs)
     if args.fit_shape:
         return _fit_shape(cfg, args.out)
+    if args.photos:
+        return _photos(cfg, args.photos, args.report)
     report = evaluate_locator(cfg)
     print(format_table(report))
     if args.report:
         write_json(args.report, report, indent=2, default=str)
     return 0
+
+
+def _photos(cfg: LocatorEvalConfig, photos: list[str], report_path: str | None) -> int:
+    """Colour-only framing of real photos against the virtual crops; 0 when every photo is well framed."""
+    from models.common.files import write_json
+    from models.evaluation.photos import evaluate_photos, format_photo_table
+    from sensors.crop import CropConfig
+
+    crop = CropConfig(size_px=cfg.size_px, window_x_mm=cfg.window_mm, window_y_mm=cfg.window_mm)
+    report = evaluate_photos(photos, cfg.source, cfg.every, cfg.max_frames, crop, cfg.progress)
+    print(format_photo_table(report))
+    if report_path:
+        write_json(report_path, report, indent=2, default=str)
+    return 0 if report["all_ok"] else 1
 
 
 def _fit_shape(cfg: LocatorEvalConfig, out: str | None) -> int:

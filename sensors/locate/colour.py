@@ -19,13 +19,15 @@ class FaceDetector:
         if self._frontal.empty() or self._profile.empty():
             raise SensorError("OpenCV's bundled face cascades are missing (opencv-python 4.x ships them)", base)
 
-    def detect(self, gray: np.ndarray, min_px: int, max_px: int | None = None) -> list[tuple[int, int, int, int]]:
-        """Face boxes (x, y, w, h) in ``gray``'s pixels; frontal first, profiles if none."""
+    def detect(self, gray: np.ndarray, min_px: int, max_px: int | None = None,
+               scale_factor: float = 1.1) -> list[tuple[int, int, int, int]]:
+        """Face boxes (x, y, w, h) in ``gray``'s pixels; frontal first, profiles if none.
+        ``scale_factor``: the step between searched face sizes (1.2 searches about half as many)."""
         cv2 = self._cv2
         h, w = gray.shape
         if min(h, w) < min_px:
             return []
-        kw = dict(scaleFactor=1.1, minNeighbors=4, minSize=(min_px, min_px))
+        kw = dict(scaleFactor=scale_factor, minNeighbors=4, minSize=(min_px, min_px))
         if max_px is not None:
             kw["maxSize"] = (max_px, max_px)
         boxes = [tuple(int(v) for v in b) for b in self._frontal.detectMultiScale(gray, **kw)]

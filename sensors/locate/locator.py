@@ -5,8 +5,13 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
 1. **annotation** -- the source's ``head_center_mm`` (Biwi pose, Pandora head joint, the virtual
    Kinect's ground truth), moved to colour-camera coordinates. Never smoothed.
 2. **colour + depth** -- a face detector (:mod:`sensors.locate.colour`: OpenCV's bundled Haar
-   cascades, frontal and both profiles) on a downscaled colour image; the face box's centre is
-   mapped into the depth image, where the head's silhouette is measured
+   cascades, frontal and both profiles). A frame searched afresh is first searched in depth for
+   heads on shoulders (``find_head_candidates``, a few ms); the cascades then run only on the
+   colour region of the face each of the best :data:`PROPOSALS` candidates implies, nearest
+   first, for faces of about the size its distance gives (a few ms; the whole 1080p frame
+   costs the cascades about 100-200 ms). Only when no candidate has a face there and depth alone
+   finds no head either is the whole frame searched (as for colour-only frames, below). The face
+   box's centre is mapped into the depth image, where the head's silhouette is measured
    (:mod:`sensors.locate.silhouette`, ``measure_head``): its left/right extent, halved, gives
    the centre's column (yaw-independent for a roughly ellipsoidal head), a linear fit of the
    top, widest row, neck and widths gives its row, and the nearest face depth plus a fixed
@@ -19,7 +24,11 @@ Three ways, each usable on its own (``LocatorConfig.mode``):
    commands use the shipped one). This module only calls it: sensors import nothing else of
    the project.
 3. **colour only** (webcams, photos) -- the detector, and the distance from the detected box's
-   width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``).
+   width and the focal length (a face box spans about ``LocatorConfig.face_box_mm``). The whole
+   frame is searched coarse to fine: the image at ``coarse_width_px`` with coarse size steps
+   (:data:`COARSE_SCALE_FACTOR`), each face found there confirmed and placed by a search around
+   it at the tracking resolution; only when none is confirmed, the image at ``detect_width_px``
+   with fine steps (faces too small for the coarse image).
 
 Live tracking (``HeadLocator(live=True)``, the app's locator for every source it plays: live
 cameras, videos, recordings and photo folders alike): the detector first searches a region
@@ -54,6 +63,15 @@ MODES = ("auto", "annotation", "detect")
 HEAD_PROBABILITY = 0.5
 #: when the refiner accepts none of the depth search's candidates, it is run from this many of them
 RESCUE_CANDIDATES = 3
+#: a fresh search in a frame with depth looks for a face at this many of the depth search's best candidates
+PROPOSALS = 3
+#: ... in the region of the face a candidate implies grown by this many face sizes on each side
+#: (a candidate sits up to about a third of a face below the face's centre)
+PROPOSAL_MARGIN = 0.6
+#: ... for faces this many times the size a face at the candidate's distance would have
+PROPOSAL_SIZES = (0.7, 1.45)
+#: the coarse full-frame search's step between face sizes (the fine one's is 1.1)
+COARSE_SCALE_FACTOR = 1.2
 
 
 class Refiner(Protocol):
@@ -99,8 +117,9 @@ class LocatorConfig:
     (only annotations; frames without one have no face) or ``detect`` (never annotations).
     ``smoothing`` / ``smoothing_min_cutoff_hz`` / ``smoothing_beta``: the live One Euro filter
     (cut-off frequency at rest, and how fast it opens with speed in mm/s).
-    ``detect_width_px``: the colour image is downscaled to this width for full-frame detection.
-    ``min_face_px``: smallest face searched, in pixels of that downscaled image.
+    ``detect_width_px``: the colour image is downscaled to this width for the fine full-frame
+    search; ``coarse_width_px``: to this one for the coarse search tried before it.
+    ``min_face_px``: smallest face searched, in pixels of those downscaled images.
     ``roi_margin``: the live search region is the last face box grown by this many box sizes on
     each side. ``face_box_mm``: the physical width a detector box spans at the face (colour-only
     distance). ``face_to_center_mm``: depth of the head centre behind the face surface.
@@ -112,6 +131,7 @@ class LocatorConfig:
     smoothing_min_cutoff_hz: float = 1.0
     smoothing_beta: float = 0.02
     detect_width_px: int = 640
+    coarse_width_px: int = 320
     min_face_px: int = 20
     roi_margin: float = 0.8
     face_box_mm: float = 150.0
@@ -126,10 +146,11 @@ class LocatorConfig:
                 raise ConfigError(f"head locator {name} must be positive, got {getattr(self, name)!r}")
         if self.smoothing_beta < 0 or self.face_to_center_mm < 0:
             raise ConfigError("head locator smoothing_beta and face_to_center_mm must not be negative")
-        if not 64 <= self.detect_width_px <= 4096 or not 12 <= self.min_face_px <= 400:
+        if (not 64 <= self.detect_width_px <= 4096 or not 64 <= self.coarse_width_px <= 4096
+                or not 12 <= self.min_face_px <= 400):
             raise ConfigError(
-                f"head locator detect_width_px must be in 64..4096 and min_face_px in 12..400, got "
-                f"{self.detect_width_px} and {self.min_face_px}"
+                f"head locator detect_width_px and coarse_width_px must be in 64..4096 and min_face_px in 12..400, "
+                f"got {self.detect_width_px}, {self.coarse_width_px} and {self.min_face_px}"
             )
 
 
@@ -174,25 +195,43 @@ def center_from_depth(frame: Frame, box: tuple[int, int, int, int], config: Loca
     return None if head is None else head[1]
 
 
-def depth_heads(frame: Frame, raw: bool = False) -> list[tuple[float, np.ndarray]]:
+#: a head-and-shoulders candidate of the depth image: (u, v) depth pixel, face depth (mm), score
+Candidate = tuple[float, float, float, float]
+
+
+def depth_candidates(frame: Frame) -> list[Candidate]:
+    """The depth image's head-and-shoulders candidates, best first (:func:`find_head_candidates`)."""
+    return find_head_candidates(frame.depth_mm, frame.depth_camera)
+
+
+def candidate_center(frame: Frame, candidate: Candidate) -> np.ndarray:
+    """A candidate's own guess of the head centre: :data:`FACE_TO_CENTER_MM` behind the face it
+    found, along the depth camera's ray, in colour-camera mm."""
+    u, v, z, _ = candidate
+    ray = frame.depth_camera.ray_distorted(u, v)
+    return frame.depth_to_color.apply(ray * z + FACE_TO_CENTER_MM * ray / np.linalg.norm(ray))
+
+
+def depth_heads(frame: Frame, raw: bool = False,
+                candidates: list[Candidate] | None = None) -> list[tuple[float, np.ndarray]]:
     """Every head-and-shoulders candidate of the depth image whose silhouette measures as a
     head: (score, centre in colour-camera mm), in the search's order. ``raw``: also each
-    candidate's own guess, :data:`FACE_TO_CENTER_MM` behind the face it found (for a judge
-    that can tell heads apart, when the silhouette is merged with a seat or a wall)."""
+    candidate's own guess (:func:`candidate_center`; for a judge that can tell heads apart,
+    when the silhouette is merged with a seat or a wall). ``candidates``: the frame's search,
+    when already run."""
     heads = []
-    for u, v, z, score in find_head_candidates(frame.depth_mm, frame.depth_camera):
-        head = _plausible_head(frame, u, v)
+    for cand in depth_candidates(frame) if candidates is None else candidates:
+        head = _plausible_head(frame, cand[0], cand[1])
         if head is not None:
-            heads.append((score * head[0], head[1]))
+            heads.append((cand[3] * head[0], head[1]))
         if raw:
-            ray = frame.depth_camera.ray_distorted(u, v)
-            face = ray * z
-            heads.append((score, frame.depth_to_color.apply(face + FACE_TO_CENTER_MM * ray / np.linalg.norm(ray))))
+            heads.append((cand[3], candidate_center(frame, cand)))
     return heads
 
 
 def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None,
-                           refiner: Refiner | None = None) -> np.ndarray | None:
+                           refiner: Refiner | None = None,
+                           candidates: list[Candidate] | None = None) -> np.ndarray | None:
     """Depth alone: the head-and-shoulders candidate whose silhouette measures most like a head
     (with a refiner: among all candidates, measured or raw, the one it judges most likely a
     head, if it accepts any; when tracking, the accepted one nearest ``near_color_mm``), in
@@ -202,7 +241,7 @@ def center_from_depth_only(frame: Frame, near_color_mm: np.ndarray | None = None
     silhouette's centre off the skull, or the face is too near for the sensor and only the
     shoulders show), it is run from the first :data:`RESCUE_CANDIDATES` candidates of the
     search, and a centre it then accepts is taken."""
-    heads = depth_heads(frame, raw=refiner is not None)
+    heads = depth_heads(frame, raw=refiner is not None, candidates=candidates)
     if refiner is not None:
         judged = [(refiner.head_probability(frame, c), c) for _, c in heads]
         accepted = [(p, c) for p, c in judged if p >= HEAD_PROBABILITY]
@@ -340,26 +379,25 @@ class HeadLocator:
                 self._track = None
                 self._filter.reset()
         t0 = time.perf_counter()
-        found = self._detect(frame)
-        center: np.ndarray | None = None
-        method = "color"
         has_depth = frame.depth_mm is not None and frame.depth_camera is not None
         refiner = self.refiner if has_depth else None
-        if found is not None:
-            if has_depth:
-                center = center_from_depth(frame, found, self.config)
-                method = "color+depth"
-            if center is None:
-                center = center_from_color(frame, found, self.config)
-                method = "color"
+        # with depth, a fresh search looks for the face only where the depth image shows a head
+        candidates = depth_candidates(frame) if has_depth and self._fresh() else None
+        found = self._detect(frame, candidates)
+        center, method = self._center(frame, found, has_depth)
         if has_depth and (center is None or (
                 refiner is not None and refiner.head_probability(frame, center) < HEAD_PROBABILITY)):
             # no face in colour (rolled, turned or dark faces defeat the cascades), or one the
             # refiner does not take for a head: a head in depth
-            alt = center_from_depth_only(frame, self._track.center if self._track is not None else None, refiner)
+            alt = center_from_depth_only(frame, self._track.center if self._track is not None else None, refiner,
+                                         candidates)
             if alt is not None:
                 center, method = alt, "depth"
                 found = face_box_for(frame.color_camera, center, self.config)
+            elif found is None and candidates is not None:
+                # neither a face at the depth image's heads nor a head in depth alone: the whole frame
+                found = self._pick(frame, self._detect_full(frame))
+                center, method = self._center(frame, found, has_depth)
         refined = False
         if center is not None and refiner is not None and np.all(np.isfinite(center)):
             better = refiner(frame, center)
@@ -402,12 +440,49 @@ class HeadLocator:
             self._detector = FaceDetector()
         return self._detector
 
-    def _detect(self, frame: Frame) -> tuple[int, int, int, int] | None:
+    def _fresh(self) -> bool:
+        """Whether this frame is searched afresh (no tracked face), not at a chosen point."""
+        return not (self.live and self._track is not None) and self._select_px is None
+
+    def _center(self, frame: Frame, found: tuple[int, int, int, int] | None,
+                has_depth: bool) -> tuple[np.ndarray | None, str]:
+        """The head centre a face box gives, and how it was found."""
+        if found is None:
+            return None, "color"
+        if has_depth:
+            center = center_from_depth(frame, found, self.config)
+            if center is not None:
+                return center, "color+depth"
+        return center_from_color(frame, found, self.config), "color"
+
+    def _detect(self, frame: Frame, candidates: list[Candidate] | None) -> tuple[int, int, int, int] | None:
+        """The face box: near the tracked face; else, given the depth image's head candidates,
+        at the nearest candidate with a face (None when none has one: the caller falls back);
+        else the whole frame."""
         if self.live and self._track is not None:
             box = self._detect_near(frame, self._track.box)
             if box is not None:
                 return box
-        boxes = self._detect_full(frame)
+        if candidates is not None:
+            return self._detect_proposed(frame, candidates)
+        return self._pick(frame, self._detect_full(frame))
+
+    def _detect_proposed(self, frame: Frame, candidates: list[Candidate]) -> tuple[int, int, int, int] | None:
+        """The face at the nearest of the best :data:`PROPOSALS` depth candidates that has one: the
+        cascades run only around the face a candidate implies, for faces of about its size."""
+        lo, hi = PROPOSAL_SIZES
+        for cand in sorted(candidates[:PROPOSALS], key=lambda c: c[2]):
+            center = candidate_center(frame, cand)
+            if not np.all(np.isfinite(center)) or center[2] <= 0:
+                continue
+            box = self._detect_near(frame, face_box_for(frame.color_camera, center, self.config),
+                                    PROPOSAL_MARGIN, lo, hi)
+            if box is not None:
+                return box
+        return None
+
+    def _pick(self, frame: Frame, boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int] | None:
+        """One of the whole frame's faces: the one at the chosen point, near the lost track, or the nearest."""
         if not boxes:
             return None
         if self._select_px is not None:
@@ -437,24 +512,39 @@ class HeadLocator:
         return max(boxes, key=lambda b: b[2] * b[3])
 
     def _detect_full(self, frame: Frame) -> list[tuple[int, int, int, int]]:
-        h, w = frame.color.shape[:2]
-        scale = min(1.0, self.config.detect_width_px / w)
-        gray = detection_gray(frame.color, scale)
-        boxes = self._detector_().detect(gray, self.config.min_face_px)
-        return [_scale_box(b, 1.0 / scale) for b in boxes]
+        """Every face of the whole frame, coarse to fine: the image at ``coarse_width_px`` with
+        coarse size steps, each face found there confirmed and placed by a search around it in
+        the image at ``detect_width_px`` (the box a whole-frame search there would give: in
+        colour-only frames it alone places the crop); only when none is confirmed, that whole
+        image with fine steps (faces too small for the coarse image)."""
+        w = frame.color.shape[1]
+        coarse = min(1.0, self.config.coarse_width_px / w)
+        fine = min(1.0, self.config.detect_width_px / w)
+        boxes = self._detector_().detect(detection_gray(frame.color, coarse), self.config.min_face_px,
+                                         scale_factor=COARSE_SCALE_FACTOR)
+        confirmed = [self._detect_near(frame, _scale_box(b, 1.0 / coarse), scale=fine) for b in boxes]
+        found = [b for b in confirmed if b is not None]
+        if found or coarse >= 1.0:
+            return found
+        boxes = self._detector_().detect(detection_gray(frame.color, fine), self.config.min_face_px)
+        return [_scale_box(b, 1.0 / fine) for b in boxes]
 
-    def _detect_near(self, frame: Frame, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
-        """Search the region around the last face at a resolution where it is about 48 px wide."""
+    def _detect_near(self, frame: Frame, box: tuple[int, int, int, int], margin: float | None = None,
+                     min_size: float = 0.6, max_size: float = 1.6,
+                     scale: float | None = None) -> tuple[int, int, int, int] | None:
+        """Search the region around ``box`` (grown by ``margin`` box sizes on each side; default
+        ``roi_margin``) downscaled by ``scale`` (default: to where the box is about 48 px wide),
+        for faces ``min_size`` to ``max_size`` times its size; the found face nearest its centre."""
         x, y, bw, bh = box
-        m = self.config.roi_margin
+        m = self.config.roi_margin if margin is None else margin
         h, w = frame.color.shape[:2]
         x0, y0 = max(0, int(x - m * bw)), max(0, int(y - m * bh))
         x1, y1 = min(w, int(x + bw + m * bw)), min(h, int(y + bh + m * bh))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        scale = min(1.0, 48.0 / max(bw, 1))
+        scale = min(1.0, 48.0 / max(bw, 1)) if scale is None else scale
         gray = detection_gray(np.ascontiguousarray(frame.color[y0:y1, x0:x1]), scale)
-        boxes = self._detector_().detect(gray, max(12, int(0.6 * bw * scale)), int(1.6 * bw * scale) + 1)
+        boxes = self._detector_().detect(gray, max(12, int(min_size * bw * scale)), int(max_size * bw * scale) + 1)
         if not boxes:
             return None
         cx, cy = (x + bw / 2 - x0) * scale, (y + bh / 2 - y0) * scale

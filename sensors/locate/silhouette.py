@@ -196,25 +196,40 @@ def measure_head(depth_mm: np.ndarray, cam: CameraIntrinsics, u: float, v: float
     return HeadShape(center, bool(plausible), score, feats, float(y0 + top), z_front)
 
 
-def _padded_integral(a: np.ndarray, pad: int) -> np.ndarray:
-    """The integral image of ``a`` padded with ``pad`` zeros on every side."""
+#: the head-and-shoulders template's boxes around a pixel: (plane, x0, x1, y0, y1), offsets in
+#: units of half a face's width; planes 0: near surface, 1: background, 2: body, 3: near surface
+#: times its depth. In order: face, left and right of the head, above it, middle of the face (near,
+#: depth), its left and right sides (near, near, depth, depth), left and right shoulder, neck.
+_TEMPLATE = np.array([
+    (0, -0.6, 0.6, -1.0, 0.5),
+    (1, -2.4, -1.7, -1.9, -0.6), (1, 1.7, 2.4, -1.9, -0.6), (1, -0.7, 0.7, -3.2, -2.6),
+    (0, -0.3, 0.3, -0.5, 0.2), (3, -0.3, 0.3, -0.5, 0.2),
+    (0, -1.05, -0.75, -0.8, 0.2), (0, 0.75, 1.05, -0.8, 0.2), (3, -1.05, -0.75, -0.8, 0.2), (3, 0.75, 1.05, -0.8, 0.2),
+    (2, -2.2, -1.2, 2.2, 3.2), (2, 1.2, 2.2, 2.2, 3.2), (2, -0.4, 0.4, 1.5, 2.2),
+])
+
+
+def _template_means(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, r: float) -> np.ndarray:
+    """(len(_TEMPLATE), N): the mean of each template box's plane around each pixel (``rows``,
+    ``cols``) of ``planes`` (H, W, 4); box offsets scaled by ``r`` pixels, rounded, at least one
+    pixel wide. One integral image of the planes, zero-padded so that every box stays inside."""
     import cv2
 
-    return cv2.integral(cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), sdepth=cv2.CV_64F)
+    pad = int(round(3.6 * r)) + 2
+    integ = cv2.integral(cv2.copyMakeBorder(planes, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0),
+                         sdepth=cv2.CV_64F)
+    wp = integ.shape[1]
+    plane = _TEMPLATE[:, 0].astype(np.intp)
+    x0, y0 = np.round(_TEMPLATE[:, 1] * r).astype(np.intp), np.round(_TEMPLATE[:, 3] * r).astype(np.intp)
+    x1 = np.maximum(np.round(_TEMPLATE[:, 2] * r).astype(np.intp), x0 + 1)
+    y1 = np.maximum(np.round(_TEMPLATE[:, 4] * r).astype(np.intp), y0 + 1)
+    flat = integ.reshape(-1)
 
+    def at(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        return flat[((rows[None] + (pad + dy)[:, None]) * wp + cols[None] + (pad + dx)[:, None]) * 4 + plane[:, None]]
 
-def _box_mean(integ: np.ndarray, pad: int, shape: tuple[int, int], r: float,
-              box: tuple[float, float, float, float]) -> np.ndarray:
-    """Mean of a padded integral image (:func:`_padded_integral`) over ``box`` around every pixel:
-    (x0, x1, y0, y1) offsets in units of ``r`` pixels, rounded, at least one pixel wide."""
-    h, w = shape
-    bx0, by0 = int(round(box[0] * r)), int(round(box[2] * r))
-    bx1, by1 = max(int(round(box[1] * r)), bx0 + 1), max(int(round(box[3] * r)), by0 + 1)
-    total = (integ[pad + by1:pad + by1 + h, pad + bx1:pad + bx1 + w]
-             - integ[pad + by0:pad + by0 + h, pad + bx1:pad + bx1 + w]
-             - integ[pad + by1:pad + by1 + h, pad + bx0:pad + bx0 + w]
-             + integ[pad + by0:pad + by0 + h, pad + bx0:pad + bx0 + w])
-    return total / float((bx1 - bx0) * (by1 - by0))
+    total = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+    return total / ((x1 - x0) * (y1 - y0)).astype(np.float64)[:, None]
 
 
 def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candidates: int = 6,
@@ -239,31 +254,25 @@ def find_head_candidates(depth_mm: np.ndarray, cam: CameraIntrinsics, max_candid
         if np.count_nonzero(inbin) < 4:
             continue
         r = f * 75.0 / zk  # pixels per 75 mm (half a face's width) at this distance
-        pad = int(round(3.6 * r)) + 2
         near = ((d >= zk - 100) & (d <= zk + 170)).astype(np.float32)
         far = (d > zk + 180).astype(np.float32) + np.float32(0.5) * (d == 0)
         body = ((d >= zk - 250) & (d <= zk + 300)).astype(np.float32)
-        i_near, i_far, i_body, i_nd = (_padded_integral(a, pad) for a in (near, far, body, near * d))
-
-        def mean(integ: np.ndarray, *box: float, pad: int = pad, r: float = r) -> np.ndarray:
-            return _box_mean(integ, pad, (h, w), r, box)
-
-        fg = mean(i_near, -0.6, 0.6, -1.0, 0.5)
-        side = np.sqrt(mean(i_far, -2.4, -1.7, -1.9, -0.6) * mean(i_far, 1.7, 2.4, -1.9, -0.6))
-        top = mean(i_far, -0.7, 0.7, -3.2, -2.6)
-        bc, bl, br = (-0.3, 0.3, -0.5, 0.2), (-1.05, -0.75, -0.8, 0.2), (0.75, 1.05, -0.8, 0.2)
-        cn = mean(i_near, *bc)
-        cd = mean(i_nd, *bc) / np.maximum(cn, 1e-6)
-        sn = mean(i_near, *bl) + mean(i_near, *br)
-        sd = (mean(i_nd, *bl) + mean(i_nd, *br)) / np.maximum(sn, 1e-6)
+        # the score only counts at this slice's own pixels: evaluated there alone (a pixel is in
+        # one or two slices), which is what keeps the search to a few ms
+        rows, cols = np.nonzero(inbin)
+        (fg, side_l, side_r, top, cn, cnd, ln, rn, lnd, rnd, sh_l, sh_r, neck) = _template_means(
+            np.dstack([near, far, body, near * d]), rows, cols, r)
+        side = np.sqrt(side_l * side_r)
+        cd = cnd / np.maximum(cn, 1e-6)
+        sn = ln + rn
+        sd = (lnd + rnd) / np.maximum(sn, 1e-6)
         relief = np.where((cn > 0.1) & (sn > 0.1), sd - cd, 0.0)
-        shoulders = 0.5 * (mean(i_body, -2.2, -1.2, 2.2, 3.2) + mean(i_body, 1.2, 2.2, 2.2, 3.2))
-        neck = mean(i_body, -0.4, 0.4, 1.5, 2.2)
+        shoulders = 0.5 * (sh_l + sh_r)
         score = (fg * side * top * np.clip(relief / 50.0, 0, 1) * np.clip(1.5 * shoulders, 0, 1) * neck)
-        score = np.where(inbin, score, 0.0).astype(np.float32)
-        better = score > acc
-        acc[better] = score[better]
-        zacc[better] = zk
+        score = score.astype(np.float32)
+        better = score > acc[rows, cols]
+        acc[rows[better], cols[better]] = score[better]
+        zacc[rows[better], cols[better]] = zk
     smooth = cv2.GaussianBlur(acc, (0, 0), 1.5 if sub == 4 else 3.0)
     # local maxima, best first, at least a head apart
     dil = cv2.dilate(smooth, np.ones((5, 5), np.uint8))

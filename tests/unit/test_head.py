@@ -258,3 +258,97 @@ def test_fit_shape_writes_a_file_the_locator_reads(tmp_path, capsys):
     fitted = load_head_shape(out)
     assert fitted.v_coef.shape == (5,) and 80.0 < fitted.z_behind_front_mm < 130.0
     assert launch.main(["evaluate-locator", "--out", str(out)]) == 2  # --out only goes with --fit-shape
+
+
+def test_a_fresh_detection_with_depth_looks_only_where_the_depth_image_shows_a_head(monkeypatch):
+    """A frame with depth and no track: the cascades run only around the depth search's head
+    candidates (never over the whole frame), and the head found is the annotated one."""
+    from models.evaluation.locator import score_frame
+    from sensors.crop import CropConfig
+    from sensors.locate import locator as locator_module
+
+    loc = HeadLocator(LocatorConfig(mode="detect"))
+    searched: list[tuple] = []
+    near = loc._detect_near
+
+    def spy(frame, box, *args, **kw):
+        searched.append(box)
+        return near(frame, box, *args, **kw)
+
+    monkeypatch.setattr(loc, "_detect_near", spy)
+    monkeypatch.setattr(loc, "_detect_full", lambda frame: pytest.fail("the whole frame was searched"))
+    with _virtual("virtual:seed=21,subject=502,pace=off") as src:
+        for yaw, distance_m in ((0.0, 0.8), (15.0, 1.2), (-20.0, 1.6)):
+            frame = src.render_posed(502, yaw_deg=yaw, distance_m=distance_m)
+            searched.clear()
+            row = score_frame(frame, loc, CropConfig())
+            assert row.method == "color+depth" and 1 <= len(searched) <= locator_module.PROPOSALS, (yaw, searched)
+            assert row.error_px <= 5.0 and abs(row.distance_error_mm) < 30.0, (yaw, distance_m, row)
+            # each searched region is the face a candidate implies: about the true face's size and place
+            true_box = locator_module.face_box_for(frame.color_camera, frame.head_center_color_mm(), loc.config)
+            x, y, w, h = min(searched, key=lambda b: math.dist(b[:2], true_box[:2]))
+            assert abs(w / true_box[2] - 1) < 0.3 and math.dist((x, y), true_box[:2]) < 0.6 * true_box[2]
+
+
+def _photo():
+    import cv2
+    import matplotlib
+    from pathlib import Path
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return path, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_a_real_photo_is_found_coarse_and_a_small_face_by_the_fine_search(monkeypatch):
+    """Colour only (photos, webcams): the coarse image finds Grace Hopper's face, placed by the
+    search around it; the same photo shrunk in a large frame (a face too small for the coarse
+    image) is found by the fine whole-frame search."""
+    import cv2
+
+    from sensors.locate import colour
+
+    _, img = _photo()
+    cam = CameraIntrinsics(700.0, 700.0, img.shape[1] / 2, img.shape[0] / 2, img.shape[1], img.shape[0])
+    widths: list[int] = []
+    gray = colour.detection_gray
+    monkeypatch.setattr("sensors.locate.locator.detection_gray",
+                        lambda c, s: widths.append(round(c.shape[1] * s)) or gray(c, s))
+    loc = HeadLocator(LocatorConfig(mode="detect"))
+    got = loc.locate(Frame(0, 0, img, cam))
+    assert got is not None and got.method == "color"
+    x, y, w, h = got.face_box_px  # her face: the middle of the portrait's upper half, about 230 px wide
+    assert 0.3 < (x + w / 2) / img.shape[1] < 0.7 and 0.25 < (y + h / 2) / img.shape[0] < 0.55 and 150 < w < 320
+    assert widths[0] == loc.config.coarse_width_px and loc.config.detect_width_px not in widths
+
+    big = np.full((1080, 1920, 3), 90, np.uint8)
+    # her face about 115 px wide: 19 px in the 320-px coarse image (below the 20 px searched), 38 in the 640-px one
+    small = cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    big[400:400 + small.shape[0], 900:900 + small.shape[1]] = small
+    widths.clear()
+    got = loc.locate(Frame(1, 0, big, COLOR))
+    assert got is not None and loc.config.detect_width_px in widths
+    x, y, w, h = got.face_box_px
+    assert 900 + 0.3 * small.shape[1] < x + w / 2 < 900 + 0.7 * small.shape[1] and 80 < w < 160
+
+
+def test_real_photos_are_framed_like_the_virtual_crops(tmp_path):
+    """The real-photo measurement (README, "Head localisation"): Grace Hopper's portrait, located
+    from colour alone, gives a crop whose face sits where faces sit on virtual crops."""
+    from models.evaluation.locator import DEFAULT_SOURCE
+    from models.evaluation.photos import MAX_OFFSET, MAX_SIZE_ERROR, evaluate_photos
+    from sensors.crop import CropConfig
+
+    path, _ = _photo()
+    report = evaluate_photos([str(path)], DEFAULT_SOURCE, 3, 450, CropConfig())
+    assert report["reference"]["crops_with_face"] >= 10
+    row = report["photos"][0]
+    assert row["located"] and row["face_in_crop"], row
+    assert row["offset"] <= MAX_OFFSET and abs(row["size_error"]) <= MAX_SIZE_ERROR, row
+
+
+def test_evaluate_locator_photos_names_a_missing_photo(tmp_path, capsys):
+    import launch
+
+    missing = tmp_path / "nobody.jpg"
+    assert launch.main(["evaluate-locator", "--photos", str(missing), "--quiet"]) != 0
+    assert "nobody.jpg" in capsys.readouterr().err
