@@ -34,7 +34,11 @@ Live tracking (``HeadLocator(live=True)``, the app's locator for every source it
 cameras, videos, recordings and photo folders alike): the detector first searches a region
 around the last face at a resolution matched to its size (a few ms), and the whole frame only
 when the face is lost or the frames are not consecutive (a seek, a gap of over
-``CONSECUTIVE_S``); with ``LocatorConfig.smoothing`` (the app sets it for live cameras) the
+``CONSECUTIVE_S``). While a colour-only source shows no face, the whole frame is searched at
+most every ``SEARCH_EVERY_S`` of the source's time, and at most a quarter of the time, and the
+frames between are passed over, so a video without a face still plays at its rate, and a face
+that comes into view is found within that time (frames with depth search at the depth image's head candidates, which is cheap,
+every frame). With ``LocatorConfig.smoothing`` (the app sets it for live cameras) the
 centre is smoothed causally (a One Euro filter: steady when still, little lag when moving). With several faces in view the nearest (largest) one is tracked; ``select(point)``
 switches to the face under an image point. Offline (``live=False``, dataset building) every
 frame is detected afresh and nothing is smoothed; annotations are never smoothed.
@@ -344,6 +348,9 @@ class HeadLocator:
     #: frames further apart than this, or going back in time, are not consecutive (a seek in a
     #: recording or video, the next of a folder's photos taken apart): tracking starts afresh (s)
     CONSECUTIVE_S = 1.0
+    #: live, colour only, while no face is found: the whole-frame search at most this often (s),
+    #: and never more than a quarter of the time (a search that took 0.2 s waits 0.6 s)
+    SEARCH_EVERY_S = 0.25
 
     def __init__(self, config: LocatorConfig = LocatorConfig(), live: bool = False,
                  refiner: Refiner | None = None) -> None:
@@ -357,6 +364,9 @@ class HeadLocator:
         self._select_px: tuple[float, float] | None = None
         self._filter = _OneEuro(config.smoothing_min_cutoff_hz, config.smoothing_beta)
         self._last_ns: int | None = None
+        #: live: the time of the last whole-frame search that found no face
+        self._miss_ns: int | None = None
+        self._miss_wait_ns = 0.0
         #: milliseconds the last locate() spent detecting (0 for annotations)
         self.last_detect_ms = 0.0
 
@@ -377,6 +387,7 @@ class HeadLocator:
             last, self._last_ns = self._last_ns, frame.timestamp_ns
             if last is not None and not 0 <= frame.timestamp_ns - last <= self.CONSECUTIVE_S * 1e9:
                 self._track = None
+                self._miss_ns = None
                 self._filter.reset()
         t0 = time.perf_counter()
         has_depth = frame.depth_mm is not None and frame.depth_camera is not None
@@ -425,6 +436,7 @@ class HeadLocator:
         """Track the face nearest to this colour-image point from the next frame on."""
         self._select_px = (float(point_px[0]), float(point_px[1]))
         self._track = None
+        self._miss_ns = None
         self._filter.reset()
 
     def reset(self) -> None:
@@ -432,6 +444,7 @@ class HeadLocator:
         self._track = None
         self._select_px = None
         self._last_ns = None
+        self._miss_ns = None
         self._filter.reset()
 
     # -- detection ---------------------------------------------------------------------
@@ -465,7 +478,16 @@ class HeadLocator:
                 return box
         if candidates is not None:
             return self._detect_proposed(frame, candidates)
-        return self._pick(frame, self._detect_full(frame))
+        t = frame.timestamp_ns
+        if self.live and self._miss_ns is not None and 0 <= t - self._miss_ns < self._miss_wait_ns:
+            return None
+        t0 = time.perf_counter()
+        box = self._pick(frame, self._detect_full(frame))
+        if self.live:
+            # a search that found nothing takes at most a quarter of the time that follows it
+            self._miss_ns = None if box is not None else t
+            self._miss_wait_ns = max(self.SEARCH_EVERY_S * 1e9, 3e9 * (time.perf_counter() - t0))
+        return box
 
     def _detect_proposed(self, frame: Frame, candidates: list[Candidate]) -> tuple[int, int, int, int] | None:
         """The face at the nearest of the best :data:`PROPOSALS` depth candidates that has one: the

@@ -207,8 +207,11 @@ def test_live_tracker_takes_the_nearest_face_switches_on_click_and_redetects_whe
     blank = np.full_like(img, 90)
     for i in (4, 5, 6, 7):                                  # the face leaves: "no face", not an exception
         assert loc.locate(frame(i, blank)) is None
-    back = loc.locate(frame(8))                             # lost, so the whole frame is searched again
-    assert back is not None and math.dist(box_centre(back), near) < 60
+    # lost, so the whole frame is searched again, every SEARCH_EVERY_S (0.25 s) while none is found:
+    # the last search was at frame 4, the next at frame 12 (0.264 s later)
+    back = [loc.locate(frame(i)) for i in range(8, 14)]
+    assert [b is not None for b in back] == [False] * 4 + [True] * 2
+    assert math.dist(box_centre(back[4]), near) < 60
 
 
 def test_frames_that_are_not_consecutive_start_the_tracking_afresh():
@@ -297,6 +300,36 @@ def _photo():
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     return path, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_live_without_a_face_the_whole_frame_is_searched_every_quarter_second(monkeypatch):
+    """A colour-only video with no face in view: the whole-frame search runs once per
+    SEARCH_EVERY_S of the video's time and the frames between are passed over, so playback keeps
+    its rate; a face that comes into view is found by the next search."""
+    from sensors.locate import colour
+
+    widths: list[int] = []
+    gray = colour.detection_gray
+    monkeypatch.setattr("sensors.locate.locator.detection_gray",
+                        lambda c, s: widths.append(round(c.shape[1] * s)) or gray(c, s))
+    loc = HeadLocator(LocatorConfig(mode="detect"), live=True)
+    empty = np.full((1080, 1920, 3), 90, np.uint8)
+    frame_ns = 33_333_333  # 30 fps
+    searched = []
+    for i in range(16):
+        widths.clear()
+        assert loc.locate(Frame(i, i * frame_ns, empty, COLOR)) is None
+        searched.append(bool(widths))
+    assert [i for i, f in enumerate(searched) if f] == [0, 8]  # 0 s and 0.27 s
+    _, img = _photo()
+    face = empty.copy()
+    face[300:300 + img.shape[0], 700:700 + img.shape[1]] = img
+    found = [loc.locate(Frame(16 + i, (16 + i) * frame_ns, face, COLOR)) for i in range(8)]
+    assert found[0] is not None  # 0.27 s after the last search: searched again
+    loc.reset()
+    assert loc.locate(Frame(0, 0, empty, COLOR)) is None and loc.locate(Frame(1, frame_ns, face, COLOR)) is None
+    loc.select((1000.0, 600.0))  # choosing a face searches at once
+    assert loc.locate(Frame(2, 2 * frame_ns, face, COLOR)) is not None
 
 
 def test_a_real_photo_is_found_coarse_and_a_small_face_by_the_fine_search(monkeypatch):
