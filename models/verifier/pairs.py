@@ -100,17 +100,30 @@ class PairList:
             ],
         }
 
-    def check_against(self, subject: np.ndarray, frame: np.ndarray, path: str | None = None) -> None:
-        """VerificationError when the pairs do not point at the same crops of this dataset."""
+    def located_in(self, subject: np.ndarray, frame: np.ndarray, path: str | None = None) -> "PairList":
+        """These pairs indexed into a dataset with these (subject, frame) columns: as they are when
+        their indices point at the same crops, else found by each crop's (subject, frame) (a file
+        that holds the same crops among others, or in another order). VerificationError when a
+        crop is not there or not one of a kind."""
         n = len(subject)
-        if len(self) and (self.first.max() >= n or self.second.max() >= n):
-            raise VerificationError(f"pair list indexes crops past the end of the dataset ({n} crops)", path)
-        got_s = np.stack([subject[self.first], subject[self.second]], axis=1)
-        got_f = np.stack([frame[self.first], frame[self.second]], axis=1)
-        if not (np.array_equal(got_s, self.pair_subjects) and np.array_equal(got_f, self.pair_frames)):
+        if len(self) and self.first.max() < n and self.second.max() < n:
+            got_s = np.stack([subject[self.first], subject[self.second]], axis=1)
+            got_f = np.stack([frame[self.first], frame[self.second]], axis=1)
+            if np.array_equal(got_s, self.pair_subjects) and np.array_equal(got_f, self.pair_frames):
+                return self
+        index: dict[tuple[int, int], int] = {}
+        for i, key in enumerate(zip(np.asarray(subject).tolist(), np.asarray(frame).tolist())):
+            index[key] = -1 if key in index else i  # -1: more than one crop has it
+        wanted = {(int(a), int(f)) for a, f in zip(self.pair_subjects.reshape(-1), self.pair_frames.reshape(-1))}
+        if not all(index.get(k, -1) >= 0 for k in wanted):
             raise VerificationError(
-                "pair list was made for another dataset (its subjects and frames do not match); "
-                "delete it or pass a new pair file to draw fresh pairs", path)
+                "pair list was made for another dataset (its crops' subjects and frames are not all there, "
+                "once each); delete it or pass a new pair file to draw fresh pairs", path)
+        at = np.vectorize(lambda a, f: index[(int(a), int(f))], otypes=[np.int64])
+        first = at(self.pair_subjects[:, 0], self.pair_frames[:, 0])
+        second = at(self.pair_subjects[:, 1], self.pair_frames[:, 1])
+        return PairList(first, second, self.same, self.subjects, self.seed, dataset_fingerprint(subject, frame),
+                        self.pair_subjects, self.pair_frames)
 
 
 def make_pairs(

@@ -395,8 +395,7 @@ def pairs_for(dataset: Any, pairs_file: str | os.PathLike[str] | None, split: st
     disjoint from training) and written there."""
     mask, train = split_candidates(dataset.subject, dataset.split, split, subjects)
     if pairs_file is not None and os.path.exists(pairs_file):
-        pairs = load_pairs(pairs_file)
-        pairs.check_against(dataset.subject, dataset.frame, os.fspath(pairs_file))
+        pairs = load_pairs(pairs_file).located_in(dataset.subject, dataset.frame, os.fspath(pairs_file))
         outside = sorted(set(pairs.subjects) - set(np.unique(dataset.subject[mask]).tolist()))
         if outside:
             raise VerificationError(f"pair list holds identities {outside} that are not {split} identities of "

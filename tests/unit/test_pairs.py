@@ -107,14 +107,24 @@ def test_pair_file_round_trip_and_dataset_check(tmp_path):
     for name in ("first", "second", "same", "pair_subjects", "pair_frames"):
         assert np.array_equal(getattr(back, name), getattr(pairs, name))
     assert back.subjects == pairs.subjects and back.seed == 1 and back.fingerprint == pairs.fingerprint
-    back.check_against(subject, frame)          # the same data: fine
+    assert back.located_in(subject, frame) is back          # the same data: the same indices
     other_frame = frame.copy()
     other_frame[subject == 8] += 1
     with pytest.raises(VerificationError, match="another dataset") as exc:
-        back.check_against(subject, other_frame, str(path))
+        back.located_in(subject, other_frame, str(path))
     assert str(exc.value).startswith(str(path))
-    with pytest.raises(VerificationError, match="past the end"):
-        back.check_against(subject[:100], frame[:100])
+    with pytest.raises(VerificationError, match="another dataset"):
+        back.located_in(subject[:100], frame[:100])
+    # the same crops in another file, after other crops and in another order: found by subject and frame
+    order = np.random.default_rng(3).permutation(len(subject))
+    moved_s = np.concatenate([np.full(7, 999), subject[order]])
+    moved_f = np.concatenate([np.arange(7), frame[order]])
+    moved = back.located_in(moved_s, moved_f)
+    assert np.array_equal(moved_s[moved.first], subject[back.first]) and np.array_equal(moved_f[moved.second], frame[back.second])
+    assert np.array_equal(moved.same, back.same)
+    twice_s, twice_f = np.concatenate([moved_s, subject]), np.concatenate([moved_f, frame])
+    with pytest.raises(VerificationError, match="once each"):  # which of two equal crops? refused
+        back.located_in(twice_s, twice_f)
 
 
 def test_malformed_pair_files_are_format_errors(tmp_path):
