@@ -278,7 +278,9 @@ class VirtualKinect(Source):
             "seed": o.seed, "identity_seed": o.identity_seed, "subjects": list(o.subjects),
             "sequence": o.sequence, "distance_m": list(o.distance_m), "scene": o.scene,
             "noise": o.noise, "occluders": o.occluders, "pace": o.pace,
-            "heads": o.heads, "face_model": o.face_model,
+            # the face model's folder (or cache file) by name: a machine's paths do not belong in the
+            # datasets and models made from its frames
+            "heads": o.heads, "face_model": os.path.basename(os.path.normpath(o.face_model)) if o.face_model else None,
             "color_camera": COLOR_CAMERA.to_dict(), "depth_camera": DEPTH_CAMERA.to_dict(),
             "depth_to_color": DEPTH_TO_COLOR.to_dict(),
         })
