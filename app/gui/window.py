@@ -160,6 +160,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.addWidget(self.banner)
         self.synthetic_note = QtWidgets.QLabel()
         self.synthetic_note.setStyleSheet("background: #2a2a30; color: #ffd54f; font-weight: bold; padding: 3px 8px;")
+        self.synthetic_note.setWordWrap(True)  # a long note must not widen the window past the screen
         self.synthetic_note.setVisible(False)
         lay.addWidget(self.synthetic_note)
         lay.addWidget(self.panels, 1)

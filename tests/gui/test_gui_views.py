@@ -339,3 +339,16 @@ def test_the_3d_view_left_open_is_open_again_next_time(qtbot, make_window, monke
     assert not again.view3d_dock.isHidden() and again.view_bar.view3d_action.isChecked()
     again.view3d_dock.close()                          # its own close button
     qtbot.waitUntil(lambda: not again.view_bar.view3d_action.isChecked(), timeout=3000)
+
+
+def test_the_shipped_model_s_note_wraps_and_the_window_keeps_the_default_size(qtbot, make_window):
+    """The note on a shipped model quotes its real-head figures: a long line, which must wrap
+    rather than make the window wider than a 1440 x 900 screen."""
+    from models.common.shipped import GENERATOR
+
+    w = make_window(model=GENERATOR)
+    _default_size(qtbot, w)
+    qtbot.waitUntil(lambda: w.synthetic_note.isVisible(), timeout=8000)
+    _default_size(qtbot, w)
+    assert "MediaPipe Face Mesh" in w.synthetic_note.text()
+    assert w.width() == 1440 and w.minimumSizeHint().width() <= 1440
