@@ -97,10 +97,8 @@ def play_headless(uri: str, model: Path, verifier: Path | None, workdir: Path, n
     r = json.loads(report_path.read_text())
     return {"source": _shown(uri, workdir), "frames": r["frames"], "elapsed_s": r["elapsed_s"], "fps": r["fps"],
             "faces": sum(1 for f in r["per_frame"] if f["face"]),
-            "stages_ms_p50": {k: None if r["stages_ms"][k]["p50"] is None else round(r["stages_ms"][k]["p50"], 3)
-                              for k in HEADLESS_STAGES if k in r["stages_ms"]},
-            "stages_ms_p95": {k: None if r["stages_ms"][k]["p95"] is None else round(r["stages_ms"][k]["p95"], 3)
-                              for k in HEADLESS_STAGES if k in r["stages_ms"]}}
+            **{f"stages_ms_{q}": {k: None if r["stages_ms"][k][q] is None else round(r["stages_ms"][k][q], 3)
+                                  for k in HEADLESS_STAGES if k in r["stages_ms"]} for q in ("p50", "p95")}}
 
 
 def play_gui(uri: str, frames: int, model: Path, verifier: Path | None, workdir: Path,

@@ -134,7 +134,7 @@ def display_figures(w: Any, elapsed_s: float) -> dict[str, Any]:
     and the window's size."""
     p = w.controller.pipeline
     drawn_fps, latency = w.drawn_fps(), w.latency_ms()
-    span = (w.last_shown_at - w.first_shown_at) if w.first_shown_at is not None else None
+    span = w.drawn_span_s()
     return {"frames_processed": p.frames_processed if p is not None else 0, "frames_drawn": w.results_seen,
             "drawn_span_s": None if span is None else round(span, 4),
             "drawn_fps": None if drawn_fps is None else round(drawn_fps, 2), "status_fps": round(w.fps(), 2),

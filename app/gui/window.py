@@ -113,9 +113,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._next_status = 0.0
         self._closed = False
         self.results_seen = 0
-        #: when the first and the newest result were drawn (monotonic s): the drawn rate over a whole run
+        #: when the first result was drawn (monotonic s; the newest is _show_times[-1]): the drawn rate over a whole run
         self.first_shown_at: float | None = None
-        self.last_shown_at: float | None = None
 
         self._build_central()
         self._build_plots_dock()
@@ -477,7 +476,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_times.append(shown_at)
         if self.first_shown_at is None:
             self.first_shown_at = shown_at
-        self.last_shown_at = shown_at
         self.results_seen += 1
         if isinstance(source, SeekableSource):
             length = len(source)
@@ -522,11 +520,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return 0.0
         return (len(t) - 1) / max(t[-1] - t[0], 1e-6)
 
+    def drawn_span_s(self) -> float | None:
+        """Seconds from the first frame drawn to the newest (None: none drawn yet)."""
+        return None if self.first_shown_at is None else self._show_times[-1] - self.first_shown_at
+
     def drawn_fps(self) -> float | None:
         """New frames drawn per second from the first frame drawn to the newest (None: under two drawn)."""
-        if self.first_shown_at is None or self.last_shown_at is None or self.results_seen < 2:
-            return None
-        return (self.results_seen - 1) / max(self.last_shown_at - self.first_shown_at, 1e-6)
+        span = self.drawn_span_s()
+        return None if span is None or self.results_seen < 2 else (self.results_seen - 1) / max(span, 1e-6)
 
     def latency_ms(self) -> float | None:
         """Capture-to-display latency, median over the last 60 frames drawn."""

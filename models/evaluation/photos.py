@@ -53,7 +53,7 @@ def face_placement(detector: Any, crop_color: np.ndarray) -> FacePlacement | Non
     return FacePlacement((x + w / 2) / side, (y + h / 2) / side, w / side)
 
 
-def reference_placement(source: str, every: int, max_frames: int | None, crop_config: Any,
+def reference_placement(detector: Any, source: str, every: int, max_frames: int | None, crop_config: Any,
                         progress: bool = False) -> tuple[FacePlacement, int, int]:
     """The mean face placement on crops cut at the annotated centres of ``source``'s frames with
     |yaw| <= :data:`MAX_YAW_DEG`; with the number of crops with a face and of crops looked at."""
@@ -61,9 +61,7 @@ def reference_placement(source: str, every: int, max_frames: int | None, crop_co
     from sensors.crop import crop_face
     from sensors.errors import ConfigError
     from sensors.geometry import euler_deg_from_rotation
-    from sensors.locate.colour import FaceDetector
 
-    detector = FaceDetector()
     found: list[FacePlacement] = []
     looked = 0
     cfg = LocatorEvalConfig(source=source, every=every, max_frames=max_frames, progress=progress)
@@ -84,10 +82,10 @@ def reference_placement(source: str, every: int, max_frames: int | None, crop_co
     return FacePlacement(*(float(v) for v in mean)), len(found), looked
 
 
-def photo_row(path: str, reference: FacePlacement, crop_config: Any) -> dict[str, Any]:
-    """One photo: located afresh from its colour alone, cropped, the face placed in the crop."""
+def photo_row(detector: Any, path: str, reference: FacePlacement, crop_config: Any) -> dict[str, Any]:
+    """One photo: located afresh from its colour alone (a new locator: its time includes loading
+    the cascades, as a first photo's does), cropped, the face placed in the crop by ``detector``."""
     from sensors.crop import crop_face
-    from sensors.locate.colour import FaceDetector
     from sensors.locate.locator import HeadLocator, LocatorConfig
     from sensors.source import open_source, parse_uri
 
@@ -100,7 +98,7 @@ def photo_row(path: str, reference: FacePlacement, crop_config: Any) -> dict[str
     if head is None:
         return row
     row.update(located=True, method=head.method, detect_ms=head.detect_ms, face_box_px=head.face_box_px)
-    placed = face_placement(FaceDetector(), crop_face(frame, head.center_color_mm, crop_config).color)
+    placed = face_placement(detector, crop_face(frame, head.center_color_mm, crop_config).color)
     if placed is None:
         return row
     offset = math.hypot(placed.x - reference.x, placed.y - reference.y)
@@ -115,12 +113,14 @@ def evaluate_photos(photos: Sequence[str], source: str, every: int, max_frames: 
                     progress: bool = False) -> dict[str, Any]:
     """The report: the virtual crops' reference placement and one row per photo."""
     from sensors.errors import FormatError
+    from sensors.locate.colour import FaceDetector
 
     for p in photos:
         if not os.path.isfile(p):
             raise FormatError("no such photo", p)
-    reference, with_face, looked = reference_placement(source, every, max_frames, crop_config, progress)
-    rows = [photo_row(p, reference, crop_config) for p in photos]
+    detector = FaceDetector()
+    reference, with_face, looked = reference_placement(detector, source, every, max_frames, crop_config, progress)
+    rows = [photo_row(detector, p, reference, crop_config) for p in photos]
     return {"source": source, "every": every, "max_frames": max_frames, "crop": crop_config.to_dict(),
             "max_offset": MAX_OFFSET, "max_size_error": MAX_SIZE_ERROR, "max_yaw_deg": MAX_YAW_DEG,
             "reference": {"x": reference.x, "y": reference.y, "size": reference.size,

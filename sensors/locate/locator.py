@@ -34,13 +34,14 @@ Live tracking (``HeadLocator(live=True)``, the app's locator for every source it
 cameras, videos, recordings and photo folders alike): the detector first searches a region
 around the last face at a resolution matched to its size (a few ms), and the whole frame only
 when the face is lost or the frames are not consecutive (a seek, a gap of over
-``CONSECUTIVE_S``). While a colour-only source shows no face, the whole frame is searched at
-most every ``SEARCH_EVERY_S`` of the source's time, and at most a quarter of the time, and the
-frames between are passed over, so a video without a face still plays at its rate, and a face
-that comes into view is found within that time (frames with depth search at the depth image's head candidates, which is cheap,
-every frame). With ``LocatorConfig.smoothing`` (the app sets it for live cameras) the
-centre is smoothed causally (a One Euro filter: steady when still, little lag when moving). With several faces in view the nearest (largest) one is tracked; ``select(point)``
-switches to the face under an image point. Offline (``live=False``, dataset building) every
+``CONSECUTIVE_S``). While a source shows no face, the whole frame is searched at most every
+``SEARCH_EVERY_S`` of the source's time, and at most a quarter of the time, and the frames
+between are passed over, so a video without a face still plays at its rate, and a face that
+comes into view is found within that time (frames with depth still search at the depth image's
+head candidates, which is cheap, every frame). With ``LocatorConfig.smoothing`` (the app sets
+it for live cameras) the centre is smoothed causally (a One Euro filter: steady when still,
+little lag when moving). With several faces in view the nearest (largest) one is tracked;
+``select(point)`` switches to the face under an image point. Offline (``live=False``, dataset building) every
 frame is detected afresh and nothing is smoothed; annotations are never smoothed.
 
 ``locate`` returns ``None`` when there is no face: never an exception for an empty frame.
@@ -348,7 +349,7 @@ class HeadLocator:
     #: frames further apart than this, or going back in time, are not consecutive (a seek in a
     #: recording or video, the next of a folder's photos taken apart): tracking starts afresh (s)
     CONSECUTIVE_S = 1.0
-    #: live, colour only, while no face is found: the whole-frame search at most this often (s),
+    #: live, while no face is found: the whole-frame search at most this often (s),
     #: and never more than a quarter of the time (a search that took 0.2 s waits 0.6 s)
     SEARCH_EVERY_S = 0.25
 
@@ -364,9 +365,8 @@ class HeadLocator:
         self._select_px: tuple[float, float] | None = None
         self._filter = _OneEuro(config.smoothing_min_cutoff_hz, config.smoothing_beta)
         self._last_ns: int | None = None
-        #: live: the time of the last whole-frame search that found no face
-        self._miss_ns: int | None = None
-        self._miss_wait_ns = 0.0
+        #: live, while no face is found: the source time before which the whole frame is not searched again
+        self._next_search_ns: int | None = None
         #: milliseconds the last locate() spent detecting (0 for annotations)
         self.last_detect_ms = 0.0
 
@@ -387,7 +387,7 @@ class HeadLocator:
             last, self._last_ns = self._last_ns, frame.timestamp_ns
             if last is not None and not 0 <= frame.timestamp_ns - last <= self.CONSECUTIVE_S * 1e9:
                 self._track = None
-                self._miss_ns = None
+                self._next_search_ns = None
                 self._filter.reset()
         t0 = time.perf_counter()
         has_depth = frame.depth_mm is not None and frame.depth_camera is not None
@@ -407,7 +407,7 @@ class HeadLocator:
                 found = face_box_for(frame.color_camera, center, self.config)
             elif found is None and candidates is not None:
                 # neither a face at the depth image's heads nor a head in depth alone: the whole frame
-                found = self._pick(frame, self._detect_full(frame))
+                found = self._whole_frame(frame)
                 center, method = self._center(frame, found, has_depth)
         refined = False
         if center is not None and refiner is not None and np.all(np.isfinite(center)):
@@ -436,7 +436,7 @@ class HeadLocator:
         """Track the face nearest to this colour-image point from the next frame on."""
         self._select_px = (float(point_px[0]), float(point_px[1]))
         self._track = None
-        self._miss_ns = None
+        self._next_search_ns = None
         self._filter.reset()
 
     def reset(self) -> None:
@@ -444,7 +444,7 @@ class HeadLocator:
         self._track = None
         self._select_px = None
         self._last_ns = None
-        self._miss_ns = None
+        self._next_search_ns = None
         self._filter.reset()
 
     # -- detection ---------------------------------------------------------------------
@@ -478,15 +478,20 @@ class HeadLocator:
                 return box
         if candidates is not None:
             return self._detect_proposed(frame, candidates)
+        return self._whole_frame(frame)
+
+    def _whole_frame(self, frame: Frame) -> tuple[int, int, int, int] | None:
+        """The whole frame's face (:meth:`_detect_full`, :meth:`_pick`). Live, while none is found,
+        searched at most every ``SEARCH_EVERY_S`` of the source's time and at most a quarter of
+        the time: the frames between have no face."""
         t = frame.timestamp_ns
-        if self.live and self._miss_ns is not None and 0 <= t - self._miss_ns < self._miss_wait_ns:
+        if self.live and self._next_search_ns is not None and t < self._next_search_ns:
             return None
         t0 = time.perf_counter()
         box = self._pick(frame, self._detect_full(frame))
         if self.live:
-            # a search that found nothing takes at most a quarter of the time that follows it
-            self._miss_ns = None if box is not None else t
-            self._miss_wait_ns = max(self.SEARCH_EVERY_S * 1e9, 3e9 * (time.perf_counter() - t0))
+            wait_s = max(self.SEARCH_EVERY_S, 3.0 * (time.perf_counter() - t0))
+            self._next_search_ns = None if box is not None else t + int(wait_s * 1e9)
         return box
 
     def _detect_proposed(self, frame: Frame, candidates: list[Candidate]) -> tuple[int, int, int, int] | None:
