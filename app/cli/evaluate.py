@@ -52,8 +52,8 @@ def _check_outputs(args: argparse.Namespace, read: list[str]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from models.common.files import write_json
-    from models.evaluation.generator import (add_verification, centre_check_line, draw_figure, evaluate,
-                                             markdown_table)
+    from models.evaluation.generator import (add_verification, budget_lines, centre_check_line, draw_figure,
+                                             evaluate, markdown_table)
     from sensors.errors import ConfigError
 
     models = [m for m in (s.strip() for s in args.models.split(",")) if m]
@@ -74,5 +74,6 @@ def main(args: argparse.Namespace) -> int:
         draw_figure(report, arrays, args.figure, args.examples)
     write_json(args.report, report, indent=2)
     print(markdown_table(report))
+    print("\n".join(budget_lines(report)))
     print(centre_check_line(report["head_centre_check"]))
     return 0

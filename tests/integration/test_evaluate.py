@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 import launch  # noqa: E402
 from models.evaluation.generator import (  # noqa: E402
-    FLAT_BASELINE, MEAN_BASELINE, MEDIAN_PLANE_BASELINE, evaluate, mean_crop)
+    FLAT_BASELINE, MEAN_BASELINE, MEDIAN_PLANE_BASELINE, error_budget, evaluate, mean_crop)
 from models.metrics import ALL_KEYS, FACE_KEYS, FACE_REGION_RULES  # noqa: E402
 from tests.support.synthetic_data import make_crops  # noqa: E402
 
@@ -60,6 +60,13 @@ def test_report_has_every_method_and_metric_and_the_yaw_breakdown(setup, capsys)
     for m in report["methods"]:
         assert set(FACE_KEYS) <= set(m["metrics"])
     assert "face_shape_l1_mm" in table and "face region (fallback)" in table
+    # each model's error budget: its parts add up to its whole-crop L1, and the table says so
+    for m in report["methods"][:2]:
+        b = m["error_budget"]
+        assert b["l1_mm_face"] + b["l1_mm_rest"] + b["l1_mm_missed"] == pytest.approx(m["metrics"]["l1_mm"], rel=1e-6)
+        assert b["pixels_face"] + b["pixels_rest"] + b["pixels_missed"] == pytest.approx(1.0)
+        assert f"m: whole-crop L1 {m['metrics']['l1_mm']:.2f} mm = face {b['l1_mm_face']:.2f}" in table
+    assert all("error_budget" not in m for m in report["methods"][2:])  # baselines have none
 
 
 def test_face_metrics_use_the_datasets_face_mask_when_it_has_one(setup, tmp_path):
@@ -88,6 +95,24 @@ def test_baselines_are_what_they_claim(setup, tmp_path):
     assert rows[FLAT_BASELINE]["metrics"]["l1_mm"] == 0.0
     assert rows[FLAT_BASELINE]["metrics"]["delta<1.25^1/4"] == 1.0
     assert rows[MEAN_BASELINE]["metrics"]["l1"] == 0.0  # the mean of identical planes is that plane
+
+
+def test_error_budget_puts_each_error_where_it_is():
+    truth = np.zeros((2, 20, 20), np.uint8)
+    truth[:, 2:18, 2:18] = 100  # 256 valid pixels a crop (enough to be scored)
+    face = np.zeros(truth.shape, bool)
+    face[:, 6:14, 6:14] = True  # 64 of them the face
+    pred = truth.copy()
+    pred[0, 8, 8] += 10  # one face pixel 10 levels off
+    pred[1, 2, 2] = 0  # one pixel outside the face marked as background: scored at level 1
+    pred[1, 17, 17] -= 4  # one outside the face 4 levels off
+    b = error_budget(pred, truth, 127.0, face)  # 1 mm a level
+    assert b["l1_mm_face"] == pytest.approx(10 / 256 / 2)
+    assert b["l1_mm_missed"] == pytest.approx(99 / 256 / 2)
+    assert b["l1_mm_rest"] == pytest.approx(4 / 256 / 2)
+    assert b["pixels_face"] == pytest.approx(64 / 256) and b["pixels_missed"] == pytest.approx(1 / 512)
+    assert b["l1_mm_rounding"] == pytest.approx(0.25)
+    assert error_budget(pred[:, :4], truth[:, :4], 127.0, face[:, :4]) == {}  # too few valid pixels
 
 
 def test_mean_crop_averages_valid_pixels_only():
