@@ -412,7 +412,8 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
     k = min(examples, n_ok // 2) if n_ok else 0
     cols = 3 + len(models)
     rows_ex = 2 * k
-    fig = plt.figure(figsize=(max(12, 1.9 * cols), 4.2 + 1.9 * rows_ex))
+    height_in = 4.2 + 1.9 * rows_ex
+    fig = plt.figure(figsize=(max(12, 1.9 * cols), height_in))
     grid = fig.add_gridspec(1 + rows_ex, cols, height_ratios=[4.2] + [1.9] * rows_ex)
     span = max(1, cols // 3)
     panels = [("delta (8-bit)", list(DELTA_KEYS[:4])),
@@ -422,11 +423,10 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
         width = 0.8 / max(1, len(methods))
         for i, m in enumerate(methods):
             ax.bar(np.arange(len(keys)) + i * width, [m["metrics"].get(key, np.nan) for key in keys], width, label=m["name"])
-        ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, fontsize=7, rotation=20)
+        ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, fontsize=7, rotation=35, ha="right",
+                      rotation_mode="anchor")
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-        if j == 0:
-            ax.legend(fontsize=7)
     ax = fig.add_subplot(grid[0, 2 * span:])
     bins = [b for b, _, _ in YAW_BINS]
     width = 0.8 / max(1, len(methods))
@@ -460,9 +460,13 @@ def draw_figure(report: Mapping[str, Any], arrays: Mapping[str, Any], path: str 
                     ax.set_title(title, fontsize=7)
                 if c == 0:
                     ax.set_ylabel(f"{label}\nL1 {l1[i]:.1f} mm", fontsize=7)
+    # title and legend in a band of their own above the plots (in the bars' panels they hid bars)
     fig.suptitle(f"{report['data']['file']} ({report['data']['split']}, {report['data']['crops']} crops, "
-                 f"truth: {report['data']['truth']})", fontsize=10)
-    fig.tight_layout()
+                 f"truth: {report['data']['truth']})", fontsize=10, y=1 - 0.08 / height_in)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.32 / height_in))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.65 / height_in))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
