@@ -29,7 +29,8 @@ counted as "unknown").
 
 The JSON report holds the data's provenance, every method's metrics (overall and by yaw), each
 model's error budget (``error_budget``: how much of its whole-crop L1 the face, the rest of the
-head and body, and the pixels it marks as background carry), the indices of the best and worst frames, and the head-centre check (``centre_check``: how far
+head and body, and the pixels it marks as background carry; printed under the table), the
+indices of the best and worst frames, and the head-centre check (``centre_check``: how far
 the annotation's D and the locator's D disagree on the same crops, printed as its own line);
 the figure holds bar charts of the main metrics and a grid of the best and worst examples (by
 L1 mm of the first model): colour | true | each model's prediction | the first model's error.
@@ -257,6 +258,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         for _, depth8, _ in outside:
             face_masks &= depth8 > 0
         region_rule += "; only pixels every external prediction covers"
+    region = face_region(truth8, h, face_masks)
     methods: list[MethodScores] = []
     predictions: dict[str, np.ndarray] = {}
     for path in model_paths:
@@ -267,7 +269,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
         predictions[name] = pred
         info = {"file": str(path), "sha256": gen.sha256, "model_kind": gen.info.model_kind,
                 "synthetic_only": gen.info.synthetic_only, "provider": gen.provider,
-                "error_budget": error_budget(pred, truth8, h, face_region(truth8, h, face_masks))}
+                "error_budget": error_budget(pred, truth8, h, region)}
         methods.append(score_predictions(name, "model", info, pred, truth8, subset.distance_mm, h, yaw, face_masks))
     # baselines
     source = load_dataset(mean_from) if mean_from else data
@@ -290,7 +292,7 @@ def evaluate(data_path: str, model_paths: Sequence[str], split: str = "test", tr
     methods.append(score_predictions(FLAT_BASELINE, "baseline",
                                      {"description": "every pixel at level 128 (z = D)"},
                                      np.full_like(truth8, FLAT_LEVEL), truth8, subset.distance_mm, h, yaw, face_masks))
-    flat = flat_at_median(truth8, face_region(truth8, h, face_masks))
+    flat = flat_at_median(truth8, region)
     methods.append(score_predictions(MEDIAN_PLANE_BASELINE, "baseline",
                                      {"description": "every pixel of a crop at the median true level of its face region "
                                                      "(of its valid pixels when the region is empty)"},
