@@ -124,7 +124,7 @@ def error_budget(pred8: np.ndarray, truth8: np.ndarray, half_range_mm: float,
     ``rest`` (hair, ears, neck, shoulders, background objects); ``pixels_*`` are each kind's share
     of the valid pixels. The 8-bit output itself costs about a quarter level on average (0.29 mm
     for H = 150 mm): ``l1_mm_rounding``."""
-    from models.metrics import MIN_VALID_PIXELS
+    from models.metrics import MIN_VALID_PIXELS, abs_error_mm
     from sensors.encoding import mm_per_level
 
     valid = truth8 > 0
@@ -133,7 +133,7 @@ def error_budget(pred8: np.ndarray, truth8: np.ndarray, half_range_mm: float,
     ok = count >= MIN_VALID_PIXELS
     if not ok.any():
         return {}
-    err = np.abs(np.maximum(pred8, 1).astype(np.int16) - truth8.astype(np.int16)) * mm_per_level(half_range_mm)
+    err = abs_error_mm(pred8, truth8, half_range_mm)  # the l1_mm metric's per-pixel error
     face = valid & face
     missed = valid & ~face & (pred8 == 0)
     kinds = {"face": face, "missed": missed, "rest": valid & ~face & ~missed}
