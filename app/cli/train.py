@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--relief-weight", type=float, default=None, metavar="W",
                    help="weight of a relief term: the error of depth gradients over 4 pixels, in tanh units [0: off]")
     g.add_argument("--widths", default=None, metavar="W0,W1,...",
-                   help="generator channel widths per level [16,32,48,64,96]")
+                   help="generator channel widths per level [16,32,48,64,96]; with --init, wider ones widen its "
+                        "network (the same output at the start, the new channels trained from there)")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=options.positive_int, default=None, metavar="N", help="epochs [20]")

@@ -158,6 +158,40 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.forward(color, depth))
 
 
+def check_widening(old: GeneratorConfig, new: GeneratorConfig) -> None:
+    """ValueError unless ``new`` is ``old`` with no level narrower and the same convs per level."""
+    if (old.enc_convs, old.dec_convs) != (new.enc_convs, new.dec_convs) or len(old.widths) != len(new.widths) \
+            or any(n < o for n, o in zip(new.widths, old.widths, strict=True)):
+        raise ValueError(f"widths {','.join(map(str, old.widths))} can only be widened level by level, with the same "
+                         f"convs per level, not to {','.join(map(str, new.widths))}")
+
+
+def widen(model: Generator, config: GeneratorConfig) -> Generator:
+    """A generator of the wider ``config`` that computes exactly what ``model`` computes.
+
+    Every layer keeps its weights in the corner of the wider tensor; the new output channels
+    get fresh He weights (live, so training can use them), and every weight that reads a new
+    channel into an old one is zero. Since each consumer of a widened tensor (the next conv, the
+    skip's addition then the next conv, the output head) ignores the new channels, the output
+    is unchanged until training moves those zero weights. Raises ValueError unless ``config``
+    has the same levels and convs as ``model`` and no narrower level.
+    """
+    check_widening(model.config, config)
+    wide = Generator(config)
+    with torch.no_grad():
+        for (name, big), small in zip(wide.named_modules(), model.modules(), strict=True):
+            if not isinstance(big, nn.Conv2d | nn.ConvTranspose2d):
+                continue
+            # ConvTranspose2d weights are (in, out, k, k), Conv2d weights (out, in, k, k)
+            w_big = big.weight if isinstance(big, nn.Conv2d) else big.weight.transpose(0, 1)
+            w_small = small.weight if isinstance(small, nn.Conv2d) else small.weight.transpose(0, 1)
+            n_out, n_in = w_small.shape[:2]
+            w_big[:n_out, :n_in] = w_small
+            w_big[:n_out, n_in:] = 0.0
+            big.bias[:n_out] = small.bias
+    return wide
+
+
 def generator_macs(model: Generator, size_px: int = 100) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (convolutions and transposed convs)."""
     total = 0

@@ -791,11 +791,18 @@ def _load_training_data(cfg: TrainConfig, procs: _Processes) -> _TrainingData:
 def _resolve_config(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, crop: Mapping[str, Any]) -> TrainConfig:
     """``cfg`` with the generator's architecture filled in (``--init``'s, else the configured or the
     default one) and the command line that reproduces it."""
-    from models.generator.net import GeneratorConfig
+    from models.generator.net import GeneratorConfig, check_widening
 
     if init_ckpt is not None:
         _check_crop_compatible(init_ckpt, crop, cfg.init)
         g_cfg = init_ckpt["generator_config"]
+        if cfg.generator and GeneratorConfig.from_dict(cfg.generator) != GeneratorConfig.from_dict(g_cfg):
+            # --widths with --init: the checkpoint widened (net.widen), else an error
+            try:
+                check_widening(GeneratorConfig.from_dict(g_cfg), GeneratorConfig.from_dict(cfg.generator))
+            except ValueError as e:
+                raise ConfigError(f"--widths with --init {cfg.init}: {e}") from None
+            g_cfg = cfg.generator
     else:
         g_cfg = cfg.generator or GeneratorConfig().to_dict()
     cfg = replace(cfg, generator=g_cfg)
@@ -806,9 +813,15 @@ def _build_networks(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, devic
     """The generator (``--init``'s weights, or fresh), the discriminator for the cGAN and their optimisers."""
     import torch
 
-    from models.generator.net import Discriminator
+    from models.generator.net import Discriminator, GeneratorConfig, widen
 
-    G = build_generator(init_ckpt if init_ckpt is not None else cfg.generator).to(device)
+    if init_ckpt is None:
+        G = build_generator(cfg.generator)
+    else:
+        G = build_generator(init_ckpt)
+        if GeneratorConfig.from_dict(cfg.generator) != G.config:
+            G = widen(G, GeneratorConfig.from_dict(cfg.generator))
+    G = G.to(device)
     D = Discriminator().to(device) if cfg.mode == "cgan" else None
     if D is not None and init_ckpt is not None and init_ckpt.get("discriminator"):
         D.load_state_dict(init_ckpt["discriminator"])

@@ -185,6 +185,22 @@ def test_fine_tuning_starts_from_the_given_weights(data_file, tmp_path):
         train(_cfg(data_file, tmp_path / "y", init=str(tmp_path / "junk.pt")), progress=False)
 
 
+def test_fine_tuning_can_widen_the_network_without_changing_its_output(data_file, tmp_path):
+    train(_cfg(data_file, tmp_path / "base", mode="ae", epochs=1), progress=False)
+    base = load_checkpoint(tmp_path / "base" / "last.pt", "generator")
+    wider = {**SMALL, "widths": [8, 24, 32]}
+    train(_cfg(data_file, tmp_path / "wide", mode="ae", epochs=1, lr=0.0, generator=wider,
+               init=str(tmp_path / "base" / "last.pt")), progress=False)
+    wide = load_checkpoint(tmp_path / "wide" / "last.pt", "generator")
+    assert wide["generator_config"]["widths"] == [8, 24, 32] and "--widths 8,24,32" in wide["train_config"]["command"]
+    x = torch.rand(2, 3, 48, 48) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(build_generator(wide)(x), build_generator(base)(x), atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="widened level by level"):
+        train(_cfg(data_file, tmp_path / "narrow", mode="ae", epochs=1, generator={**SMALL, "widths": [8, 16, 16]},
+                   init=str(tmp_path / "base" / "last.pt")), progress=False)
+
+
 def test_max_minutes_stops_after_validating_and_saving(data_file, tmp_path):
     result = train(_cfg(data_file, tmp_path / "t", mode="ae", epochs=50, max_minutes=1e-6), progress=False)
     assert result.stopped == "max-minutes" and result.epochs_done == 1

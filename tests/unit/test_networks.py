@@ -11,6 +11,7 @@ from models.generator.net import (  # noqa: E402
     GeneratorConfig,
     count_parameters,
     generator_macs,
+    widen,
 )
 
 
@@ -80,3 +81,33 @@ def test_config_round_trip_and_validation():
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         GeneratorConfig(widths=(8, 16), enc_convs=(0,), dec_convs=(0,))
+
+
+def test_widening_keeps_the_output_and_gives_the_new_channels_gradients():
+    torch.manual_seed(0)
+    g = Generator().eval()
+    for p in g.parameters():  # trained-looking weights: biases non-zero too
+        p.data += 0.05 * torch.randn_like(p)
+    wide_cfg = GeneratorConfig((16, 32, 64, 96, 128), (0, 0, 1, 1, 1), (0, 0, 1, 1))
+    wide = widen(g, wide_cfg).eval()
+    assert wide.config == wide_cfg and count_parameters(wide) > count_parameters(g)
+    x = torch.rand(2, 3, 100, 100) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), g(x), atol=1e-6, rtol=0)
+    # level 2 grew from 48 to 64 channels: the zero weights that read its new channels into the
+    # old ones get gradients at once, the new channels' own weights after that first step
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        wide(x).square().mean().backward()
+        assert float(wide.down[1][1].weight.grad[:48, 48:].abs().sum()) > 0
+        opt.step()
+    assert float(wide.down[1][0].weight.grad[48:].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("widths", [(16, 32, 40, 64, 96), (16, 32, 48, 64)])
+def test_widening_refuses_a_narrower_or_different_network(widths):
+    enc = tuple(0 if i < 2 else 1 for i in range(len(widths)))
+    dec = tuple(0 if i < 2 else 1 for i in range(len(widths) - 1))
+    with pytest.raises(ValueError, match="widened level by level"):
+        widen(Generator(), GeneratorConfig(widths, enc, dec))
