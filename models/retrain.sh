@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command for the shipped generators' last stage (models/README.md, "Stage 5"): render the
-# data with the virtual Kinect, fine-tune both generators on scan and procedural people, export,
-# and score them on held-out people. Made for a machine with a GPU and many cores; the same
+# One command for the shipped generators' last stage (models/README.md, "Stage 5" and "Stage 6"):
+# render the data with the virtual Kinect, fine-tune both generators on scan and procedural people
+# (the AE widened to stage 6's widths; a no-op when it already has them), export, and score them
+# on held-out people. Made for a machine with a GPU and many cores; the same
 # script runs anywhere (SCALE=quick renders and trains a few minutes' worth, to check it).
 #
 #   FACE_MODEL=PATH [OUT=runs/retrain] [SCALE=full|quick] [WORKERS=N] [DEVICE=auto|cpu|cuda] models/retrain.sh
@@ -24,7 +25,7 @@ PY=${PYTHON:-python}
 export FACEDEPTH_FACE_MODEL=$FACE_MODEL
 
 case $SCALE in
-  full)  PEOPLE=300; TEST_FRAMES=1800; EPOCHS_AE=3; EPOCHS_GAN=3; LIMIT=() ;;
+  full)  PEOPLE=300; TEST_FRAMES=1800; EPOCHS_AE=4; EPOCHS_GAN=3; LIMIT=() ;;
   quick) PEOPLE=4; TEST_FRAMES=60; EPOCHS_AE=1; EPOCHS_GAN=1; LIMIT=(--max-train-samples 64) ;;
   *) echo "retrain.sh: SCALE must be full or quick, got '$SCALE'" >&2; exit 2 ;;
 esac
@@ -52,11 +53,11 @@ for heads in procedural scan; do
   fi
 done
 
-common=(--data "$OUT/scan.npz" --data "$OUT/procedural.npz" --batch-size 16 --lr 0.0005 --beta1 0.9 --seed 0
+common=(--data "$OUT/scan.npz" --data "$OUT/procedural.npz" --batch-size 16 --beta1 0.9 --seed 0
         --relief-weight 1 --face-weight 3 --device "$DEVICE" --quiet "${LIMIT[@]}")
-$PY launch.py train "${common[@]}" --mode ae --epochs "$EPOCHS_AE" --init models/weights/generator_ae.pt \
-  --out "$OUT/ae" --force
-$PY launch.py train "${common[@]}" --mode cgan --epochs "$EPOCHS_GAN" --lr-d 0.0002 --adv-weight 0.002 \
+$PY launch.py train "${common[@]}" --mode ae --epochs "$EPOCHS_AE" --lr 0.0003 --widths 16,32,64,96,128 \
+  --init models/weights/generator_ae.pt --out "$OUT/ae" --force
+$PY launch.py train "${common[@]}" --mode cgan --epochs "$EPOCHS_GAN" --lr 0.0005 --lr-d 0.0002 --adv-weight 0.002 \
   --init models/weights/generator.pt --out "$OUT/cgan" --force
 $PY launch.py export --checkpoint "$OUT/ae/best.pt" --out "$OUT/generator_ae.onnx" --slim-checkpoint "$OUT/generator_ae.pt" --force
 $PY launch.py export --checkpoint "$OUT/cgan/best.pt" --out "$OUT/generator.onnx" --slim-checkpoint "$OUT/generator.pt" --force

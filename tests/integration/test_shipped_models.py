@@ -98,12 +98,14 @@ def test_beats_the_mean_crop_on_held_out_identities(name):
     assert model < baseline, (model, baseline)
 
 
-@pytest.mark.xfail(strict=True, reason="the target L1 of at most half the mean crop's (docs/design.md, "
-                   "\"Targets\") is missed by the shipped models (models/README.md): "
-                   "L1 0.64x (cGAN) and 0.50x (AE: 7.80 against 15.55 mm) of the mean crop's on these crops; "
-                   "strict, so a model "
-                   "that reaches it turns this into a failure that asks for the card to be updated")
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [
+    pytest.param("generator.onnx", marks=pytest.mark.xfail(
+        strict=True, reason="the target L1 of at most half the mean crop's (docs/design.md, \"Targets\") is missed by "
+                            "the shipped cGAN (models/README.md): 0.64x of the mean crop's on these crops (9.94 against "
+                            "15.55 mm); strict, so a cGAN that reaches it turns this into a failure that asks for the "
+                            "card to be updated")),
+    "generator_ae.onnx",  # the stage-6 AE: 0.49x (7.67 against 15.55 mm)
+])
 def test_reaches_half_the_mean_crop_error(name):
     model, baseline = _l1_mm_model_and_mean_crop(name)
     assert model <= 0.5 * baseline, (model, baseline)
@@ -183,5 +185,5 @@ def test_the_real_head_scores_belong_to_the_shipped_generators_and_reach_the_not
     assert set(REAL_HEAD_SCORES) == {file_sha256(GENERATOR), file_sha256(GENERATOR_AE)}
     note = synthetic_note_text(REAL_HEAD_SCORES[file_sha256(GENERATOR)])
     assert "6.3 mm" in note and "MediaPipe Face Mesh: 4.3 mm" in note and "real cameras" in note
-    assert "3.0 mm" in synthetic_note_text(REAL_HEAD_SCORES[file_sha256(GENERATOR_AE)])
+    assert "3.1 mm" in synthetic_note_text(REAL_HEAD_SCORES[file_sha256(GENERATOR_AE)])
     assert "has not been measured" in synthetic_note_text(None)
