@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command for the shipped generators' last stage (models/README.md, "Stage 5" and "Stage 6"):
 # render the data with the virtual Kinect, fine-tune both generators on scan and procedural people
-# (the AE widened to stage 6's widths; a no-op when it already has them), export, and score them
-# on held-out people. Made for a machine with a GPU and many cores; the same
-# script runs anywhere (SCALE=quick renders and trains a few minutes' worth, to check it).
+# (the AE with stage 6's learning rate and epochs), export, and score them on held-out people.
+# Made for a machine with a GPU and many cores; the same script runs anywhere (SCALE=quick
+# renders and trains a few minutes' worth, to check it).
 #
 #   FACE_MODEL=PATH [OUT=runs/retrain] [SCALE=full|quick] [WORKERS=N] [DEVICE=auto|cpu|cuda] models/retrain.sh
 #
@@ -55,7 +55,7 @@ done
 
 common=(--data "$OUT/scan.npz" --data "$OUT/procedural.npz" --batch-size 16 --beta1 0.9 --seed 0
         --relief-weight 1 --face-weight 3 --device "$DEVICE" --quiet "${LIMIT[@]}")
-$PY launch.py train "${common[@]}" --mode ae --epochs "$EPOCHS_AE" --lr 0.0003 --widths 16,32,64,96,128 \
+$PY launch.py train "${common[@]}" --mode ae --epochs "$EPOCHS_AE" --lr 0.0003 \
   --init models/weights/generator_ae.pt --out "$OUT/ae" --force
 $PY launch.py train "${common[@]}" --mode cgan --epochs "$EPOCHS_GAN" --lr 0.0005 --lr-d 0.0002 --adv-weight 0.002 \
   --init models/weights/generator.pt --out "$OUT/cgan" --force

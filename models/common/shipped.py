@@ -32,5 +32,5 @@ class RealHeadScore:
 #: file has no entry until it is measured again (a test keeps the keys on the shipped files)
 REAL_HEAD_SCORES: dict[str, RealHeadScore] = {
     "1b02b824406703c3fec1b25bca6efb3f91f7306526482fc9514eb9dedae7d541": RealHeadScore(6.27, 4.30),  # generator.onnx
-    "b3f37b1e2e7c02d73d3b09ed6cf0060ea976f3f5edef84b0d90927dc95e76489": RealHeadScore(3.10, 4.30),  # generator_ae.onnx
+    "a549238862e552158502d28a84e65a890c2c3da8320ef540d21cde8d6b0734ad": RealHeadScore(3.09, 4.30),  # generator_ae.onnx
 }
