@@ -179,7 +179,7 @@ def widen(model: Generator, config: GeneratorConfig) -> Generator:
     check_widening(model.config, config)
     wide = Generator(config)
     with torch.no_grad():
-        for (name, big), small in zip(wide.named_modules(), model.modules(), strict=True):
+        for big, small in zip(wide.modules(), model.modules(), strict=True):
             if not isinstance(big, nn.Conv2d | nn.ConvTranspose2d):
                 continue
             # ConvTranspose2d weights are (in, out, k, k), Conv2d weights (out, in, k, k)
