@@ -26,11 +26,12 @@ class RealHeadScore:
 
     face_shape_l1_mm: float
     mediapipe_face_shape_l1_mm: float
+    file: str  # the shipped file's name, to point a user from one model to a better one
 
 
 #: measured scores of the shipped generators, by the sha256 of the file measured: a retrained
 #: file has no entry until it is measured again (a test keeps the keys on the shipped files)
 REAL_HEAD_SCORES: dict[str, RealHeadScore] = {
-    "1b02b824406703c3fec1b25bca6efb3f91f7306526482fc9514eb9dedae7d541": RealHeadScore(6.27, 4.30),  # generator.onnx
-    "a549238862e552158502d28a84e65a890c2c3da8320ef540d21cde8d6b0734ad": RealHeadScore(3.09, 4.30),  # generator_ae.onnx
+    "1b02b824406703c3fec1b25bca6efb3f91f7306526482fc9514eb9dedae7d541": RealHeadScore(6.27, 4.30, GENERATOR.name),
+    "a549238862e552158502d28a84e65a890c2c3da8320ef540d21cde8d6b0734ad": RealHeadScore(3.09, 4.30, GENERATOR_AE.name),
 }
