@@ -141,7 +141,6 @@ def error_budget(pred8: np.ndarray, truth8: np.ndarray, half_range_mm: float,
     for kind, where in kinds.items():
         part = np.where(where, err, 0.0).reshape(n, -1).sum(axis=1)[ok] / count[ok]
         out[f"l1_mm_{kind}"] = float(part.mean())
-    for kind, where in kinds.items():
         out[f"pixels_{kind}"] = float(where.reshape(n, -1)[ok].sum() / count[ok].sum())
     out["l1_mm_rounding"] = mm_per_level(half_range_mm) / 4
     return out

@@ -158,14 +158,6 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.forward(color, depth))
 
 
-def check_widening(old: GeneratorConfig, new: GeneratorConfig) -> None:
-    """ValueError unless ``new`` is ``old`` with no level narrower and the same convs per level."""
-    if (old.enc_convs, old.dec_convs) != (new.enc_convs, new.dec_convs) or len(old.widths) != len(new.widths) \
-            or any(n < o for n, o in zip(new.widths, old.widths, strict=True)):
-        raise ValueError(f"widths {','.join(map(str, old.widths))} can only be widened level by level, with the same "
-                         f"convs per level, not to {','.join(map(str, new.widths))}")
-
-
 def widen(model: Generator, config: GeneratorConfig) -> Generator:
     """A generator of the wider ``config`` that computes exactly what ``model`` computes.
 
@@ -176,7 +168,11 @@ def widen(model: Generator, config: GeneratorConfig) -> Generator:
     is unchanged until training moves those zero weights. Raises ValueError unless ``config``
     has the same levels and convs as ``model`` and no narrower level.
     """
-    check_widening(model.config, config)
+    old = model.config
+    if (old.enc_convs, old.dec_convs) != (config.enc_convs, config.dec_convs) or len(old.widths) != len(config.widths) \
+            or any(n < o for n, o in zip(config.widths, old.widths, strict=True)):
+        raise ValueError(f"widths {','.join(map(str, old.widths))} can only be widened level by level, with the same "
+                         f"convs per level, not to {','.join(map(str, config.widths))}")
     wide = Generator(config)
     with torch.no_grad():
         for big, small in zip(wide.modules(), model.modules(), strict=True):

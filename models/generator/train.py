@@ -791,18 +791,12 @@ def _load_training_data(cfg: TrainConfig, procs: _Processes) -> _TrainingData:
 def _resolve_config(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, crop: Mapping[str, Any]) -> TrainConfig:
     """``cfg`` with the generator's architecture filled in (``--init``'s, else the configured or the
     default one) and the command line that reproduces it."""
-    from models.generator.net import GeneratorConfig, check_widening
+    from models.generator.net import GeneratorConfig
 
     if init_ckpt is not None:
         _check_crop_compatible(init_ckpt, crop, cfg.init)
-        g_cfg = init_ckpt["generator_config"]
-        if cfg.generator and GeneratorConfig.from_dict(cfg.generator) != GeneratorConfig.from_dict(g_cfg):
-            # --widths with --init: the checkpoint widened (net.widen), else an error
-            try:
-                check_widening(GeneratorConfig.from_dict(g_cfg), GeneratorConfig.from_dict(cfg.generator))
-            except ValueError as e:
-                raise ConfigError(f"--widths with --init {cfg.init}: {e}") from None
-            g_cfg = cfg.generator
+        # --widths with --init: _build_networks widens the checkpoint's network to it
+        g_cfg = cfg.generator or init_ckpt["generator_config"]
     else:
         g_cfg = cfg.generator or GeneratorConfig().to_dict()
     cfg = replace(cfg, generator=g_cfg)
@@ -815,12 +809,12 @@ def _build_networks(cfg: TrainConfig, init_ckpt: Mapping[str, Any] | None, devic
 
     from models.generator.net import Discriminator, GeneratorConfig, widen
 
-    if init_ckpt is None:
-        G = build_generator(cfg.generator)
-    else:
-        G = build_generator(init_ckpt)
-        if GeneratorConfig.from_dict(cfg.generator) != G.config:
+    G = build_generator(init_ckpt if init_ckpt is not None else cfg.generator)
+    if GeneratorConfig.from_dict(cfg.generator) != G.config:  # only with --init and --widths
+        try:
             G = widen(G, GeneratorConfig.from_dict(cfg.generator))
+        except ValueError as e:
+            raise ConfigError(f"--widths with --init {cfg.init}: {e}") from None
     G = G.to(device)
     D = Discriminator().to(device) if cfg.mode == "cgan" else None
     if D is not None and init_ckpt is not None and init_ckpt.get("discriminator"):
